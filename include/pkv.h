@@ -1,0 +1,278 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pkv.h - embedded, persistent, concurrent key-value map.
+ *
+ * This is the only public header. Readers never take a lock and never enter the kernel on the
+ * get path; writers append to per-CPU write-ahead-log lanes and publish into an RCU-protected
+ * hash map; a restart replays the log (and, once snapshots exist, maps the last one in place).
+ *
+ * Return convention: every function that returns int returns 0 on success or a negative code:
+ * either -errno for a system error (-ENOMEM, -ENOSPC, -EIO, ...) or one of the PKV_E* constants
+ * below, which live in a band of their own below the errno range. pkv_strerror() names them all.
+ *
+ * Threads: a pkv handle is shared freely between threads. A thread that calls into pkv is
+ * registered with the RCU runtime on its first call and unregistered when it exits; the library
+ * does this by itself. pkv_thread_attach() / pkv_thread_detach() let a latency-critical thread do
+ * it at a time of its choosing.
+ */
+#ifndef PKV_H
+#define PKV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(PKV_BUILDING) && defined(__GNUC__)
+#define PKV_EXPORT __attribute__((visibility("default")))
+#else
+#define PKV_EXPORT
+#endif
+
+/* ------------------------------------------------------------------------------------------ */
+/* Limits                                                                                        */
+
+/** Longest key accepted, in bytes. Longer keys are PKV_ETOOBIG. Empty keys are PKV_EINVAL. */
+#define PKV_MAX_KEY 1024u
+/** Longest value accepted, in bytes (1 MiB, inclusive). Longer values are PKV_ETOOBIG. */
+#define PKV_MAX_VALUE (1024u * 1024u)
+
+/* ------------------------------------------------------------------------------------------ */
+/* Error codes (negative, below the errno range; see pkv_strerror)                               */
+
+#define PKV_NOTFOUND (-30001)  /* the key is absent (pkv_get, pkv_del) */
+#define PKV_EINVAL (-30002)    /* bad argument: NULL handle/pointer, empty key, bad option */
+#define PKV_ETOOBIG (-30003)   /* key longer than PKV_MAX_KEY or value longer than PKV_MAX_VALUE */
+#define PKV_ELOCKED (-30004)   /* the directory is already open (this or another process) */
+#define PKV_ECORRUPT (-30005)  /* files are damaged beyond a torn, unacknowledged tail */
+#define PKV_EREADONLY (-30006) /* opened read-only, or writes were stopped after an I/O error */
+
+/* ------------------------------------------------------------------------------------------ */
+/* Options                                                                                       */
+
+typedef struct pkv pkv; /* opaque store handle, thread-safe */
+
+/**
+ * enum pkv_durability - what a returned write survives.
+ * @PKV_DURABLE_PROCESS:  the record is in the OS page cache when the write returns: it survives a
+ *                        crash or kill of the process, not a power loss. The default.
+ * @PKV_DURABLE_POWER:    the record, and every record with a smaller sequence number, was made
+ *                        durable with fdatasync before the write returned. Concurrent writers share
+ *                        one fdatasync (group commit).
+ * @PKV_DURABLE_PERIODIC: as PROCESS, plus a background fdatasync every sync_interval_ms: a power
+ *                        loss loses at most about that much acknowledged history (always a suffix).
+ *
+ * Under every mode a write returns only once every record with a smaller sequence number is
+ * written too, so recovery after a crash never finds a hole in front of an acknowledged write.
+ */
+enum pkv_durability {
+	PKV_DURABLE_PROCESS = 0, /* default */
+	PKV_DURABLE_POWER,
+	PKV_DURABLE_PERIODIC,
+};
+
+/** Log levels passed to pkv_options.log_fn. */
+enum pkv_log_level {
+	PKV_LOG_ERROR = 0,
+	PKV_LOG_WARN = 1,
+	PKV_LOG_INFO = 2,
+};
+
+/** Flags for pkv_options.flags. */
+#define PKV_OPEN_READONLY 0x1u /* replay, serve gets; every write returns PKV_EREADONLY */
+#define PKV_OPEN_NOCREATE 0x2u /* fail with -ENOENT instead of creating a missing store */
+
+/**
+ * struct pkv_options - how to open a store. Fill with pkv_options_default(), then change fields.
+ * @durability:        default durability of writes (see enum pkv_durability).
+ * @sync_interval_ms:  period of the background fdatasync under PKV_DURABLE_PERIODIC (default 100,
+ *                     1 .. 3,600,000).
+ * @wal_lanes:         number of WAL lanes; 0 (default) means one per online CPU. At most 64.
+ * @wal_segment_bytes: size of each preallocated WAL segment file (default 16 MiB, 64 KiB .. 1 GiB).
+ *                     A record larger than a segment gets a segment of its own size.
+ * @capacity_hint:     number of keys the store expects to hold; the live map is sized for it up
+ *                     front so that a store that knows its size never stalls on growth (default 0).
+ * @shards:            number of writer shards of the live map, a power of two (default 64, at most
+ *                     4096). Writers to different shards never wait for each other.
+ * @flags:             PKV_OPEN_* flags.
+ * @log_fn:            optional callback for diagnostics (recovery report, corruption details, I/O
+ *                     failures). Called from the thread that hit the event; must not call into pkv.
+ *                     The library itself never prints.
+ * @log_ctx:           passed to log_fn.
+ */
+typedef struct pkv_options {
+	enum pkv_durability durability;
+	unsigned sync_interval_ms; /* for PKV_DURABLE_PERIODIC */
+	unsigned wal_lanes;
+	size_t wal_segment_bytes;
+	size_t capacity_hint;
+	unsigned shards;
+	unsigned flags;
+	void (*log_fn)(void *ctx, int level, const char *msg);
+	void *log_ctx;
+} pkv_options;
+
+/**
+ * struct pkv_stats - counters of an open store (pkv_get_stats).
+ * @keys:              live keys in the map.
+ * @puts, @dels:       successful writes since open.
+ * @last_seq:          highest sequence number taken so far (the write history's length).
+ * @durable_seq:       every write with a sequence number <= this is power-loss durable.
+ * @wal_bytes:         bytes appended to the WAL since open.
+ * @wal_segments:      WAL segment files on disk.
+ * @syncs:             fdatasync rounds (group commits, periodic and explicit syncs) since open.
+ * @synced_writes:     writes made durable by those rounds (synced_writes / syncs = batch size).
+ * @recovered_records: WAL records replayed at open.
+ * @discarded_records: records found at open beyond the recovered prefix (a torn tail, or records
+ *                     behind a missing sequence number) and discarded.
+ * @discarded_bytes:   bytes of WAL discarded at open (torn records and discarded records).
+ * @recovery_gap_seq:  the missing sequence number at which replay stopped, 0 if none was missing.
+ * @readonly_reason:   0 while writes are accepted; otherwise the code that stopped them
+ *                     (PKV_EREADONLY for a read-only open, or the -errno of a failed fdatasync).
+ */
+typedef struct pkv_stats {
+	uint64_t keys;
+	uint64_t puts;
+	uint64_t dels;
+	uint64_t last_seq;
+	uint64_t durable_seq;
+	uint64_t wal_bytes;
+	uint64_t wal_segments;
+	uint64_t syncs;
+	uint64_t synced_writes;
+	uint64_t recovered_records;
+	uint64_t discarded_records;
+	uint64_t discarded_bytes;
+	uint64_t recovery_gap_seq;
+	int readonly_reason;
+} pkv_stats;
+
+/* Flags for pkv_put_ex() / pkv_del_ex(). */
+#define PKV_WRITE_POWER 0x1u /* this write is power-loss durable on return, whatever the mode */
+
+/* ------------------------------------------------------------------------------------------ */
+/* Functions                                                                                     */
+
+/**
+ * pkv_options_default() - fill @opts with the defaults described at struct pkv_options.
+ * @opts: OUT: options to fill; NULL is ignored.
+ * Context: any thread.
+ */
+PKV_EXPORT void pkv_options_default(pkv_options *opts);
+
+/**
+ * pkv_open() - open (creating if needed) the store in directory @dir.
+ * @dir:    directory of the store, created if missing (one level); NULL opens a purely in-memory
+ *          map with the same API (no files, durability modes have no effect).
+ * @opts:   options, or NULL for the defaults.
+ * @db_out: OUT: the handle, set only on success.
+ *
+ * Takes DIR/LOCK with flock, then recovers: replays every WAL lane merged by sequence number and
+ * stops at the first missing one, so the opened state is always a prefix of the write history.
+ * A torn tail is discarded and reported through log_fn and pkv_get_stats().
+ *
+ * Returns: 0; PKV_EINVAL (NULL @db_out, bad option); PKV_ELOCKED (the directory is open, in this
+ * process or another); PKV_ECORRUPT (damage that is not a torn tail, or that proves the loss of a
+ * synced write; the log callback names the file and offset); -ENOENT (PKV_OPEN_NOCREATE and no
+ * store); -ENOMEM; other -errno from the file system.
+ * Context: any thread; blocks for the duration of recovery.
+ */
+PKV_EXPORT int pkv_open(const char *dir, const pkv_options *opts, pkv **db_out);
+
+/**
+ * pkv_close() - make every returned write power-loss durable, stop background work, release
+ * DIR/LOCK and free the handle. No other thread may use @db during or after the call.
+ * @db: handle, or NULL (a no-op returning 0).
+ * Returns: 0; or the -errno of the final fdatasync (the handle is freed all the same), or the
+ * code that made the store read-only earlier.
+ */
+PKV_EXPORT int pkv_close(pkv *db);
+
+/**
+ * pkv_put() - insert or replace @key with @val, under the store's durability mode.
+ * @db, @key, @klen: store and key (1 .. PKV_MAX_KEY bytes).
+ * @val, @vlen:      value (0 .. PKV_MAX_VALUE bytes; @val may be NULL when @vlen is 0).
+ *
+ * Returns: 0; PKV_EINVAL (NULL @db or @key, @klen 0, NULL @val with @vlen > 0); PKV_ETOOBIG;
+ * PKV_EREADONLY (read-only open, or writes stopped after an I/O error); -ENOSPC / -EIO / -ENOMEM
+ * when the record could not be written (nothing was applied; the store stays usable).
+ * Context: any thread; writers of keys in the same shard are serialized for a few hundred
+ * nanoseconds. Under PKV_DURABLE_POWER it blocks for one (shared) fdatasync.
+ */
+PKV_EXPORT int pkv_put(pkv *db, const void *key, size_t klen, const void *val, size_t vlen);
+
+/**
+ * pkv_put_ex() - pkv_put() with per-write @flags (PKV_WRITE_POWER: durable on return).
+ * Returns: as pkv_put(); PKV_EINVAL for unknown flags.
+ */
+PKV_EXPORT int pkv_put_ex(pkv *db, const void *key, size_t klen, const void *val, size_t vlen,
+			  unsigned flags);
+
+/**
+ * pkv_get() - copy the value of @key.
+ * @buf, @cap: destination; min(@cap, value length) bytes are copied. @buf may be NULL if @cap is 0.
+ * @vlen:      OUT: the full length of the value, always (so @cap 0 asks for the length only).
+ *
+ * Returns: 0; PKV_NOTFOUND; PKV_EINVAL (NULL @db, @key or @vlen, @klen 0, NULL @buf with @cap > 0);
+ * PKV_ETOOBIG (@klen > PKV_MAX_KEY: such a key cannot exist).
+ * Context: any thread. Lock-free and wait-free against writers apart from ck_ht's reprobe after a
+ * concurrent slot relocation; no syscall. Sees every write that returned before it started.
+ */
+PKV_EXPORT int pkv_get(pkv *db, const void *key, size_t klen, void *buf, size_t cap, size_t *vlen);
+
+/**
+ * pkv_del() - remove @key.
+ * Returns: 0; PKV_NOTFOUND (nothing was written); otherwise as pkv_put().
+ * Context: as pkv_put().
+ */
+PKV_EXPORT int pkv_del(pkv *db, const void *key, size_t klen);
+
+/** pkv_del_ex() - pkv_del() with per-write @flags (PKV_WRITE_POWER). */
+PKV_EXPORT int pkv_del_ex(pkv *db, const void *key, size_t klen, unsigned flags);
+
+/**
+ * pkv_sync() - make every write that returned before this call power-loss durable.
+ * Returns: 0; PKV_EINVAL (NULL @db); PKV_EREADONLY or the -errno of a failed fdatasync (after
+ * which the store refuses writes: a failed fdatasync is never retried and pretended away).
+ * Context: any thread; joins or leads a group commit.
+ */
+PKV_EXPORT int pkv_sync(pkv *db);
+
+/**
+ * pkv_compact() - write a snapshot now and retire the WAL it covers.
+ * Returns: 0 (a no-op for an in-memory store); PKV_EINVAL; PKV_EREADONLY; -errno.
+ */
+PKV_EXPORT int pkv_compact(pkv *db);
+
+/**
+ * pkv_get_stats() - read the counters of @db into @out.
+ * Returns: 0; PKV_EINVAL (NULL argument).
+ * Context: any thread; the counters are read without stopping writers (each one is exact, the set
+ * is not a single atomic snapshot).
+ */
+PKV_EXPORT int pkv_get_stats(pkv *db, pkv_stats *out);
+
+/**
+ * pkv_thread_attach() - register the calling thread with the RCU runtime now (pkv would do it on
+ * the thread's first call). Idempotent. Returns 0.
+ */
+PKV_EXPORT int pkv_thread_attach(void);
+
+/**
+ * pkv_thread_detach() - unregister the calling thread (pkv would do it at thread exit). The thread
+ * may call into pkv again later; it is then registered again. Returns 0.
+ */
+PKV_EXPORT int pkv_thread_detach(void);
+
+/**
+ * pkv_strerror() - a static, human-readable message for any code pkv returns (PKV_E*, -errno, 0).
+ */
+PKV_EXPORT const char *pkv_strerror(int code);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PKV_H */

@@ -1,0 +1,530 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * db.c - open/close, options, DIR/LOCK, RCU thread registration, and the public get/put/del.
+ *
+ * The write path, in order (each step's guarantee is numbered where it is implemented):
+ *   1. allocate the record                          (may fail: nothing happened)
+ *   2. lock the key's shard; make room in its table (map.c M.6; may fail: nothing happened)
+ *   3. append to the WAL lane: room, seq, copy      (wal.c W.3: may fail only before the seq)
+ *   4. publish in the map, retire the old record    (map.c M.1 - M.4)
+ *   5. unlock the shard
+ *   6. wait until every smaller seq is written      (wal.c W.5)
+ *   7. under PKV_DURABLE_POWER, join a group commit (sync.c S.1 - S.3)
+ * The shard lock spans 3 and 4, so the order of one key's records in the log is the order in
+ * which they were applied to the map.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <dirent.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "db.h"
+#include "errors.h"
+#include "fs.h"
+#include "rcu.h"
+#include "recovery.h"
+
+#define DEFAULT_SHARDS 64u
+#define DEFAULT_SEGMENT (16u << 20)
+#define DEFAULT_SYNC_MS 100u
+#define MAX_CAPACITY_HINT (1ull << 36)
+
+/* ---- RCU thread registration -------------------------------------------------------- */
+
+__thread bool pkv__rcu_registered;
+static pthread_key_t rcu_key;
+static pthread_once_t rcu_key_once = PTHREAD_ONCE_INIT;
+
+static void rcu_thread_exit(void *unused)
+{
+	(void)unused;
+	if (pkv__rcu_registered) {
+		urcu_memb_unregister_thread();
+		pkv__rcu_registered = false;
+	}
+}
+
+static void rcu_key_make(void)
+{
+	(void)pthread_key_create(&rcu_key, rcu_thread_exit);
+}
+
+void pkv__rcu_register_slow(void)
+{
+	pthread_once(&rcu_key_once, rcu_key_make);
+	urcu_memb_register_thread();
+	pkv__rcu_registered = true;
+	/* A non-NULL value makes the key's destructor run at thread exit. */
+	(void)pthread_setspecific(rcu_key, (void *)1);
+}
+
+PKV_EXPORT int pkv_thread_attach(void)
+{
+	pkv__rcu_enter();
+	return 0;
+}
+
+PKV_EXPORT int pkv_thread_detach(void)
+{
+	if (pkv__rcu_registered) {
+		urcu_memb_unregister_thread();
+		pkv__rcu_registered = false;
+		(void)pthread_setspecific(rcu_key, NULL);
+	}
+	return 0;
+}
+
+/* ---- logging, options ------------------------------------------------------------------ */
+
+void pkv__log(struct pkv *db, int level, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	if (db == NULL || db->opts.log_fn == NULL)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	db->opts.log_fn(db->opts.log_ctx, level, msg);
+}
+
+void pkv__db_set_readonly(struct pkv *db, int reason)
+{
+	int expected = 0;
+
+	if (__atomic_compare_exchange_n(&db->readonly_reason, &expected, reason, false,
+					__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE) &&
+	    reason != PKV_EREADONLY)
+		pkv__log(db, PKV_LOG_ERROR, "store %s refuses writes from now on: %s",
+			 db->dir ? db->dir : "(memory)", pkv_strerror(reason));
+}
+
+PKV_EXPORT void pkv_options_default(pkv_options *opts)
+{
+	if (opts == NULL)
+		return;
+	memset(opts, 0, sizeof(*opts));
+	opts->durability = PKV_DURABLE_PROCESS;
+	opts->sync_interval_ms = DEFAULT_SYNC_MS;
+	opts->wal_lanes = 0;
+	opts->wal_segment_bytes = DEFAULT_SEGMENT;
+	opts->capacity_hint = 0;
+	opts->shards = DEFAULT_SHARDS;
+}
+
+/* Check @in and fill the zero "use the default" fields of @out. 0 or PKV_EINVAL. */
+static int options_resolve(const pkv_options *in, pkv_options *out)
+{
+	if (in == NULL)
+		pkv_options_default(out);
+	else
+		*out = *in;
+	if ((unsigned)out->durability > PKV_DURABLE_PERIODIC)
+		return PKV_EINVAL;
+	if (out->durability == PKV_DURABLE_PERIODIC &&
+	    (out->sync_interval_ms == 0 || out->sync_interval_ms > 3600000u))
+		return PKV_EINVAL;
+	if (out->sync_interval_ms == 0)
+		out->sync_interval_ms = DEFAULT_SYNC_MS;
+	if (out->wal_lanes > WAL_MAX_LANES)
+		return PKV_EINVAL;
+	if (out->wal_lanes == 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		out->wal_lanes = n < 1 ? 1 : n > (long)WAL_MAX_LANES ? WAL_MAX_LANES : (unsigned)n;
+	}
+	if (out->wal_segment_bytes == 0)
+		out->wal_segment_bytes = DEFAULT_SEGMENT;
+	if (out->wal_segment_bytes < (64u << 10) || out->wal_segment_bytes > (1u << 30))
+		return PKV_EINVAL;
+	out->wal_segment_bytes = (out->wal_segment_bytes + 4095) & ~(size_t)4095;
+	if (out->shards == 0)
+		out->shards = DEFAULT_SHARDS;
+	if (out->shards > 4096 || (out->shards & (out->shards - 1)) != 0)
+		return PKV_EINVAL;
+	if (out->capacity_hint > MAX_CAPACITY_HINT)
+		return PKV_EINVAL;
+	if (out->flags & ~(PKV_OPEN_READONLY | PKV_OPEN_NOCREATE))
+		return PKV_EINVAL;
+	return 0;
+}
+
+/* ---- open / close ------------------------------------------------------------------- */
+
+static char *path_join(const char *a, const char *b)
+{
+	size_t n = strlen(a) + strlen(b) + 2;
+	char *p = malloc(n);
+
+	if (p)
+		snprintf(p, n, "%s/%s", a, b);
+	return p;
+}
+
+static int ensure_dir(const char *path, bool create)
+{
+	struct stat st;
+	int r;
+
+	if (stat(path, &st) == 0)
+		return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+	if (errno != ENOENT || !create)
+		return -errno;
+	r = pkv__fs->mkdir(path, 0755);
+	return r == -EEXIST ? 0 : r;
+}
+
+/* DIR/LOCK: one open handle per directory, in any process (O_CLOEXEC: not across exec). */
+static int lock_dir(struct pkv *db)
+{
+	char *path = path_join(db->dir, "LOCK");
+	int fd, r;
+
+	if (path == NULL)
+		return -ENOMEM;
+	fd = pkv__fs->open(path, O_RDWR | O_CREAT, 0644);
+	free(path);
+	if (fd < 0)
+		return fd;
+	r = pkv__fs->flock(fd, LOCK_EX | LOCK_NB);
+	if (r < 0) {
+		pkv__fs->close(fd);
+		if (r == -EWOULDBLOCK) {
+			pkv__log(db, PKV_LOG_ERROR, "open: %s is in use by another handle", db->dir);
+			return PKV_ELOCKED;
+		}
+		return r;
+	}
+	db->lock_fd = fd;
+	return 0;
+}
+
+static void db_free(struct pkv *db)
+{
+	pkv__sync_stop(db);
+	pkv__wal_destroy(db);
+	pkv__map_destroy(&db->map);
+	pkv__sync_destroy(db);
+	if (db->lock_fd >= 0)
+		pkv__fs->close(db->lock_fd); /* releases the flock */
+	free(db->wal.dir);
+	free(db->dir);
+	free(db);
+}
+
+PKV_EXPORT int pkv_open(const char *dir, const pkv_options *opts, pkv **db_out)
+{
+	struct pkv *db;
+	bool create;
+	int r;
+
+	if (db_out == NULL || (dir != NULL && dir[0] == '\0'))
+		return PKV_EINVAL;
+	db = calloc(1, sizeof(*db));
+	if (db == NULL)
+		return -ENOMEM;
+	db->lock_fd = -1;
+	r = options_resolve(opts, &db->opts);
+	if (r < 0) {
+		free(db);
+		return r;
+	}
+	pkv__rcu_enter();
+	pkv__sync_init(db);
+	db->readonly_open = db->opts.flags & PKV_OPEN_READONLY;
+	create = !(db->opts.flags & (PKV_OPEN_NOCREATE | PKV_OPEN_READONLY));
+	r = pkv__map_init(&db->map, db->opts.shards, db->opts.capacity_hint);
+	if (r < 0)
+		goto fail;
+	if (dir == NULL) {
+		db->in_memory = true;
+		if (db->readonly_open)
+			db->readonly_reason = PKV_EREADONLY;
+		*db_out = db;
+		return 0;
+	}
+
+	db->dir = strdup(dir);
+	db->wal.dir = path_join(dir, "wal");
+	if (db->dir == NULL || db->wal.dir == NULL) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	r = ensure_dir(db->dir, create);
+	if (r < 0)
+		goto fail;
+	r = lock_dir(db);
+	if (r < 0)
+		goto fail;
+	r = ensure_dir(db->wal.dir, !db->readonly_open);
+	if (r == -ENOENT && db->readonly_open)
+		r = 0; /* an empty store, read-only: nothing to replay */
+	else if (r < 0)
+		goto fail;
+	{
+		char *snap = path_join(dir, "snap");
+		r = snap ? ensure_dir(snap, !db->readonly_open) : -ENOMEM;
+		free(snap);
+		if (r == -ENOENT && db->readonly_open)
+			r = 0;
+		if (r < 0)
+			goto fail;
+	}
+	r = pkv__wal_init(db, db->opts.wal_lanes);
+	if (r < 0)
+		goto fail;
+	{
+		struct stat st;
+		if (stat(db->wal.dir, &st) == 0)
+			r = pkv__recover(db, 0);
+	}
+	if (r < 0)
+		goto fail;
+	if (db->readonly_open) {
+		db->readonly_reason = PKV_EREADONLY;
+	} else {
+		/* The recovered tail and the directory entries are durable (recovery.c R.8). */
+		r = pkv__fs_fsync_dir(db->dir);
+		if (r == 0)
+			r = pkv__sync_start(db);
+		if (r < 0)
+			goto fail;
+	}
+	*db_out = db;
+	return 0;
+fail:
+	db_free(db);
+	return r;
+}
+
+PKV_EXPORT int pkv_close(pkv *db)
+{
+	int r = 0;
+
+	if (db == NULL)
+		return 0;
+	pkv__rcu_enter();
+	if (!db->in_memory && !db->readonly_open) {
+		pkv__sync_stop(db);
+		if (pkv__db_readonly(db) == 0)
+			r = pkv__sync_wait(db, __atomic_load_n(&db->wal.seq, __ATOMIC_ACQUIRE));
+		else
+			r = pkv__db_readonly(db);
+	}
+	db_free(db);
+	return r;
+}
+
+/* ---- the write path ---------------------------------------------------------------- */
+
+static int check_key(const void *key, size_t klen)
+{
+	if (key == NULL || klen == 0)
+		return PKV_EINVAL;
+	if (klen > PKV_MAX_KEY)
+		return PKV_ETOOBIG;
+	return 0;
+}
+
+static int db_write(struct pkv *db, enum wal_rec_type type, const void *key, size_t klen,
+		    const void *val, size_t vlen, unsigned flags)
+{
+	struct pkv_rec *rec = NULL;
+	struct map_shard *s;
+	uint64_t h;
+	int64_t seq;
+	int r = 0;
+
+	if (pkv__db_readonly(db))
+		return PKV_EREADONLY;
+	pkv__rcu_enter();
+	if (type == WAL_PUT) {
+		rec = pkv__rec_new(key, klen, val, vlen);
+		if (rec == NULL)
+			return -ENOMEM;
+	}
+	h = pkv__map_hash(&db->map, key, klen);
+	s = pkv__map_shard(&db->map, h);
+
+	pthread_mutex_lock(&s->lock);
+	if (type == WAL_DEL && pkv__map_find_locked(s, h, key, klen) == NULL) {
+		r = PKV_NOTFOUND; /* nothing to log */
+		goto unlock;
+	}
+	if (type == WAL_PUT) {
+		r = pkv__map_reserve_locked(s);
+		if (r < 0)
+			goto unlock;
+	}
+	if (db->in_memory)
+		seq = (int64_t)__atomic_add_fetch(&db->mem_seq, 1, __ATOMIC_RELAXED);
+	else
+		seq = pkv__wal_append(db, type, key, (uint32_t)klen, val, (uint32_t)vlen);
+	if (seq < 0) {
+		r = (int)seq;
+		goto unlock;
+	}
+	if (type == WAL_PUT) {
+		r = pkv__map_set_locked(s, h, rec, (uint64_t)seq);
+		if (r < 0) {
+			/*
+			 * Unreachable unless memory ran out and ck_ht also had to grow for a full
+			 * probe sequence (M.6). The record is in the log but not in the map: stop
+			 * writing rather than let the two disagree further.
+			 */
+			pkv__db_set_readonly(db, r);
+			goto unlock;
+		}
+		rec = NULL;
+		__atomic_store_n(&s->puts, s->puts + 1, __ATOMIC_RELAXED);
+	} else {
+		r = pkv__map_del_locked(s, h, key, klen);
+		__atomic_store_n(&s->dels, s->dels + 1, __ATOMIC_RELAXED);
+	}
+unlock:
+	pthread_mutex_unlock(&s->lock);
+	if (rec)
+		pkv__rec_free(rec);
+	if (r < 0 || db->in_memory)
+		return r;
+	pkv__wal_wait_written(db, (uint64_t)seq);
+	if (db->opts.durability == PKV_DURABLE_POWER || (flags & PKV_WRITE_POWER))
+		r = pkv__sync_wait(db, (uint64_t)seq);
+	return r;
+}
+
+PKV_EXPORT int pkv_put_ex(pkv *db, const void *key, size_t klen, const void *val, size_t vlen,
+			  unsigned flags)
+{
+	int r;
+
+	if (db == NULL || (val == NULL && vlen > 0) || (flags & ~PKV_WRITE_POWER))
+		return PKV_EINVAL;
+	r = check_key(key, klen);
+	if (r < 0)
+		return r;
+	if (vlen > PKV_MAX_VALUE)
+		return PKV_ETOOBIG;
+	return db_write(db, WAL_PUT, key, klen, val, vlen, flags);
+}
+
+PKV_EXPORT int pkv_put(pkv *db, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	return pkv_put_ex(db, key, klen, val, vlen, 0);
+}
+
+PKV_EXPORT int pkv_del_ex(pkv *db, const void *key, size_t klen, unsigned flags)
+{
+	int r;
+
+	if (db == NULL || (flags & ~PKV_WRITE_POWER))
+		return PKV_EINVAL;
+	r = check_key(key, klen);
+	if (r < 0)
+		return r;
+	return db_write(db, WAL_DEL, key, klen, NULL, 0, flags);
+}
+
+PKV_EXPORT int pkv_del(pkv *db, const void *key, size_t klen)
+{
+	return pkv_del_ex(db, key, klen, 0);
+}
+
+/* ---- the read path ----------------------------------------------------------------- */
+
+PKV_EXPORT int pkv_get(pkv *db, const void *key, size_t klen, void *buf, size_t cap, size_t *vlen)
+{
+	const struct pkv_rec *rec;
+	uint64_t h;
+	int r;
+
+	if (db == NULL || vlen == NULL || (buf == NULL && cap > 0))
+		return PKV_EINVAL;
+	r = check_key(key, klen);
+	if (r < 0)
+		return r;
+	pkv__rcu_enter();
+	h = pkv__map_hash(&db->map, key, klen);
+	pkv__rcu_read_lock();
+	rec = pkv__map_get_rcu(&db->map, h, key, klen);
+	if (rec) {
+		*vlen = rec->vlen;
+		memcpy(buf, pkv__rec_val(rec), cap < rec->vlen ? cap : rec->vlen);
+	} else {
+		*vlen = 0;
+		r = PKV_NOTFOUND;
+	}
+	pkv__rcu_read_unlock();
+	return r;
+}
+
+/* ---- sync, stats ------------------------------------------------------------------- */
+
+PKV_EXPORT int pkv_sync(pkv *db)
+{
+	int r;
+
+	if (db == NULL)
+		return PKV_EINVAL;
+	if (db->in_memory)
+		return 0;
+	if (db->readonly_open)
+		return PKV_EREADONLY;
+	pkv__rcu_enter();
+	r = pkv__sync_wait(db, __atomic_load_n(&db->wal.seq, __ATOMIC_ACQUIRE));
+	return r;
+}
+
+static uint64_t count_segments(struct pkv *db)
+{
+	DIR *d = db->wal.dir ? opendir(db->wal.dir) : NULL;
+	struct dirent *e;
+	uint64_t n = 0;
+
+	if (d == NULL)
+		return 0;
+	while ((e = readdir(d)) != NULL) {
+		size_t len = strlen(e->d_name);
+		n += len > 4 && strcmp(e->d_name + len - 4, ".wal") == 0;
+	}
+	closedir(d);
+	return n;
+}
+
+PKV_EXPORT int pkv_get_stats(pkv *db, pkv_stats *out)
+{
+	if (db == NULL || out == NULL)
+		return PKV_EINVAL;
+	memset(out, 0, sizeof(*out));
+	for (unsigned i = 0; i < db->map.nshards; i++) {
+		out->puts += __atomic_load_n(&db->map.shards[i].puts, __ATOMIC_RELAXED);
+		out->dels += __atomic_load_n(&db->map.shards[i].dels, __ATOMIC_RELAXED);
+	}
+	out->keys = pkv__map_count(&db->map);
+	if (db->in_memory) {
+		out->last_seq = __atomic_load_n(&db->mem_seq, __ATOMIC_RELAXED);
+		out->durable_seq = 0;
+	} else {
+		out->last_seq = __atomic_load_n(&db->wal.seq, __ATOMIC_ACQUIRE);
+		out->durable_seq = __atomic_load_n(&db->wal.synced, __ATOMIC_ACQUIRE);
+		for (unsigned i = 0; i < db->wal.nlanes; i++)
+			out->wal_bytes += __atomic_load_n(&db->wal.lanes[i].bytes, __ATOMIC_RELAXED);
+		out->wal_segments = count_segments(db);
+		pthread_mutex_lock(&db->sync.mu);
+		out->syncs = db->sync.syncs;
+		out->synced_writes = db->sync.synced_writes;
+		pthread_mutex_unlock(&db->sync.mu);
+	}
+	out->recovered_records = db->rec.recovered_records;
+	out->discarded_records = db->rec.discarded_records;
+	out->discarded_bytes = db->rec.discarded_bytes;
+	out->recovery_gap_seq = db->rec.gap_seq;
+	out->readonly_reason = pkv__db_readonly(db);
+	return 0;
+}

@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * rcu.h - the one place pkv names a liburcu flavor, plus the ThreadSanitizer shim.
+ *
+ * pkv uses the "memb" flavor: read-side sections are a thread-local counter update and a
+ * compiler barrier (the writer side pays with sys_membarrier), no signals are taken over, and no
+ * quiescent-state announcements are asked of the application's threads.
+ *
+ * Threads are registered by pkv itself: pkv__rcu_enter() on every public entry point registers
+ * the calling thread on its first call and arranges its unregistration at thread exit.
+ *
+ * ThreadSanitizer cannot see liburcu 0.13's grace periods. Under PKV_TSAN the shim turns each
+ * read-side unlock into a release and each reclamation callback into an acquire of one token, so
+ * TSan learns that a reader's accesses happen before the memory they touched is freed, and
+ * nothing more: a build that skips the grace period (PKV_TEST_SKIP_GRACE_PERIOD) frees without
+ * the acquire and TSan reports it (stress/ keeps that as a negative control).
+ */
+#ifndef PKV_RCU_H
+#define PKV_RCU_H
+
+#include <stdbool.h>
+#include <urcu/urcu-memb.h>
+
+#ifdef PKV_TSAN
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+extern char pkv__tsan_gp_token;
+#define PKV_TSAN_RELEASE() __tsan_release(&pkv__tsan_gp_token)
+#define PKV_TSAN_ACQUIRE() __tsan_acquire(&pkv__tsan_gp_token)
+#else
+#define PKV_TSAN_RELEASE() ((void)0)
+#define PKV_TSAN_ACQUIRE() ((void)0)
+#endif
+
+extern __thread bool pkv__rcu_registered;
+
+/* Slow path of pkv__rcu_enter: register the thread, arm the exit-time unregistration. */
+void pkv__rcu_register_slow(void);
+
+/* Make sure the calling thread is registered with RCU; cheap after the first call. */
+static inline void pkv__rcu_enter(void)
+{
+	if (__builtin_expect(!pkv__rcu_registered, 0))
+		pkv__rcu_register_slow();
+}
+
+static inline void pkv__rcu_read_lock(void)
+{
+	urcu_memb_read_lock();
+}
+
+static inline void pkv__rcu_read_unlock(void)
+{
+	PKV_TSAN_RELEASE();
+	urcu_memb_read_unlock();
+}
+
+#endif /* PKV_RCU_H */

@@ -1,0 +1,553 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * recovery.c - replay the WAL lanes merged by sequence number; cut and report the torn tail.
+ *
+ * Rules (tests cite them):
+ *  R.1  Every DIR/wal/LLL-SSSSSSSSSS.wal is a segment; *.tmp files are unfinished creations
+ *       (wal.c W.1) and are removed. A segment whose header is unreadable, damaged, or
+ *       disagrees with its name is damage, not a torn tail: PKV_ECORRUPT naming the file.
+ *  R.2  A lane is read in segment-number order; its records must have strictly increasing
+ *       sequence numbers (W.4); a decreasing one is PKV_ECORRUPT. A zero length ends a
+ *       segment's data. The first record that fails its length or CRC check ends the lane.
+ *  R.3  Lanes are merged by sequence number starting at base + 1 (the snapshot's S, or 1).
+ *       Records <= base are already in the base image and skipped. Replay stops at the first
+ *       missing sequence number: the state is always exactly a prefix of the write history.
+ *  R.4  Everything after the stop, in every lane (records behind the missing number, the torn
+ *       record, bytes after it), is discarded and reported: counts of records and bytes, the
+ *       missing number, and each torn spot's file and offset, through the log callback and
+ *       pkv_get_stats().
+ *  R.5  Each record carries `synced`, the durable watermark when it was written. If any record
+ *       that was read says that the missing number had been fdatasynced, that write was
+ *       acknowledged as durable and has been destroyed since: PKV_ECORRUPT, never a silent loss.
+ *  R.6  Before new sequence numbers are handed out, discarded records are removed from disk
+ *       (the lane is cut after its last replayed record: later segments unlinked, the rest of
+ *       the segment zeroed by truncate + fallocate, fdatasynced), so that they can never be
+ *       mistaken later for the new records that reuse their numbers.
+ *  R.7  Every lane of this open appends after its cut, in its last segment, whose tail past the
+ *       cut is always zeroed first (R.6), so stale bytes can never follow a new record.
+ *  R.8  Every segment replayed is fdatasynced before the open returns: what was recovered from
+ *       the page cache after a process crash is then power-loss durable, and `synced` of new
+ *       records may say so.
+ * A read-only open performs R.1 - R.5 only and changes nothing on disk.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+
+#include "db.h"
+#include "errors.h"
+#include "fs.h"
+#include "recovery.h"
+
+struct rseg {
+	uint32_t lane;
+	uint64_t segno;
+	char name[32];
+	int fd;
+	unsigned char *map;
+	size_t maplen; /* readable bytes: min(file size, header seg_bytes) */
+	off_t fsize;
+	struct wal_seg_disk hdr;
+	uint32_t seed;
+};
+
+struct rlane {
+	uint32_t id;
+	struct rseg **segs; /* sorted by segno */
+	size_t nsegs;
+	size_t si, off;     /* cursor: where `next` was decoded */
+	struct wal_rec next;
+	bool has;
+	bool bad;
+	size_t bad_si, bad_off;
+	const char *why;
+	uint64_t last_seq;
+	size_t keep_si, keep_off; /* just after the last replayed (or pre-base) record */
+	bool cut;                 /* something after keep must be removed (R.6) */
+};
+
+struct rctx {
+	struct pkv *db;
+	struct rseg *segs;
+	size_t nsegs, capsegs;
+	struct rlane *lanes;
+	size_t nlanes;
+	uint64_t max_synced;
+	int err;
+};
+
+static int parse_name(const char *name, uint32_t *lane, uint64_t *segno, bool *tmp)
+{
+	unsigned l;
+	unsigned long long s;
+	char ext[8];
+	int n = 0;
+
+	if (strlen(name) != 3 + 1 + 10 + 4)
+		return -1;
+	if (sscanf(name, "%3u-%10llu.%3s%n", &l, &s, ext, &n) != 3 || n != 18)
+		return -1;
+	if (strcmp(ext, "wal") == 0)
+		*tmp = false;
+	else if (strcmp(ext, "tmp") == 0)
+		*tmp = true;
+	else
+		return -1;
+	*lane = l;
+	*segno = s;
+	return 0;
+}
+
+static int seg_cmp(const void *a, const void *b)
+{
+	const struct rseg *x = a, *y = b;
+
+	if (x->lane != y->lane)
+		return x->lane < y->lane ? -1 : 1;
+	return x->segno < y->segno ? -1 : x->segno > y->segno;
+}
+
+static int corrupt(struct rctx *c, const char *name, size_t off, const char *why)
+{
+	pkv__log(c->db, PKV_LOG_ERROR, "recovery: %s/wal/%s at offset %zu: %s", c->db->dir, name,
+		 off, why);
+	return PKV_ECORRUPT;
+}
+
+/* R.1: find, open and check every segment. */
+static int scan_dir(struct rctx *c)
+{
+	struct pkv *db = c->db;
+	DIR *d = opendir(db->wal.dir);
+	struct dirent *e;
+	char path[4096];
+	int r = 0;
+
+	if (d == NULL)
+		return -errno;
+	while ((e = readdir(d)) != NULL) {
+		struct rseg *s;
+		uint32_t lane;
+		uint64_t segno;
+		bool tmp;
+		const char *why;
+		ssize_t n;
+		int fd;
+
+		if (e->d_name[0] == '.')
+			continue;
+		if (parse_name(e->d_name, &lane, &segno, &tmp) < 0) {
+			size_t len = strlen(e->d_name);
+			if (len > 4 && strcmp(e->d_name + len - 4, ".wal") == 0) {
+				r = corrupt(c, e->d_name, 0, "file name is not LLL-SSSSSSSSSS.wal");
+				break;
+			}
+			pkv__log(db, PKV_LOG_WARN, "recovery: ignoring unknown file wal/%s",
+				 e->d_name);
+			continue;
+		}
+		snprintf(path, sizeof(path), "%s/%s", db->wal.dir, e->d_name);
+		if (tmp) {
+			if (!db->readonly_open)
+				pkv__fs->unlink(path); /* W.1 debris */
+			continue;
+		}
+		if (c->nsegs == c->capsegs) {
+			size_t ncap = c->capsegs ? c->capsegs * 2 : 16;
+			struct rseg *ns = realloc(c->segs, ncap * sizeof(*ns));
+			if (ns == NULL) {
+				r = -ENOMEM;
+				break;
+			}
+			c->segs = ns;
+			c->capsegs = ncap;
+		}
+		s = &c->segs[c->nsegs];
+		memset(s, 0, sizeof(*s));
+		s->fd = -1;
+		s->lane = lane;
+		s->segno = segno;
+		snprintf(s->name, sizeof(s->name), "%s", e->d_name);
+		fd = pkv__fs->open(path, db->readonly_open ? O_RDONLY : O_RDWR, 0);
+		if (fd < 0) {
+			r = fd;
+			pkv__log(db, PKV_LOG_ERROR, "recovery: cannot open wal/%s: %s", s->name,
+				 pkv_strerror(fd));
+			break;
+		}
+		s->fd = fd;
+		c->nsegs++;
+		r = pkv__fs->fstat_size(fd, &s->fsize);
+		if (r < 0)
+			break;
+		n = pkv__fs_pread_all(fd, &s->hdr, sizeof(s->hdr), 0);
+		if (n < 0) {
+			r = (int)n;
+			break;
+		}
+		if (pkv__wal_seg_check(&s->hdr, (size_t)n, &s->hdr, &why) < 0) {
+			r = corrupt(c, s->name, 0, why);
+			break;
+		}
+		if (s->hdr.lane != lane || s->hdr.segno != segno) {
+			r = corrupt(c, s->name, 0, "segment header disagrees with the file name");
+			break;
+		}
+		s->seed = pkv__wal_rec_seed(&s->hdr);
+		s->maplen = (size_t)s->fsize < s->hdr.seg_bytes ? (size_t)s->fsize
+								 : s->hdr.seg_bytes;
+		s->map = pkv__fs->mmap(s->maplen, PROT_READ, fd, 0);
+		if (s->map == NULL) {
+			r = -errno;
+			break;
+		}
+	}
+	closedir(d);
+	if (r < 0)
+		return r;
+	qsort(c->segs, c->nsegs, sizeof(*c->segs), seg_cmp);
+	return 0;
+}
+
+static int build_lanes(struct rctx *c)
+{
+	size_t i = 0;
+
+	c->lanes = calloc(c->nsegs ? c->nsegs : 1, sizeof(*c->lanes));
+	if (c->lanes == NULL)
+		return -ENOMEM;
+	while (i < c->nsegs) {
+		struct rlane *l = &c->lanes[c->nlanes++];
+		size_t j = i;
+
+		l->id = c->segs[i].lane;
+		while (j < c->nsegs && c->segs[j].lane == l->id)
+			j++;
+		l->nsegs = j - i;
+		l->segs = malloc(l->nsegs * sizeof(*l->segs));
+		if (l->segs == NULL)
+			return -ENOMEM;
+		for (size_t k = 0; k < l->nsegs; k++)
+			l->segs[k] = &c->segs[i + k];
+		l->off = WAL_SEG_HDR;
+		l->keep_off = WAL_SEG_HDR;
+		i = j;
+	}
+	return 0;
+}
+
+/* Decode the lane's next record into l->next (R.2). 0 or PKV_ECORRUPT. */
+static int lane_advance(struct rctx *c, struct rlane *l)
+{
+	l->has = false;
+	while (l->si < l->nsegs && !l->bad) {
+		struct rseg *s = l->segs[l->si];
+		const char *why = NULL;
+		enum wal_decode d;
+
+		if (l->off >= s->maplen)
+			d = WAL_DEC_END;
+		else
+			d = pkv__wal_rec_decode(s->map + l->off, s->maplen - l->off, s->seed,
+						&l->next, &why);
+		if (d == WAL_DEC_END) {
+			l->si++;
+			l->off = WAL_SEG_HDR;
+			continue;
+		}
+		if (d == WAL_DEC_BAD) {
+			l->bad = true;
+			l->bad_si = l->si;
+			l->bad_off = l->off;
+			l->why = why;
+			return 0;
+		}
+		if (l->next.seq <= l->last_seq)
+			return corrupt(c, s->name, l->off,
+				       "sequence numbers do not increase within the lane");
+		l->last_seq = l->next.seq;
+		if (l->next.synced > c->max_synced)
+			c->max_synced = l->next.synced;
+		l->has = true;
+		return 0;
+	}
+	return 0;
+}
+
+static int apply(struct pkv *db, const struct wal_rec *w)
+{
+	uint64_t h;
+	struct map_shard *s;
+	struct pkv_rec *r;
+	int rc;
+
+	if (w->type == WAL_NOP)
+		return 0;
+	h = pkv__map_hash(&db->map, w->key, w->klen);
+	s = pkv__map_shard(&db->map, h);
+	if (w->type == WAL_DEL) {
+		rc = pkv__map_del_locked(s, h, w->key, w->klen);
+		return rc == PKV_NOTFOUND ? 0 : rc;
+	}
+	r = pkv__rec_new(w->key, w->klen, w->val, w->vlen);
+	if (r == NULL)
+		return -ENOMEM;
+	rc = pkv__map_reserve_locked(s);
+	if (rc == 0)
+		rc = pkv__map_set_locked(s, h, r, w->seq);
+	if (rc < 0)
+		pkv__rec_free(r);
+	return rc;
+}
+
+/* Last non-zero byte at or after @from in @s, rounded up to 8; @from if none. */
+static size_t data_end(const struct rseg *s, size_t from)
+{
+	size_t end = s->maplen;
+
+	while (end > from && s->map[end - 1] == 0)
+		end--;
+	return end > from ? (end + 7) & ~(size_t)7 : from;
+}
+
+/* R.4: count what lies after the stop in lane @l. */
+static int count_discarded(struct rctx *c, struct rlane *l)
+{
+	struct pkv_recovery_report *rep = &c->db->rec;
+	int r;
+
+	while (l->has) {
+		rep->discarded_records++;
+		rep->discarded_bytes += l->next.size;
+		l->cut = true;
+		l->off += l->next.size;
+		r = lane_advance(c, l);
+		if (r < 0)
+			return r;
+	}
+	if (l->bad) {
+		struct rseg *s = l->segs[l->bad_si];
+		size_t end = data_end(s, l->bad_off);
+
+		rep->discarded_bytes += end - l->bad_off;
+		l->cut = true;
+		pkv__log(c->db, PKV_LOG_WARN,
+			 "recovery: torn tail in wal/%s at offset %zu (%s): %zu bytes discarded",
+			 s->name, l->bad_off, l->why, end - l->bad_off);
+		/* Segments after a torn one hold only records behind the tear. */
+		for (size_t k = l->bad_si + 1; k < l->nsegs; k++) {
+			struct rlane tail = { .id = l->id, .segs = l->segs, .nsegs = l->nsegs,
+					      .si = k, .off = WAL_SEG_HDR };
+
+			r = lane_advance(c, &tail);
+			while (r == 0 && tail.has && tail.si == k) {
+				rep->discarded_records++;
+				rep->discarded_bytes += tail.next.size;
+				tail.off += tail.next.size;
+				r = lane_advance(c, &tail);
+			}
+			if (r < 0)
+				return r;
+			rep->discarded_bytes += data_end(l->segs[k], WAL_SEG_HDR) - WAL_SEG_HDR;
+		}
+	}
+	return 0;
+}
+
+/* R.3: merge the lanes from @base + 1, applying records until the first missing number. */
+static int merge(struct rctx *c, uint64_t base, uint64_t *last_out)
+{
+	struct pkv_recovery_report *rep = &c->db->rec;
+	uint64_t expected = base + 1;
+	int r;
+
+	for (size_t i = 0; i < c->nlanes; i++) {
+		r = lane_advance(c, &c->lanes[i]);
+		if (r < 0)
+			return r;
+	}
+	for (;;) {
+		struct rlane *min = NULL;
+
+		for (size_t i = 0; i < c->nlanes; i++) {
+			struct rlane *l = &c->lanes[i];
+			if (l->has && (min == NULL || l->next.seq < min->next.seq))
+				min = l;
+		}
+		if (min == NULL)
+			break;
+		if (min->next.seq > expected) {
+			rep->gap_seq = expected;
+			break;
+		}
+		if (min->next.seq < expected && min->next.seq > base)
+			return corrupt(c, min->segs[min->si]->name, min->off,
+				       "sequence number appears twice");
+		if (min->next.seq == expected) {
+			r = apply(c->db, &min->next);
+			if (r < 0)
+				return r;
+			rep->recovered_records++;
+			expected++;
+		}
+		min->off += min->next.size;
+		min->keep_si = min->si;
+		min->keep_off = min->off;
+		r = lane_advance(c, min);
+		if (r < 0)
+			return r;
+	}
+	*last_out = expected - 1;
+	for (size_t i = 0; i < c->nlanes; i++) {
+		r = count_discarded(c, &c->lanes[i]);
+		if (r < 0)
+			return r;
+	}
+	/* R.5: a missing number that a surviving record says was synced is a destroyed write. */
+	if (rep->gap_seq && c->max_synced >= rep->gap_seq) {
+		for (size_t i = 0; i < c->nlanes; i++) {
+			struct rlane *l = &c->lanes[i];
+			if (l->bad)
+				return corrupt(c, l->segs[l->bad_si]->name, l->bad_off, l->why);
+		}
+		pkv__log(c->db, PKV_LOG_ERROR,
+			 "recovery: %s/wal: sequence number %" PRIu64
+			 " is missing but was made durable (records say %" PRIu64 " was synced)",
+			 c->db->dir, rep->gap_seq, c->max_synced);
+		return PKV_ECORRUPT;
+	}
+	return 0;
+}
+
+/* R.6, R.7: cut lane @l after its keep point; zero the rest of the keep segment. */
+static int cut_lane(struct rctx *c, struct rlane *l, bool *dir_dirty)
+{
+	struct pkv *db = c->db;
+	struct rseg *keep = l->segs[l->keep_si];
+	char path[4096];
+	int r;
+
+	for (size_t k = l->keep_si + 1; k < l->nsegs; k++) {
+		struct rseg *s = l->segs[k];
+
+		snprintf(path, sizeof(path), "%s/%s", db->wal.dir, s->name);
+		r = pkv__fs->unlink(path);
+		if (r < 0)
+			return r;
+		*dir_dirty = true;
+	}
+	l->nsegs = l->keep_si + 1;
+	/* Truncate then re-allocate: the tail reads as zeros and stays allocated (W.2). */
+	r = pkv__fs->ftruncate(keep->fd, (off_t)l->keep_off);
+	if (r == 0)
+		r = pkv__fs->fallocate(keep->fd, 0, (off_t)keep->hdr.seg_bytes);
+	if (r == 0)
+		r = pkv__fs->fdatasync(keep->fd);
+	return r;
+}
+
+/* Hand the lane's last segment to the WAL as the one to append to (R.7). */
+static int adopt_lane(struct rctx *c, struct rlane *l)
+{
+	struct pkv *db = c->db;
+	struct wal_lane *wl = &db->wal.lanes[l->id];
+	struct rseg *keep = l->segs[l->keep_si];
+	struct wal_seg *seg = calloc(1, sizeof(*seg));
+
+	if (seg == NULL)
+		return -ENOMEM;
+	seg->fd = keep->fd;
+	seg->lane = l->id;
+	seg->segno = keep->segno;
+	seg->size = keep->hdr.seg_bytes;
+	seg->off = l->keep_off;
+	seg->seed = keep->seed;
+	seg->base = pkv__fs->mmap(seg->size, PROT_READ | PROT_WRITE, seg->fd, 0);
+	if (seg->base == NULL) {
+		int r = -errno;
+		free(seg);
+		return r;
+	}
+	keep->fd = -1; /* now owned by the WAL */
+	wl->cur = seg;
+	wl->next_segno = l->segs[l->nsegs - 1]->segno + 1;
+	return 0;
+}
+
+static void rctx_free(struct rctx *c)
+{
+	for (size_t i = 0; i < c->nsegs; i++) {
+		if (c->segs[i].map)
+			pkv__fs->munmap(c->segs[i].map, c->segs[i].maplen);
+		if (c->segs[i].fd >= 0)
+			pkv__fs->close(c->segs[i].fd);
+	}
+	for (size_t i = 0; i < c->nlanes; i++)
+		free(c->lanes[i].segs);
+	free(c->lanes);
+	free(c->segs);
+}
+
+int pkv__recover(struct pkv *db, uint64_t base_seq)
+{
+	struct rctx c = { .db = db };
+	struct pkv_recovery_report *rep = &db->rec;
+	uint64_t last = base_seq;
+	bool dir_dirty = false;
+	int r;
+
+	memset(rep, 0, sizeof(*rep));
+	r = scan_dir(&c);
+	if (r == 0)
+		r = build_lanes(&c);
+	if (r == 0)
+		r = merge(&c, base_seq, &last);
+	if (r < 0)
+		goto out;
+
+	db->wal.salt = c.nsegs ? c.segs[0].hdr.salt : 0;
+	while (db->wal.salt == 0 && getrandom(&db->wal.salt, sizeof(db->wal.salt), 0) < 0)
+		;
+	__atomic_store_n(&db->wal.seq, last, __ATOMIC_RELAXED);
+
+	if (!db->readonly_open) {
+		for (size_t i = 0; i < c.nlanes && r == 0; i++) {
+			struct rlane *l = &c.lanes[i];
+			bool ours = l->id < db->wal.nlanes;
+
+			if (l->cut || ours)
+				r = cut_lane(&c, l, &dir_dirty);
+			if (r == 0 && ours)
+				r = adopt_lane(&c, l);
+			else if (r == 0 && !l->cut)
+				r = pkv__fs->fdatasync(l->segs[l->keep_si]->fd); /* R.8 */
+			for (size_t k = 0; k < l->keep_si && r == 0; k++)
+				r = pkv__fs->fdatasync(l->segs[k]->fd); /* R.8 */
+		}
+		if (r == 0 && dir_dirty)
+			r = pkv__fs_fsync_dir(db->wal.dir);
+		if (r < 0) {
+			pkv__log(db, PKV_LOG_ERROR, "recovery: cannot repair %s/wal: %s", db->dir,
+				 pkv_strerror(r));
+			goto out;
+		}
+		__atomic_store_n(&db->wal.synced, last, __ATOMIC_RELAXED);
+		for (unsigned i = 0; i < db->wal.nlanes; i++)
+			db->wal.lanes[i].last_seq = db->wal.lanes[i].synced_seq = 0;
+	}
+	if (rep->recovered_records || rep->discarded_records || rep->discarded_bytes)
+		pkv__log(db, rep->discarded_bytes ? PKV_LOG_WARN : PKV_LOG_INFO,
+			 "recovery: %s: replayed %" PRIu64 " records from %zu segments up to seq %" PRIu64
+			 "; discarded %" PRIu64 " records, %" PRIu64 " bytes%s",
+			 db->dir, rep->recovered_records, c.nsegs, last, rep->discarded_records,
+			 rep->discarded_bytes, rep->gap_seq ? " behind a missing sequence number" : "");
+out:
+	rctx_free(&c);
+	return r;
+}

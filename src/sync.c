@@ -1,0 +1,242 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sync.c - group commit, explicit and periodic syncs, and the background thread.
+ *
+ * Guarantees:
+ *  S.1  A round picks its target T = the last sequence number taken, waits until every record
+ *       <= T is copied into its segment (wal.c W.5), then fdatasyncs every segment that holds
+ *       records not yet synced (retired ones first, then each lane's current one). Only then is
+ *       `synced` raised to T: every write <= T is power-loss durable.
+ *  S.2  One round at a time. A writer that needs seq S waits while a round runs; if that round
+ *       did not reach S it leads the next, which covers everyone who arrived in between. So N
+ *       concurrent writers cost about two rounds, not N.
+ *  S.3  A failed fdatasync is final: the error is kept, `synced` never passes the failed round,
+ *       every waiter of that round and every later write gets an error, and the store refuses
+ *       writes (PKV_EREADONLY). The kernel may have dropped the dirty pages it could not write;
+ *       retrying and succeeding would report data as durable that is not (fsyncgate).
+ *  S.4  Rolled segments are closed only after a successful fdatasync, by the round that synced
+ *       them; rounds are the only place segments are freed while the store is open.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "db.h"
+#include "errors.h"
+#include "fs.h"
+#include "rcu.h"
+#include "sync.h"
+#include "wal.h"
+
+int pkv__sync_init(struct pkv *db)
+{
+	struct pkv_sync *s = &db->sync;
+	pthread_condattr_t ca;
+
+	memset(s, 0, sizeof(*s));
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cv, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->bg_cv, &ca);
+	pthread_condattr_destroy(&ca);
+	return 0;
+}
+
+void pkv__sync_destroy(struct pkv *db)
+{
+	struct pkv_sync *s = &db->sync;
+
+	pthread_cond_destroy(&s->bg_cv);
+	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->mu);
+}
+
+/* One fdatasync round up to @target (S.1, S.4). Only the leader calls it. 0 or -errno. */
+static int sync_round(struct pkv *db, uint64_t target)
+{
+	struct pkv_wal *w = &db->wal;
+	int err = 0;
+
+	pkv__wal_wait_written(db, target);
+	for (unsigned i = 0; i < w->nlanes; i++) {
+		struct wal_lane *l = &w->lanes[i];
+		struct wal_seg *retired, *cur;
+		uint64_t last;
+
+		pthread_mutex_lock(&l->lock);
+		retired = l->retired;
+		l->retired = NULL;
+		cur = l->cur;
+		last = l->last_seq;
+		pthread_mutex_unlock(&l->lock);
+
+		while (retired) {
+			struct wal_seg *seg = retired;
+			int r = pkv__fs->fdatasync(seg->fd);
+
+			retired = seg->next;
+			if (r < 0 && err == 0) {
+				err = r;
+				pkv__log(db, PKV_LOG_ERROR,
+					 "sync: fdatasync of wal segment %03u-%010llu failed: %s",
+					 seg->lane, (unsigned long long)seg->segno, pkv_strerror(r));
+			}
+			pkv__wal_seg_close(seg);
+		}
+		/* cur cannot be freed under us: only rounds free segments, and this is the round. */
+		if (cur && last > l->synced_seq) {
+			int r = pkv__fs->fdatasync(cur->fd);
+			if (r < 0 && err == 0) {
+				err = r;
+				pkv__log(db, PKV_LOG_ERROR,
+					 "sync: fdatasync of wal segment %03u-%010llu failed: %s",
+					 cur->lane, (unsigned long long)cur->segno, pkv_strerror(r));
+			}
+			if (r == 0)
+				l->synced_seq = last;
+		}
+	}
+	return err;
+}
+
+int pkv__sync_wait(struct pkv *db, uint64_t seq)
+{
+	struct pkv_sync *s = &db->sync;
+	struct pkv_wal *w = &db->wal;
+	int r;
+
+	if (__atomic_load_n(&w->synced, __ATOMIC_ACQUIRE) >= seq)
+		return 0;
+	pthread_mutex_lock(&s->mu);
+	while (s->err == 0 && __atomic_load_n(&w->synced, __ATOMIC_ACQUIRE) < seq) {
+		uint64_t target, before;
+
+		if (s->leader) { /* S.2 */
+			pthread_cond_wait(&s->cv, &s->mu);
+			continue;
+		}
+		s->leader = true;
+		target = __atomic_load_n(&w->seq, __ATOMIC_SEQ_CST);
+		pthread_mutex_unlock(&s->mu);
+
+		r = sync_round(db, target);
+
+		pthread_mutex_lock(&s->mu);
+		s->leader = false;
+		if (r < 0) {
+			s->err = r; /* S.3 */
+			pkv__db_set_readonly(db, r);
+		} else {
+			before = __atomic_load_n(&w->synced, __ATOMIC_RELAXED);
+			if (target > before) {
+				s->synced_writes += target - before;
+				__atomic_store_n(&w->synced, target, __ATOMIC_RELEASE);
+			}
+			s->syncs++;
+		}
+		pthread_cond_broadcast(&s->cv);
+	}
+	r = __atomic_load_n(&w->synced, __ATOMIC_ACQUIRE) >= seq ? 0 : s->err;
+	pthread_mutex_unlock(&s->mu);
+	return r;
+}
+
+void pkv__sync_kick(struct pkv *db)
+{
+	struct pkv_sync *s = &db->sync;
+
+	if (!s->bg_running)
+		return;
+	pthread_mutex_lock(&s->mu);
+	s->bg_kick = true;
+	pthread_cond_signal(&s->bg_cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+static bool lanes_have_retired(struct pkv *db)
+{
+	bool any = false;
+
+	for (unsigned i = 0; i < db->wal.nlanes && !any; i++) {
+		pthread_mutex_lock(&db->wal.lanes[i].lock);
+		any = db->wal.lanes[i].retired != NULL;
+		pthread_mutex_unlock(&db->wal.lanes[i].lock);
+	}
+	return any;
+}
+
+/*
+ * The background thread: makes spare segments so that a lane rolls without waiting for the
+ * file system, syncs and closes rolled segments (bounding the unsynced data of every mode), and
+ * runs the PKV_DURABLE_PERIODIC rounds.
+ */
+static void *bg_main(void *arg)
+{
+	struct pkv *db = arg;
+	struct pkv_sync *s = &db->sync;
+	bool periodic = db->opts.durability == PKV_DURABLE_PERIODIC;
+	unsigned interval_ms = periodic ? db->opts.sync_interval_ms : 1000;
+	struct timespec next;
+
+	pkv__rcu_enter();
+	clock_gettime(CLOCK_MONOTONIC, &next);
+	pthread_mutex_lock(&s->mu);
+	while (!s->bg_stop) {
+		bool timed_out = false;
+
+		if (!s->bg_kick) {
+			next.tv_sec += interval_ms / 1000;
+			next.tv_nsec += (long)(interval_ms % 1000) * 1000000L;
+			if (next.tv_nsec >= 1000000000L) {
+				next.tv_sec++;
+				next.tv_nsec -= 1000000000L;
+			}
+			timed_out = pthread_cond_timedwait(&s->bg_cv, &s->mu, &next) == ETIMEDOUT;
+			if (!timed_out)
+				clock_gettime(CLOCK_MONOTONIC, &next);
+		}
+		s->bg_kick = false;
+		if (s->bg_stop)
+			break;
+		pthread_mutex_unlock(&s->mu);
+
+		pkv__wal_make_spares(db);
+		if ((periodic && timed_out) || lanes_have_retired(db)) {
+			uint64_t seq = __atomic_load_n(&db->wal.seq, __ATOMIC_ACQUIRE);
+			if (pkv__db_readonly(db) == 0)
+				(void)pkv__sync_wait(db, seq); /* errors are sticky and reported there */
+		}
+		pthread_mutex_lock(&s->mu);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return NULL;
+}
+
+int pkv__sync_start(struct pkv *db)
+{
+	struct pkv_sync *s = &db->sync;
+	int r;
+
+	s->bg_stop = false;
+	r = pthread_create(&s->bg, NULL, bg_main, db);
+	if (r != 0)
+		return -r;
+	s->bg_running = true;
+	return 0;
+}
+
+void pkv__sync_stop(struct pkv *db)
+{
+	struct pkv_sync *s = &db->sync;
+
+	if (!s->bg_running)
+		return;
+	pthread_mutex_lock(&s->mu);
+	s->bg_stop = true;
+	pthread_cond_signal(&s->bg_cv);
+	pthread_mutex_unlock(&s->mu);
+	pthread_join(s->bg, NULL);
+	s->bg_running = false;
+}

@@ -1,0 +1,316 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * wal.c - WAL lanes and segments: creation, roll-over, append, the written watermark.
+ *
+ * Crash rules of this file (recovery.c relies on them):
+ *  W.1  A segment is created as LLL-S.tmp, fully allocated (posix_fallocate), its header
+ *       written and fdatasynced, then renamed to LLL-S.wal and the wal/ directory fsynced. A
+ *       *.wal file therefore always has a valid header and all of its blocks; *.tmp files are
+ *       debris of an interrupted creation and are removed at open.
+ *  W.2  Records are stored through a shared mapping of allocated blocks: a store can never meet
+ *       ENOSPC (no SIGBUS), and once the copy is done the record is in the page cache, where it
+ *       survives the death of the process (PKV_DURABLE_PROCESS).
+ *  W.3  A lane takes its sequence number only after it has room for the record, so the only
+ *       fallible step (creating a segment) happens before a number is taken, and a number, once
+ *       taken, is always followed by its record: no write failure can leave a hole.
+ *  W.4  Within a lane sequence numbers strictly increase (taken under the lane lock).
+ *  W.5  A write returns only after pkv__wal_wait_written(seq): every smaller sequence number's
+ *       record is copied too, so a crash cannot leave a hole in front of an acknowledged write.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "db.h"
+#include "errors.h"
+#include "fs.h"
+#include "wal.h"
+
+int pkv__wal_init(struct pkv *db, unsigned nlanes)
+{
+	struct pkv_wal *w = &db->wal;
+
+	w->nlanes = nlanes;
+	w->seg_bytes = db->opts.wal_segment_bytes;
+	if (posix_memalign((void **)&w->lanes, 64, sizeof(*w->lanes) * nlanes) != 0)
+		return -ENOMEM;
+	memset(w->lanes, 0, sizeof(*w->lanes) * nlanes);
+	for (unsigned i = 0; i < nlanes; i++) {
+		pthread_mutex_init(&w->lanes[i].lock, NULL);
+		w->lanes[i].id = i;
+		w->lanes[i].inflight = WAL_INFLIGHT_IDLE;
+		w->lanes[i].next_segno = 1;
+	}
+	return 0;
+}
+
+static void seg_path(char *buf, size_t n, const char *dir, uint32_t lane, uint64_t segno,
+		     const char *ext)
+{
+	snprintf(buf, n, "%s/%03u-%010llu.%s", dir, lane, (unsigned long long)segno, ext);
+}
+
+void pkv__wal_seg_close(struct wal_seg *seg)
+{
+	if (seg == NULL)
+		return;
+	if (seg->base)
+		pkv__fs->munmap(seg->base, seg->size);
+	if (seg->fd >= 0)
+		pkv__fs->close(seg->fd);
+	free(seg);
+}
+
+void pkv__wal_destroy(struct pkv *db)
+{
+	struct pkv_wal *w = &db->wal;
+	char path[4096];
+	bool unlinked = false;
+
+	if (w->lanes == NULL)
+		return;
+	for (unsigned i = 0; i < w->nlanes; i++) {
+		struct wal_lane *l = &w->lanes[i];
+
+		while (l->retired) {
+			struct wal_seg *s = l->retired;
+			l->retired = s->next;
+			pkv__wal_seg_close(s);
+		}
+		if (l->spare) {
+			/* Never written: drop it rather than leave 16 MiB of zeros per lane behind. */
+			seg_path(path, sizeof(path), w->dir, l->id, l->spare->segno, "wal");
+			pkv__wal_seg_close(l->spare);
+			unlinked |= pkv__fs->unlink(path) == 0;
+		}
+		pkv__wal_seg_close(l->cur);
+		pthread_mutex_destroy(&l->lock);
+	}
+	if (unlinked)
+		pkv__fs_fsync_dir(w->dir); /* best effort: an empty segment left behind is harmless */
+	free(w->lanes);
+	w->lanes = NULL;
+}
+
+int pkv__wal_seg_create(struct pkv *db, uint32_t lane, uint64_t segno, size_t min_bytes,
+			struct wal_seg **out)
+{
+	struct pkv_wal *w = &db->wal;
+	struct wal_seg_disk hdr;
+	struct wal_seg *seg;
+	char tmp[4096], path[4096];
+	size_t size = w->seg_bytes;
+	int fd, r;
+
+	if (size < min_bytes)
+		size = (min_bytes + 4095) & ~(size_t)4095;
+	seg_path(tmp, sizeof(tmp), w->dir, lane, segno, "tmp");
+	seg_path(path, sizeof(path), w->dir, lane, segno, "wal");
+
+	fd = pkv__fs->open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0)
+		return fd;
+	/* W.1, W.2: every block the mapping will touch is allocated before it is mapped. */
+	r = pkv__fs->fallocate(fd, 0, (off_t)size);
+	if (r < 0)
+		goto fail;
+	pkv__wal_seg_init(&hdr, lane, segno, w->salt, size);
+	r = pkv__fs_pwrite_all(fd, &hdr, sizeof(hdr), 0);
+	if (r < 0)
+		goto fail;
+	/* W.1: header and allocation durable before the name says "segment". */
+	r = pkv__fs->fdatasync(fd);
+	if (r < 0)
+		goto fail;
+	r = pkv__fs->rename(tmp, path);
+	if (r < 0)
+		goto fail;
+	/* W.1: the new name durable before any record in it counts as durable. */
+	r = pkv__fs_fsync_dir(w->dir);
+	if (r < 0) {
+		pkv__fs->unlink(path);
+		pkv__fs->close(fd);
+		return r;
+	}
+
+	seg = calloc(1, sizeof(*seg));
+	if (seg == NULL) {
+		r = -ENOMEM;
+		goto fail_named;
+	}
+	seg->fd = fd;
+	seg->lane = lane;
+	seg->segno = segno;
+	seg->size = size;
+	seg->off = WAL_SEG_HDR;
+	seg->seed = pkv__wal_rec_seed(&hdr);
+	seg->base = pkv__fs->mmap(size, PROT_READ | PROT_WRITE, fd, 0);
+	if (seg->base == NULL) {
+		r = -errno;
+		free(seg);
+		goto fail_named;
+	}
+	*out = seg;
+	return 0;
+fail_named:
+	pkv__fs->unlink(path);
+	pkv__fs->close(fd);
+	pkv__fs_fsync_dir(w->dir);
+	return r;
+fail:
+	pkv__fs->unlink(tmp);
+	pkv__fs->close(fd);
+	return r;
+}
+
+/* Close and remove a segment that never received a record. */
+static void seg_discard(struct pkv *db, struct wal_seg *seg)
+{
+	char path[4096];
+
+	seg_path(path, sizeof(path), db->wal.dir, seg->lane, seg->segno, "wal");
+	pkv__wal_seg_close(seg);
+	/* No directory fsync: if the unlink is lost in a crash, an empty segment is harmless. */
+	pkv__fs->unlink(path);
+}
+
+/* Move the lane to a segment with room for @need bytes. Lane lock held. 0 or -errno. */
+static int lane_roll_locked(struct pkv *db, struct wal_lane *l, size_t need)
+{
+	struct wal_seg *seg = NULL;
+	int r;
+
+	if (l->spare) {
+		if (l->spare->size - WAL_SEG_HDR >= need)
+			seg = l->spare;
+		else
+			seg_discard(db, l->spare); /* an oversized record: numbers must keep growing */
+		l->spare = NULL;
+	}
+	if (seg == NULL) {
+		r = pkv__wal_seg_create(db, l->id, l->next_segno, WAL_SEG_HDR + need, &seg);
+		if (r < 0) {
+			pkv__log(db, PKV_LOG_ERROR, "wal: cannot create segment %03u-%010llu: %s",
+				 l->id, (unsigned long long)l->next_segno, pkv_strerror(r));
+			return r;
+		}
+		l->next_segno++;
+	}
+	if (l->cur) {
+		/* Synced and closed by the background thread (or the next sync round). */
+		l->cur->next = l->retired;
+		l->retired = l->cur;
+	}
+	l->cur = seg;
+	l->want_spare = true;
+	pkv__sync_kick(db);
+	return 0;
+}
+
+static inline struct wal_lane *lane_pick(struct pkv_wal *w)
+{
+	int cpu = sched_getcpu(); /* vDSO / rdpid: no system call */
+
+	if (cpu < 0)
+		cpu = 0;
+	return &w->lanes[(unsigned)cpu % w->nlanes];
+}
+
+int64_t pkv__wal_append(struct pkv *db, enum wal_rec_type type, const void *key, uint32_t klen,
+			const void *val, uint32_t vlen)
+{
+	struct pkv_wal *w = &db->wal;
+	struct wal_lane *l = lane_pick(w);
+	size_t need = pkv__wal_rec_size(klen, vlen);
+	struct wal_seg *seg;
+	uint64_t seq;
+	int r;
+
+	pthread_mutex_lock(&l->lock);
+	seg = l->cur;
+	if (seg == NULL || seg->size - seg->off < need) {
+		r = lane_roll_locked(db, l, need); /* W.3: may fail, nothing taken yet */
+		if (r < 0) {
+			pthread_mutex_unlock(&l->lock);
+			return r;
+		}
+		seg = l->cur;
+	}
+	/*
+	 * W.5: announce "taking" before taking, so that a writer that got a larger number and
+	 * scans the lanes cannot miss this one between the fetch-add and the store of its value.
+	 */
+	__atomic_store_n(&l->inflight, WAL_INFLIGHT_TAKING, __ATOMIC_SEQ_CST);
+	seq = __atomic_add_fetch(&w->seq, 1, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&l->inflight, seq, __ATOMIC_RELEASE);
+
+	pkv__wal_rec_encode(seg->base + seg->off, seg->seed, seq, type,
+			    __atomic_load_n(&w->synced, __ATOMIC_RELAXED), key, klen, val, vlen);
+	seg->off += need;
+	l->last_seq = seq;
+	l->bytes += need;
+	if (type == WAL_PUT)
+		l->puts++;
+	else if (type == WAL_DEL)
+		l->dels++;
+	/* The copy above happens before "idle" is seen (release): W.5. */
+	__atomic_store_n(&l->inflight, WAL_INFLIGHT_IDLE, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&l->lock);
+	return (int64_t)seq;
+}
+
+void pkv__wal_wait_written(struct pkv *db, uint64_t seq)
+{
+	struct pkv_wal *w = &db->wal;
+
+	for (unsigned i = 0; i < w->nlanes; i++) {
+		uint64_t *inflight = &w->lanes[i].inflight;
+		unsigned spins = 0;
+
+		/* TAKING is 0 and IDLE is UINT64_MAX, so one comparison covers every state. */
+		while (__atomic_load_n(inflight, __ATOMIC_ACQUIRE) < seq) {
+			if (++spins < 256)
+				__builtin_ia32_pause();
+			else
+				sched_yield(); /* the other writer was preempted mid-copy */
+		}
+	}
+}
+
+void pkv__wal_make_spares(struct pkv *db)
+{
+	struct pkv_wal *w = &db->wal;
+
+	for (unsigned i = 0; i < w->nlanes; i++) {
+		struct wal_lane *l = &w->lanes[i];
+		struct wal_seg *seg;
+		uint64_t segno;
+
+		pthread_mutex_lock(&l->lock);
+		if (!l->want_spare || l->spare) {
+			l->want_spare = false;
+			pthread_mutex_unlock(&l->lock);
+			continue;
+		}
+		segno = l->next_segno++; /* reserved: the lane will not create this number itself */
+		l->want_spare = false;
+		pthread_mutex_unlock(&l->lock);
+
+		if (pkv__wal_seg_create(db, l->id, segno, 0, &seg) < 0) {
+			/* No disk for a spare: the lane will try (and report) when it needs one. */
+			continue;
+		}
+		pthread_mutex_lock(&l->lock);
+		if (l->spare == NULL && (l->cur == NULL || l->cur->segno < segno)) {
+			l->spare = seg;
+			seg = NULL;
+		}
+		pthread_mutex_unlock(&l->lock);
+		if (seg) /* the lane rolled on by itself meanwhile: this one would go backwards */
+			seg_discard(db, seg);
+	}
+}

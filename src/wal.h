@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * wal.h - WAL lanes: per-CPU append-only series of preallocated, mapped segment files.
+ *
+ * A lane is chosen by sched_getcpu(); its lock covers a thread that migrates between picking
+ * the lane and appending, and is held only while a record is copied into the mapping. The
+ * global sequence number is taken inside the lane lock (and inside the caller's shard lock), so
+ * within a lane sequence numbers strictly increase, and the number of records that have a
+ * sequence number but are not yet written is at most the number of lanes: each lane publishes
+ * the one it is writing in `inflight`, which is what pkv__wal_wait_written() reads.
+ */
+#ifndef PKV_WAL_H
+#define PKV_WAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "record.h"
+
+#define WAL_MAX_LANES 64u
+#define WAL_INFLIGHT_IDLE UINT64_MAX /* not writing */
+#define WAL_INFLIGHT_TAKING 0u       /* about to take a sequence number */
+
+struct pkv;
+
+struct wal_seg {
+	int fd;
+	uint32_t lane;
+	uint64_t segno;
+	unsigned char *base; /* shared mapping of the whole file */
+	size_t size;         /* mapped bytes == allocated file size == header seg_bytes */
+	size_t off;          /* where the next record goes */
+	uint32_t seed;       /* record CRC seed */
+	struct wal_seg *next;
+};
+
+struct wal_lane {
+	pthread_mutex_t lock;
+	uint64_t inflight; /* atomic: IDLE, TAKING, or the seq being copied in */
+	uint32_t id;
+	struct wal_seg *cur;     /* where records go; NULL until the first append (lazily made) */
+	struct wal_seg *spare;   /* created ahead of time by the background thread */
+	struct wal_seg *retired; /* full segments not yet synced and closed */
+	uint64_t next_segno;
+	uint64_t last_seq;   /* last seq appended to this lane */
+	uint64_t synced_seq; /* last_seq as of the last completed sync of this lane */
+	uint64_t puts, dels, bytes;
+	bool want_spare;
+} __attribute__((aligned(64)));
+
+struct pkv_wal {
+	struct wal_lane *lanes;
+	unsigned nlanes;
+	uint64_t salt;
+	size_t seg_bytes;
+	char *dir; /* DIR/wal */
+	uint64_t seq;    /* atomic: last sequence number taken */
+	uint64_t synced; /* atomic: every seq <= synced is power-loss durable */
+};
+
+/* Set up lanes (no files yet). 0 or -ENOMEM. */
+int pkv__wal_init(struct pkv *db, unsigned nlanes);
+
+/* Unmap and close everything; unlinks unused spare segments. Does not sync. */
+void pkv__wal_destroy(struct pkv *db);
+
+/* Create segment @segno of @lane, sized for at least @min_bytes; 0 or -errno. */
+int pkv__wal_seg_create(struct pkv *db, uint32_t lane, uint64_t segno, size_t min_bytes,
+			struct wal_seg **out);
+
+/* Unmap, close and free @seg (no sync). */
+void pkv__wal_seg_close(struct wal_seg *seg);
+
+/*
+ * Append one record. Called with the key's shard lock held (or single-threaded at open); takes
+ * the lane lock, makes room (rolling to a new segment if needed: the only step that can fail,
+ * and it fails before a sequence number is taken), takes the next sequence number, copies the
+ * record into the mapping. Returns the sequence number (> 0), or a negative code.
+ */
+int64_t pkv__wal_append(struct pkv *db, enum wal_rec_type type, const void *key, uint32_t klen,
+			const void *val, uint32_t vlen);
+
+/* Wait until every record with a sequence number <= @seq is copied into its segment. */
+void pkv__wal_wait_written(struct pkv *db, uint64_t seq);
+
+/* Background helper: create the spare segment of every lane that asked for one. */
+void pkv__wal_make_spares(struct pkv *db);
+
+#endif /* PKV_WAL_H */
