@@ -83,9 +83,13 @@ enum pkv_log_level {
 /** Flags for pkv_options.flags. */
 #define PKV_OPEN_READONLY 0x1u /* replay, serve gets; every write returns PKV_EREADONLY */
 #define PKV_OPEN_NOCREATE 0x2u /* fail with -ENOENT instead of creating a missing store */
+#define PKV_OPEN_NO_AUTOCOMPACT 0x4u /* compact only when pkv_compact() is called */
 
 /**
  * struct pkv_options - how to open a store. Fill with pkv_options_default(), then change fields.
+ * A tuning field left 0 (wal_lanes, wal_segment_bytes, shards, compact_wal_bytes, and
+ * sync_interval_ms outside PKV_DURABLE_PERIODIC) takes its default, so a zero-initialized struct
+ * with only @durability set is valid too.
  * @durability:        default durability of writes (see enum pkv_durability).
  * @sync_interval_ms:  period of the background fdatasync under PKV_DURABLE_PERIODIC (default 100,
  *                     1 .. 3,600,000).
@@ -96,6 +100,9 @@ enum pkv_log_level {
  *                     front so that a store that knows its size never stalls on growth (default 0).
  * @shards:            number of writer shards of the live map, a power of two (default 64, at most
  *                     4096). Writers to different shards never wait for each other.
+ * @compact_wal_bytes: a background compaction starts when this many WAL bytes were written
+ *                     since the last snapshot (default 64 MiB; 1 MiB .. 1 TiB). Ignored with
+ *                     PKV_OPEN_NO_AUTOCOMPACT.
  * @flags:             PKV_OPEN_* flags.
  * @log_fn:            optional callback for diagnostics (recovery report, corruption details, I/O
  *                     failures). Called from the thread that hit the event; must not call into pkv.
@@ -109,6 +116,7 @@ typedef struct pkv_options {
 	size_t wal_segment_bytes;
 	size_t capacity_hint;
 	unsigned shards;
+	size_t compact_wal_bytes;
 	unsigned flags;
 	void (*log_fn)(void *ctx, int level, const char *msg);
 	void *log_ctx;
@@ -129,6 +137,10 @@ typedef struct pkv_options {
  *                     behind a missing sequence number) and discarded.
  * @discarded_bytes:   bytes of WAL discarded at open (torn records and discarded records).
  * @recovery_gap_seq:  the missing sequence number at which replay stopped, 0 if none was missing.
+ * @snapshot_seq:      sequence number the current snapshot (base image) is complete up to, 0 if none.
+ * @snapshot_keys:     keys in the current snapshot.
+ * @snapshot_bytes:    size of the current snapshot file.
+ * @compactions:       compactions completed since open.
  * @readonly_reason:   0 while writes are accepted; otherwise the code that stopped them
  *                     (PKV_EREADONLY for a read-only open, or the -errno of a failed fdatasync).
  */
@@ -146,6 +158,10 @@ typedef struct pkv_stats {
 	uint64_t discarded_records;
 	uint64_t discarded_bytes;
 	uint64_t recovery_gap_seq;
+	uint64_t snapshot_seq;
+	uint64_t snapshot_keys;
+	uint64_t snapshot_bytes;
+	uint64_t compactions;
 	int readonly_reason;
 } pkv_stats;
 
@@ -242,9 +258,26 @@ PKV_EXPORT int pkv_sync(pkv *db);
 
 /**
  * pkv_compact() - write a snapshot now and retire the WAL it covers.
- * Returns: 0 (a no-op for an in-memory store); PKV_EINVAL; PKV_EREADONLY; -errno.
+ *
+ * Writes every live key's latest version to DIR/snap/ (temporary name, fsync, rename, directory
+ * fsync), makes it the base image that gets fall back to, drops from the live map what the
+ * snapshot holds unchanged, then deletes the WAL segments and the previous snapshot it covers.
+ * Readers are never blocked; each writer shard is paused once, for the time it takes to list its
+ * live records. Runs one at a time (a call during a background compaction waits for it).
+ *
+ * Returns: 0 (also a no-op for an in-memory store); PKV_EINVAL; PKV_EREADONLY; -ENOSPC and other
+ * -errno (nothing changed: the previous snapshot and the WAL stay authoritative).
+ * Context: any thread; blocks for the duration of the compaction.
  */
 PKV_EXPORT int pkv_compact(pkv *db);
+
+/**
+ * pkv_verify() - check every checksum of the current snapshot (header, index, records) and that
+ * its index and records agree. The WAL is checked record by record at every open.
+ * Returns: 0; PKV_EINVAL; PKV_ECORRUPT (the log callback names the file and the damage).
+ * Context: any thread; reads the whole snapshot.
+ */
+PKV_EXPORT int pkv_verify(pkv *db);
 
 /**
  * pkv_get_stats() - read the counters of @db into @out.

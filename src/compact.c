@@ -1,10 +1,396 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * compact.c - compaction: snapshot the live map and retire the WAL it covers.
+ * compact.c - compaction: a fuzzy walk of the live map, merged with the old base, written as a
+ * new snapshot that becomes the base image; then the WAL and the old snapshot it covers go.
+ *
+ * Rules (tests cite them):
+ *  C.1  S = the last sequence number taken when the compaction starts. Every write <= S holds
+ *       its shard lock from taking its number until the map shows it, so walking a shard under
+ *       its lock sees every write <= S of that shard. The snapshot is complete up to S.
+ *  C.2  The walk is fuzzy: a shard walked later may show versions newer than S. Each record
+ *       carries its sequence number, and replay applies a WAL record only if it is newer than
+ *       the key's version in the snapshot (recovery.c R.9), so replaying (S, end] on top of the
+ *       snapshot gives the state at the end of the WAL whatever the walk caught.
+ *  C.3  Before the snapshot is renamed into place, every write up to the newest version it
+ *       holds is made durable in the WAL (a group commit): after any crash the WAL reaches at
+ *       least that far, so snapshot + replay is always a prefix of the history.
+ *  C.4  From the first shard walk until the live map is trimmed, a delete always leaves a
+ *       tombstone in the live map (instead of removing the entry when the old base lacks the
+ *       key): the new base may hold the key, captured before the delete, and must stay shadowed.
+ *  C.5  The new base holds each key once: its live version as walked (tombstones omitted), or,
+ *       for keys with no live entry at all when the old base is merged in, the old base's.
+ *  C.6  Order on disk: write to snap/<S>.tmp, fsync; (C.3); rename to snap/<S>.snap; fsync
+ *       snap/. Only then: publish the new base (release), trim the live map, wait a grace
+ *       period, unmap the old base, delete the WAL segments whose records are all <= S, fsync
+ *       wal/, delete the old snapshot. A crash at any point leaves either the old snapshot or
+ *       the new one as the newest complete file, and every WAL record newer than it.
+ *  C.7  Trimming: a live record whose key the new base holds with the same sequence number is
+ *       removed (readers then find the identical version in the base), and a tombstone whose key
+ *       the new base lacks is removed. The base is published before any removal, and a reader
+ *       loads the base after its live-map miss, so it never falls back to the old base.
+ *  C.8  A failed compaction changes nothing that matters: the temporary file is removed and the
+ *       old base and the WAL stay authoritative.
  */
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "compact.h"
 #include "db.h"
 #include "errors.h"
+#include "fs.h"
 #include "rcu.h"
+#include "snapshot.h"
+#include "sync.h"
+#include "wal.h"
+
+#define HASH_SEED 0x9e3779b97f4a7c15ull /* the live map's seed (map.c) */
+
+static int parse_snap_name(const char *name, uint64_t *seq, bool *tmp)
+{
+	size_t len = strlen(name);
+	unsigned long long v = 0;
+
+	if (len < 21)
+		return -1;
+	for (int i = 0; i < 20; i++) {
+		if (name[i] < '0' || name[i] > '9')
+			return -1;
+		v = v * 10 + (unsigned)(name[i] - '0');
+	}
+	if (strcmp(name + 20, ".snap") == 0)
+		*tmp = false;
+	else if (strcmp(name + 20, ".tmp") == 0)
+		*tmp = true;
+	else
+		return -1;
+	*seq = v;
+	return 0;
+}
+
+static void snap_path(char *buf, size_t n, const char *dir, uint64_t seq, const char *ext)
+{
+	snprintf(buf, n, "%s/%020llu.%s", dir, (unsigned long long)seq, ext);
+}
+
+int pkv__snap_load(struct pkv *db, uint64_t *seq_out)
+{
+	DIR *d = opendir(db->snap_dir);
+	struct dirent *e;
+	uint64_t *seqs = NULL, best = 0;
+	size_t n = 0, cap = 0;
+	char path[4096];
+	const char *why = NULL;
+	int r = 0;
+
+	*seq_out = 0;
+	if (d == NULL)
+		return errno == ENOENT ? 0 : -errno;
+	while ((e = readdir(d)) != NULL) {
+		uint64_t seq;
+		bool tmp;
+
+		if (e->d_name[0] == '.')
+			continue;
+		if (parse_snap_name(e->d_name, &seq, &tmp) < 0) {
+			size_t len = strlen(e->d_name);
+			if (len > 5 && strcmp(e->d_name + len - 5, ".snap") == 0) {
+				pkv__log(db, PKV_LOG_ERROR,
+					 "open: %s/snap/%s: file name is not <20-digit seq>.snap",
+					 db->dir, e->d_name);
+				r = PKV_ECORRUPT;
+				break;
+			}
+			continue;
+		}
+		if (tmp) { /* C.6: an unfinished compaction */
+			if (!db->readonly_open) {
+				snprintf(path, sizeof(path), "%s/%s", db->snap_dir, e->d_name);
+				pkv__fs->unlink(path);
+			}
+			continue;
+		}
+		if (n == cap) {
+			uint64_t *ns = realloc(seqs, (cap = cap ? cap * 2 : 4) * sizeof(*ns));
+			if (ns == NULL) {
+				r = -ENOMEM;
+				break;
+			}
+			seqs = ns;
+		}
+		seqs[n++] = seq;
+		if (seq > best)
+			best = seq;
+	}
+	closedir(d);
+	if (r == 0 && n > 0) {
+		snap_path(path, sizeof(path), db->snap_dir, best, "snap");
+		r = pkv__snap_open(path, HASH_SEED, &db->base, &why);
+		if (r == PKV_ECORRUPT)
+			pkv__log(db, PKV_LOG_ERROR, "open: %s: %s", path, why);
+		else if (r < 0)
+			pkv__log(db, PKV_LOG_ERROR, "open: cannot map %s: %s", path, pkv_strerror(r));
+		if (r == 0 && db->base->seq != best) {
+			pkv__log(db, PKV_LOG_ERROR, "open: %s: header says seq %" PRIu64, path,
+				 db->base->seq);
+			r = PKV_ECORRUPT;
+		}
+		if (r == 0)
+			*seq_out = best;
+	}
+	/* Older snapshots are debris of a compaction that stopped before deleting them (C.6). */
+	for (size_t i = 0; r == 0 && i < n && !db->readonly_open; i++) {
+		if (seqs[i] == best)
+			continue;
+		snap_path(path, sizeof(path), db->snap_dir, seqs[i], "snap");
+		pkv__fs->unlink(path);
+	}
+	free(seqs);
+	return r;
+}
+
+/* Write the live walk and the old base into @w (C.1, C.2, C.5). *@max_seq: newest version. */
+static int walk(struct pkv *db, struct snap_writer *w, uint64_t *max_seq)
+{
+	struct pkv_map *m = &db->map;
+	const struct pkv_snap *old;
+	uint64_t off = 0;
+	const struct pkv_rec *r;
+	int rc = 0;
+
+	for (unsigned i = 0; i < m->nshards && rc == 0; i++) {
+		struct map_shard *s = &m->shards[i];
+		const struct pkv_rec **v;
+		long n;
+
+		/* The read-side section keeps the listed records alive after the unlock (M.4). */
+		pkv__rcu_read_lock();
+		pthread_mutex_lock(&s->lock);
+		n = pkv__map_collect_locked(s, &v);
+		pthread_mutex_unlock(&s->lock);
+		for (long k = 0; k < n && rc == 0; k++) {
+			r = v[k];
+			if (r->flags & PKV_REC_TOMB)
+				continue;
+			if (r->seq > *max_seq)
+				*max_seq = r->seq;
+			rc = pkv__snapw_add(w, pkv__map_hash(m, r->data, r->klen), r->seq, r->data,
+					    r->klen, r->data + r->klen, r->vlen);
+		}
+		pkv__rcu_read_unlock();
+		if (n < 0)
+			rc = (int)n;
+		else
+			free(v);
+	}
+	if (rc < 0)
+		return rc;
+
+	/* The old base cannot change under us: only compactions replace it, one at a time. */
+	old = db->base;
+	while (old && rc == 0 && (r = pkv__snap_next(old, &off)) != NULL) {
+		uint64_t h = pkv__map_hash(m, r->data, r->klen);
+		bool live;
+
+		pkv__rcu_read_lock();
+		live = pkv__map_get_rcu(m, h, r->data, r->klen) != NULL; /* C.4, C.5 */
+		pkv__rcu_read_unlock();
+		if (live)
+			continue;
+		if (r->seq > *max_seq)
+			*max_seq = r->seq;
+		rc = pkv__snapw_add(w, h, r->seq, r->data, r->klen, r->data + r->klen, r->vlen);
+	}
+	return rc;
+}
+
+/* C.7: remove from the live map what the new base holds unchanged. */
+static void trim(struct pkv *db, const struct pkv_snap *base)
+{
+	struct pkv_map *m = &db->map;
+
+	for (unsigned i = 0; i < m->nshards; i++) {
+		struct map_shard *s = &m->shards[i];
+		const struct pkv_rec **v;
+		long n;
+
+		pthread_mutex_lock(&s->lock);
+		n = pkv__map_collect_locked(s, &v);
+		for (long k = 0; k < n; k++) {
+			const struct pkv_rec *r = v[k];
+			uint64_t h = pkv__map_hash(m, r->data, r->klen);
+			const struct pkv_rec *b = pkv__snap_get(base, h, r->data, r->klen);
+
+			if ((r->flags & PKV_REC_TOMB) ? b == NULL : (b && b->seq == r->seq))
+				pkv__map_drop_locked(m, s, r);
+		}
+		if (n >= 0) {
+			free(v);
+			pkv__map_shrink_locked(s);
+		}
+		pthread_mutex_unlock(&s->lock);
+	}
+}
+
+int pkv__compact_run(struct pkv *db)
+{
+	struct snap_writer *w = NULL;
+	struct pkv_snap *fresh = NULL, *old;
+	char tmp[4096], path[4096];
+	uint64_t seq, max_seq = 0, old_seq;
+	const char *why = NULL;
+	int r;
+
+	pthread_mutex_lock(&db->compact_mu);
+	r = pkv__db_readonly(db);
+	if (r)
+		goto out_unlock;
+	seq = __atomic_load_n(&db->wal.seq, __ATOMIC_SEQ_CST); /* C.1 */
+	old_seq = db->base ? db->base->seq : 0;
+	if (seq == old_seq && db->base) /* nothing new since the last snapshot */
+		goto out_unlock;
+	__atomic_store_n(&db->wal_bytes_at_snap, pkv__wal_bytes(&db->wal), __ATOMIC_RELAXED);
+
+	snap_path(tmp, sizeof(tmp), db->snap_dir, seq, "tmp");
+	snap_path(path, sizeof(path), db->snap_dir, seq, "snap");
+	r = pkv__snapw_begin(&w, tmp, seq, HASH_SEED, db->wal.salt);
+	if (r < 0)
+		goto out_unlock;
+	__atomic_store_n(&db->compacting, 1, __ATOMIC_SEQ_CST); /* C.4, before any shard walk */
+	r = walk(db, w, &max_seq);
+	if (r < 0) {
+		pkv__snapw_abort(w);
+		goto out_flag;
+	}
+	r = pkv__snapw_finish(w); /* fsynced; aborts (unlinks) by itself on failure */
+	if (r < 0)
+		goto out_flag;
+	r = pkv__sync_wait(db, max_seq > seq ? max_seq : seq); /* C.3 */
+	if (r == 0)
+		r = pkv__fs->rename(tmp, path);
+	if (r == 0)
+		r = pkv__fs_fsync_dir(db->snap_dir); /* C.6: the new name is durable */
+	if (r < 0) {
+		pkv__fs->unlink(tmp);
+		goto out_flag;
+	}
+	r = pkv__snap_open(path, HASH_SEED, &fresh, &why);
+	if (r < 0) {
+		/* We just wrote it: this is an I/O failure, not corruption to report as such. */
+		pkv__log(db, PKV_LOG_ERROR, "compact: cannot map the new snapshot %s: %s", path,
+			 why ? why : pkv_strerror(r));
+		pkv__fs->unlink(path);
+		pkv__fs_fsync_dir(db->snap_dir);
+		goto out_flag;
+	}
+
+	old = db->base;
+	__atomic_store_n(&db->base, fresh, __ATOMIC_RELEASE); /* C.7: publish before trimming */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	trim(db, fresh);
+	__atomic_store_n(&db->compacting, 0, __ATOMIC_SEQ_CST);
+
+	urcu_memb_synchronize_rcu(); /* no reader still probes the old base */
+	PKV_TSAN_ACQUIRE();
+	if (old) {
+		char oldpath[4096];
+		snprintf(oldpath, sizeof(oldpath), "%s", old->path);
+		pkv__snap_close(old);
+		r = pkv__wal_retire_upto(db, seq);
+		if (r == 0)
+			r = pkv__fs->unlink(oldpath); /* after the WAL: C.6 */
+		if (r == 0)
+			r = pkv__fs_fsync_dir(db->snap_dir);
+	} else {
+		r = pkv__wal_retire_upto(db, seq);
+	}
+	if (r < 0) /* space was not reclaimed, nothing else went wrong: report, don't fail */
+		pkv__log(db, PKV_LOG_WARN, "compact: cannot remove files the snapshot covers: %s",
+			 pkv_strerror(r));
+	r = 0;
+	db->compactions++;
+	pkv__log(db, PKV_LOG_INFO,
+		 "compact: %s holds %" PRIu64 " keys up to seq %" PRIu64 " (%zu bytes)", path,
+		 fresh->count, seq, fresh->len);
+	goto out_unlock;
+out_flag:
+	__atomic_store_n(&db->compacting, 0, __ATOMIC_SEQ_CST);
+	pkv__log(db, PKV_LOG_ERROR, "compact: failed, previous snapshot and WAL kept: %s",
+		 pkv_strerror(r));
+out_unlock:
+	pthread_mutex_unlock(&db->compact_mu);
+	return r;
+}
+
+/* ---- the background compactor ------------------------------------------------------ */
+
+static bool compactor_due(struct pkv *db)
+{
+	uint64_t at = __atomic_load_n(&db->wal_bytes_at_snap, __ATOMIC_RELAXED);
+
+	return pkv__wal_bytes(&db->wal) - at >= db->opts.compact_wal_bytes;
+}
+
+static void *compactor_main(void *arg)
+{
+	struct pkv *db = arg;
+	struct pkv_sync *s = &db->sync;
+
+	pkv__rcu_enter();
+	pthread_mutex_lock(&s->mu);
+	while (!db->compactor_stop) {
+		if (!db->compactor_kick)
+			pthread_cond_wait(&db->compactor_cv, &s->mu);
+		db->compactor_kick = false;
+		if (db->compactor_stop)
+			break;
+		pthread_mutex_unlock(&s->mu);
+		if (compactor_due(db) && pkv__db_readonly(db) == 0)
+			(void)pkv__compact_run(db); /* failures are logged and leave nothing behind */
+		pthread_mutex_lock(&s->mu);
+	}
+	pthread_mutex_unlock(&s->mu);
+	pkv_thread_detach();
+	return NULL;
+}
+
+int pkv__compactor_start(struct pkv *db)
+{
+	int r;
+
+	db->compactor_stop = false;
+	r = pthread_create(&db->compactor, NULL, compactor_main, db);
+	if (r != 0)
+		return -r;
+	db->compactor_running = true;
+	return 0;
+}
+
+void pkv__compactor_stop(struct pkv *db)
+{
+	if (!db->compactor_running)
+		return;
+	pthread_mutex_lock(&db->sync.mu);
+	db->compactor_stop = true;
+	pthread_cond_signal(&db->compactor_cv);
+	pthread_mutex_unlock(&db->sync.mu);
+	pthread_join(db->compactor, NULL);
+	db->compactor_running = false;
+}
+
+void pkv__compactor_kick(struct pkv *db)
+{
+	if (!db->compactor_running || !compactor_due(db))
+		return;
+	pthread_mutex_lock(&db->sync.mu);
+	db->compactor_kick = true;
+	pthread_cond_signal(&db->compactor_cv);
+	pthread_mutex_unlock(&db->sync.mu);
+}
 
 PKV_EXPORT int pkv_compact(pkv *db)
 {
@@ -12,9 +398,29 @@ PKV_EXPORT int pkv_compact(pkv *db)
 		return PKV_EINVAL;
 	if (db->in_memory)
 		return 0;
-	if (pkv__db_readonly(db))
+	if (db->readonly_open || pkv__db_readonly(db))
 		return PKV_EREADONLY;
 	pkv__rcu_enter();
-	/* Snapshots are not written yet: make the WAL durable, which is what they would cover. */
-	return pkv__sync_wait(db, __atomic_load_n(&db->wal.seq, __ATOMIC_ACQUIRE));
+	return pkv__compact_run(db);
+}
+
+PKV_EXPORT int pkv_verify(pkv *db)
+{
+	const char *why = NULL;
+	int r = 0;
+
+	if (db == NULL)
+		return PKV_EINVAL;
+	if (db->in_memory)
+		return 0;
+	pkv__rcu_enter();
+	/* compact_mu keeps the base mapped while we read all of it. */
+	pthread_mutex_lock(&db->compact_mu);
+	if (db->base) {
+		r = pkv__snap_verify(db->base, &why);
+		if (r < 0)
+			pkv__log(db, PKV_LOG_ERROR, "verify: %s: %s", db->base->path, why);
+	}
+	pthread_mutex_unlock(&db->compact_mu);
+	return r;
 }

@@ -28,12 +28,14 @@
 #include "errors.h"
 #include "fs.h"
 #include "rcu.h"
+#include "compact.h"
 #include "recovery.h"
 
 #define DEFAULT_SHARDS 64u
 #define DEFAULT_SEGMENT (16u << 20)
 #define DEFAULT_SYNC_MS 100u
 #define MAX_CAPACITY_HINT (1ull << 36)
+#define DEFAULT_COMPACT_WAL (64u << 20)
 
 /* ---- RCU thread registration -------------------------------------------------------- */
 
@@ -117,6 +119,7 @@ PKV_EXPORT void pkv_options_default(pkv_options *opts)
 	opts->wal_segment_bytes = DEFAULT_SEGMENT;
 	opts->capacity_hint = 0;
 	opts->shards = DEFAULT_SHARDS;
+	opts->compact_wal_bytes = DEFAULT_COMPACT_WAL;
 }
 
 /* Check @in and fill the zero "use the default" fields of @out. 0 or PKV_EINVAL. */
@@ -150,7 +153,11 @@ static int options_resolve(const pkv_options *in, pkv_options *out)
 		return PKV_EINVAL;
 	if (out->capacity_hint > MAX_CAPACITY_HINT)
 		return PKV_EINVAL;
-	if (out->flags & ~(PKV_OPEN_READONLY | PKV_OPEN_NOCREATE))
+	if (out->compact_wal_bytes == 0)
+		out->compact_wal_bytes = DEFAULT_COMPACT_WAL;
+	if (out->compact_wal_bytes < (1u << 20) || (uint64_t)out->compact_wal_bytes > (1ull << 40))
+		return PKV_EINVAL;
+	if (out->flags & ~(PKV_OPEN_READONLY | PKV_OPEN_NOCREATE | PKV_OPEN_NO_AUTOCOMPACT))
 		return PKV_EINVAL;
 	return 0;
 }
@@ -207,10 +214,15 @@ static int lock_dir(struct pkv *db)
 
 static void db_free(struct pkv *db)
 {
+	pkv__compactor_stop(db);
 	pkv__sync_stop(db);
 	pkv__wal_destroy(db);
-	pkv__map_destroy(&db->map);
+	pkv__map_destroy(&db->map); /* waits for every pending RCU callback */
+	pkv__snap_close(db->base);
 	pkv__sync_destroy(db);
+	pthread_cond_destroy(&db->compactor_cv);
+	pthread_mutex_destroy(&db->compact_mu);
+	free(db->snap_dir);
 	if (db->lock_fd >= 0)
 		pkv__fs->close(db->lock_fd); /* releases the flock */
 	free(db->wal.dir);
@@ -237,6 +249,8 @@ PKV_EXPORT int pkv_open(const char *dir, const pkv_options *opts, pkv **db_out)
 	}
 	pkv__rcu_enter();
 	pkv__sync_init(db);
+	pthread_mutex_init(&db->compact_mu, NULL);
+	pthread_cond_init(&db->compactor_cv, NULL);
 	db->readonly_open = db->opts.flags & PKV_OPEN_READONLY;
 	create = !(db->opts.flags & (PKV_OPEN_NOCREATE | PKV_OPEN_READONLY));
 	r = pkv__map_init(&db->map, db->opts.shards, db->opts.capacity_hint);
@@ -267,25 +281,34 @@ PKV_EXPORT int pkv_open(const char *dir, const pkv_options *opts, pkv **db_out)
 		r = 0; /* an empty store, read-only: nothing to replay */
 	else if (r < 0)
 		goto fail;
-	{
-		char *snap = path_join(dir, "snap");
-		r = snap ? ensure_dir(snap, !db->readonly_open) : -ENOMEM;
-		free(snap);
-		if (r == -ENOENT && db->readonly_open)
-			r = 0;
-		if (r < 0)
-			goto fail;
+	db->snap_dir = path_join(dir, "snap");
+	if (db->snap_dir == NULL) {
+		r = -ENOMEM;
+		goto fail;
 	}
+	r = ensure_dir(db->snap_dir, !db->readonly_open);
+	if (r == -ENOENT && db->readonly_open)
+		r = 0;
+	if (r < 0)
+		goto fail;
 	r = pkv__wal_init(db, db->opts.wal_lanes);
 	if (r < 0)
 		goto fail;
 	{
+		uint64_t base_seq = 0;
 		struct stat st;
+
+		r = pkv__snap_load(db, &base_seq);
+		if (r < 0)
+			goto fail;
+		db->keys_baseline = db->base ? db->base->count : 0;
+		if (db->base)
+			db->wal.salt = db->base->salt;
 		if (stat(db->wal.dir, &st) == 0)
-			r = pkv__recover(db, 0);
+			r = pkv__recover(db, base_seq);
+		if (r < 0)
+			goto fail;
 	}
-	if (r < 0)
-		goto fail;
 	if (db->readonly_open) {
 		db->readonly_reason = PKV_EREADONLY;
 	} else {
@@ -293,6 +316,8 @@ PKV_EXPORT int pkv_open(const char *dir, const pkv_options *opts, pkv **db_out)
 		r = pkv__fs_fsync_dir(db->dir);
 		if (r == 0)
 			r = pkv__sync_start(db);
+		if (r == 0 && !(db->opts.flags & PKV_OPEN_NO_AUTOCOMPACT))
+			r = pkv__compactor_start(db);
 		if (r < 0)
 			goto fail;
 	}
@@ -311,6 +336,7 @@ PKV_EXPORT int pkv_close(pkv *db)
 		return 0;
 	pkv__rcu_enter();
 	if (!db->in_memory && !db->readonly_open) {
+		pkv__compactor_stop(db);
 		pkv__sync_stop(db);
 		if (pkv__db_readonly(db) == 0)
 			r = pkv__sync_wait(db, __atomic_load_n(&db->wal.seq, __ATOMIC_ACQUIRE));
@@ -332,14 +358,89 @@ static int check_key(const void *key, size_t klen)
 	return 0;
 }
 
+int pkv__db_plan_locked(struct pkv *db, struct map_shard *s, uint64_t hash, const void *key,
+			size_t klen, struct pkv_rec *rec, uint64_t replay_seq,
+			struct write_plan *p)
+{
+	const struct pkv_rec *live = pkv__map_find_locked(s, hash, key, klen);
+	uint64_t base_seq = 0;
+	bool in_base = false, visible;
+	int r;
+
+	memset(p, 0, sizeof(*p));
+	if (live == NULL || rec == NULL) {
+		const struct pkv_snap *b;
+		const struct pkv_rec *br;
+
+		pkv__rcu_read_lock();
+		b = pkv__db_base_rcu(db);
+		br = b ? pkv__snap_get(b, hash, key, klen) : NULL;
+		if (br) {
+			in_base = true;
+			base_seq = br->seq;
+		}
+		pkv__rcu_read_unlock();
+	}
+	/* Replay applies a record only if it is newer than the base's version (compact.c C.2). */
+	if (replay_seq && live == NULL && in_base && base_seq >= replay_seq) {
+		p->skip = true;
+		return 0;
+	}
+	visible = live ? !(live->flags & PKV_REC_TOMB) : in_base;
+	if (rec) {
+		p->rec = rec;
+		p->delta = visible ? 0 : 1;
+	} else {
+		if (!visible)
+			return PKV_NOTFOUND;
+		p->delta = -1;
+		/* A delete must shadow the base's version, and during a compaction the next base's
+		 * possible one too (compact.c C.4). */
+		if (in_base || __atomic_load_n(&db->compacting, __ATOMIC_SEQ_CST)) {
+			p->rec = pkv__rec_new_tomb(key, klen);
+			if (p->rec == NULL)
+				return -ENOMEM;
+		}
+	}
+	if (p->rec) {
+		r = pkv__map_reserve_locked(s);
+		if (r < 0) {
+			if (rec == NULL)
+				pkv__rec_free(p->rec);
+			p->rec = NULL;
+			return r;
+		}
+	}
+	return 0;
+}
+
+int pkv__db_commit_locked(struct pkv *db, struct map_shard *s, uint64_t hash, const void *key,
+			  size_t klen, struct write_plan *p, uint64_t seq)
+{
+	int r = 0;
+
+	(void)db;
+	if (p->rec) {
+		r = pkv__map_set_locked(s, hash, p->rec, seq);
+		if (r < 0)
+			return r;
+		p->rec = NULL;
+	} else {
+		(void)pkv__map_del_locked(s, hash, key, klen);
+	}
+	__atomic_store_n(&s->nkeys, s->nkeys + p->delta, __ATOMIC_RELAXED);
+	return 0;
+}
+
 static int db_write(struct pkv *db, enum wal_rec_type type, const void *key, size_t klen,
 		    const void *val, size_t vlen, unsigned flags)
 {
 	struct pkv_rec *rec = NULL;
+	struct write_plan plan = { 0 };
 	struct map_shard *s;
 	uint64_t h;
-	int64_t seq;
-	int r = 0;
+	int64_t seq = 0;
+	int r;
 
 	if (pkv__db_readonly(db))
 		return PKV_EREADONLY;
@@ -353,15 +454,9 @@ static int db_write(struct pkv *db, enum wal_rec_type type, const void *key, siz
 	s = pkv__map_shard(&db->map, h);
 
 	pthread_mutex_lock(&s->lock);
-	if (type == WAL_DEL && pkv__map_find_locked(s, h, key, klen) == NULL) {
-		r = PKV_NOTFOUND; /* nothing to log */
+	r = pkv__db_plan_locked(db, s, h, key, klen, rec, 0, &plan);
+	if (r < 0)
 		goto unlock;
-	}
-	if (type == WAL_PUT) {
-		r = pkv__map_reserve_locked(s);
-		if (r < 0)
-			goto unlock;
-	}
 	if (db->in_memory)
 		seq = (int64_t)__atomic_add_fetch(&db->mem_seq, 1, __ATOMIC_RELAXED);
 	else
@@ -370,25 +465,25 @@ static int db_write(struct pkv *db, enum wal_rec_type type, const void *key, siz
 		r = (int)seq;
 		goto unlock;
 	}
-	if (type == WAL_PUT) {
-		r = pkv__map_set_locked(s, h, rec, (uint64_t)seq);
-		if (r < 0) {
-			/*
-			 * Unreachable unless memory ran out and ck_ht also had to grow for a full
-			 * probe sequence (M.6). The record is in the log but not in the map: stop
-			 * writing rather than let the two disagree further.
-			 */
-			pkv__db_set_readonly(db, r);
-			goto unlock;
-		}
-		rec = NULL;
-		__atomic_store_n(&s->puts, s->puts + 1, __ATOMIC_RELAXED);
-	} else {
-		r = pkv__map_del_locked(s, h, key, klen);
-		__atomic_store_n(&s->dels, s->dels + 1, __ATOMIC_RELAXED);
+	r = pkv__db_commit_locked(db, s, h, key, klen, &plan, (uint64_t)seq);
+	if (r < 0) {
+		/*
+		 * Unreachable unless memory ran out and ck_ht also had to grow for a full probe
+		 * sequence (map.c M.6). The record is in the log but not in the map: stop writing
+		 * rather than let the two disagree further.
+		 */
+		pkv__db_set_readonly(db, r);
+		goto unlock;
 	}
+	rec = NULL;
+	if (type == WAL_PUT)
+		__atomic_store_n(&s->puts, s->puts + 1, __ATOMIC_RELAXED);
+	else
+		__atomic_store_n(&s->dels, s->dels + 1, __ATOMIC_RELAXED);
 unlock:
 	pthread_mutex_unlock(&s->lock);
+	if (plan.rec && plan.rec != rec)
+		pkv__rec_free(plan.rec); /* an unused tombstone */
 	if (rec)
 		pkv__rec_free(rec);
 	if (r < 0 || db->in_memory)
@@ -453,6 +548,14 @@ PKV_EXPORT int pkv_get(pkv *db, const void *key, size_t klen, void *buf, size_t 
 	h = pkv__map_hash(&db->map, key, klen);
 	pkv__rcu_read_lock();
 	rec = pkv__map_get_rcu(&db->map, h, key, klen);
+	if (rec == NULL) {
+		/* Loaded after the live-map miss: never older than what the miss saw (C.7). */
+		const struct pkv_snap *base = pkv__db_base_rcu(db);
+		if (base)
+			rec = pkv__snap_get(base, h, key, klen);
+	} else if (rec->flags & PKV_REC_TOMB) {
+		rec = NULL;
+	}
 	if (rec) {
 		*vlen = rec->vlen;
 		memcpy(buf, pkv__rec_val(rec), cap < rec->vlen ? cap : rec->vlen);
@@ -506,7 +609,9 @@ PKV_EXPORT int pkv_get_stats(pkv *db, pkv_stats *out)
 		out->puts += __atomic_load_n(&db->map.shards[i].puts, __ATOMIC_RELAXED);
 		out->dels += __atomic_load_n(&db->map.shards[i].dels, __ATOMIC_RELAXED);
 	}
-	out->keys = pkv__map_count(&db->map);
+	out->keys = db->keys_baseline;
+	for (unsigned i = 0; i < db->map.nshards; i++)
+		out->keys += (uint64_t)__atomic_load_n(&db->map.shards[i].nkeys, __ATOMIC_RELAXED);
 	if (db->in_memory) {
 		out->last_seq = __atomic_load_n(&db->mem_seq, __ATOMIC_RELAXED);
 		out->durable_seq = 0;
@@ -526,5 +631,13 @@ PKV_EXPORT int pkv_get_stats(pkv *db, pkv_stats *out)
 	out->discarded_bytes = db->rec.discarded_bytes;
 	out->recovery_gap_seq = db->rec.gap_seq;
 	out->readonly_reason = pkv__db_readonly(db);
+	pthread_mutex_lock(&db->compact_mu); /* keeps the base alive while we read it */
+	if (db->base) {
+		out->snapshot_seq = db->base->seq;
+		out->snapshot_keys = db->base->count;
+		out->snapshot_bytes = db->base->len;
+	}
+	out->compactions = db->compactions;
+	pthread_mutex_unlock(&db->compact_mu);
 	return 0;
 }

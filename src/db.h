@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "map.h"
+#include "snapshot.h"
 #include "pkv.h"
 #include "sync.h"
 #include "wal.h"
@@ -32,8 +33,45 @@ struct pkv {
 	struct pkv_sync sync;
 	int readonly_reason; /* atomic: 0, or why writes are refused */
 	uint64_t mem_seq;    /* atomic: sequence numbers of an in-memory store */
+	uint64_t keys_baseline; /* visible keys = this + sum of the shards' nkeys */
 	struct pkv_recovery_report rec;
+
+	/* Snapshot base image (compact.c). */
+	struct pkv_snap *base;   /* RCU-protected; NULL when there is none */
+	char *snap_dir;          /* DIR/snap */
+	int compacting;          /* atomic: deletes leave tombstones while set (compact.c C.4) */
+	pthread_mutex_t compact_mu; /* one compaction at a time */
+	uint64_t compactions;
+	uint64_t wal_bytes_at_snap; /* pkv__wal_bytes() when the last compaction started */
+	pthread_t compactor;
+	bool compactor_running;
+	bool compactor_stop;
+	bool compactor_kick;
+	pthread_cond_t compactor_cv; /* with sync.mu */
 };
+
+/*
+ * One write's effect on the map, decided under the shard lock before the WAL append (so that
+ * everything that can fail fails before a sequence number is taken) and applied after it.
+ */
+struct write_plan {
+	struct pkv_rec *rec; /* to publish: the value, or a tombstone; NULL: remove the entry */
+	int delta;           /* change in visible keys */
+	bool skip;           /* replay only: the base already holds this version or a newer one */
+};
+
+/*
+ * Plan a put (@rec prepared by the caller) or a delete (@rec NULL) of @key in shard @s, whose
+ * lock the caller holds. @replay_seq is the record's seq during recovery, 0 for a live write.
+ * Returns 0; PKV_NOTFOUND (a delete of an invisible key); -ENOMEM.
+ */
+int pkv__db_plan_locked(struct pkv *db, struct map_shard *s, uint64_t hash, const void *key,
+			size_t klen, struct pkv_rec *rec, uint64_t replay_seq,
+			struct write_plan *p);
+
+/* Apply a plan with sequence number @seq. 0, or -ENOMEM (see map.c M.6). */
+int pkv__db_commit_locked(struct pkv *db, struct map_shard *s, uint64_t hash, const void *key,
+			  size_t klen, struct write_plan *p, uint64_t seq);
 
 /* Send a formatted message to the application's log callback, if it has one. */
 void pkv__log(struct pkv *db, int level, const char *fmt, ...)
@@ -41,6 +79,12 @@ void pkv__log(struct pkv *db, int level, const char *fmt, ...)
 
 /* Refuse further writes with @reason (first reason wins). */
 void pkv__db_set_readonly(struct pkv *db, int reason);
+
+/* The base image; call inside a read-side section and use only inside it. */
+static inline const struct pkv_snap *pkv__db_base_rcu(struct pkv *db)
+{
+	return __atomic_load_n(&db->base, __ATOMIC_ACQUIRE);
+}
 
 static inline int pkv__db_readonly(struct pkv *db)
 {

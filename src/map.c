@@ -169,7 +169,7 @@ int pkv__map_init(struct pkv_map *m, unsigned nshards, size_t capacity_hint)
 
 		pthread_mutex_init(&s->lock, NULL);
 		/* One seed for all shards: the hash is computed once, on shard 0's table. */
-		if (!ck_ht_init(&s->ht, CK_HT_MODE_BYTESTRING | CK_HT_WORKLOAD_DELETE, NULL,
+		if (!ck_ht_init(&s->ht, CK_HT_MODE_BYTESTRING, NULL,
 				&m->alloc, per_shard, 0x9e3779b97f4a7c15ull))
 			goto fail;
 		s->cap = 1;
@@ -241,6 +241,15 @@ struct pkv_rec *pkv__rec_new(const void *key, size_t klen, const void *val, size
 	return r;
 }
 
+struct pkv_rec *pkv__rec_new_tomb(const void *key, size_t klen)
+{
+	struct pkv_rec *r = pkv__rec_new(key, klen, NULL, 0);
+
+	if (r)
+		r->flags = PKV_REC_TOMB;
+	return r;
+}
+
 void pkv__rec_free(struct pkv_rec *r)
 {
 	free(r);
@@ -308,6 +317,65 @@ int pkv__map_del_locked(struct map_shard *s, uint64_t hash, const void *key, siz
 		return PKV_NOTFOUND;
 	retire_locked(s, ck_ht_entry_value(&e)); /* M.4 */
 	return 0;
+}
+
+long pkv__map_collect_locked(struct map_shard *s, const struct pkv_rec ***out)
+{
+	ck_ht_iterator_t it = CK_HT_ITERATOR_INITIALIZER;
+	uint64_t n = ck_ht_count(&s->ht);
+	const struct pkv_rec **v = malloc((n ? n : 1) * sizeof(*v));
+	ck_ht_entry_t *e;
+	long i = 0;
+
+	if (v == NULL)
+		return -ENOMEM;
+	/* The shard lock keeps the table still: ck_ht may not be iterated during a mutation. */
+	while ((uint64_t)i < n && ck_ht_next(&s->ht, &it, &e))
+		v[i++] = ck_ht_entry_value(e);
+	*out = v;
+	return i;
+}
+
+void pkv__map_drop_locked(struct pkv_map *m, struct map_shard *s, const struct pkv_rec *r)
+{
+	uint64_t h = pkv__map_hash(m, r->data, r->klen);
+
+	if (pkv__map_find_locked(s, h, r->data, r->klen) == r)
+		(void)pkv__map_del_locked(s, h, r->data, r->klen);
+}
+
+void pkv__map_shrink_locked(struct map_shard *s)
+{
+	uint64_t n = ck_ht_count(&s->ht), want = 64;
+	ck_ht_iterator_t it = CK_HT_ITERATOR_INITIALIZER;
+	struct ck_ht_map *old;
+	ck_ht_entry_t *e;
+	ck_ht_t fresh;
+
+	while (want < n * 2 + n / 2)
+		want <<= 1;
+	if (want * 4 > s->cap) /* not worth it below a 4x reduction */
+		return;
+	if (!ck_ht_init(&fresh, s->ht.mode, NULL, s->ht.m, want, s->ht.seed))
+		return;
+	while (ck_ht_next(&s->ht, &it, &e)) {
+		ck_ht_hash_t h = { e->hash };
+		ck_ht_entry_t copy = *e;
+
+		if (!ck_ht_set_spmc(&fresh, h, &copy)) {
+			ck_ht_destroy(&fresh);
+			return;
+		}
+	}
+	/*
+	 * Publish the new table the way ck_ht_grow_spmc does (a release store of the map pointer,
+	 * which readers load with ck_pr_load_ptr), and free the old one after a grace period (M.4).
+	 */
+	old = s->ht.map;
+	ck_pr_fence_store();
+	ck_pr_store_ptr(&s->ht.map, fresh.map);
+	s->ht.m->free(old, 0, true);
+	s->cap = want;
 }
 
 void pkv__map_flush_retired(struct pkv_map *m)

@@ -26,9 +26,12 @@ struct pkv_rec {
 	uint64_t seq;
 	uint32_t vlen;
 	uint16_t klen;
-	uint16_t flags;
+	uint16_t flags;       /* PKV_REC_TOMB */
 	unsigned char data[]; /* key[klen], value[vlen] */
 };
+
+/* A delete that shadows the key's version in the snapshot base (live map only, never on disk). */
+#define PKV_REC_TOMB 0x1u
 
 static inline const void *pkv__rec_key(const struct pkv_rec *r)
 {
@@ -48,6 +51,7 @@ struct map_shard {
 	struct retire_batch *retire; /* records waiting for a grace period, guarded by lock */
 	uint64_t cap;                /* ck_ht's capacity as far as we know, guarded by lock */
 	uint64_t puts, dels;         /* written under lock, read with relaxed atomics */
+	int64_t nkeys;               /* visible keys of this shard (live and base), likewise */
 } __attribute__((aligned(64)));
 
 struct pkv_map {
@@ -83,6 +87,9 @@ const struct pkv_rec *pkv__map_get_rcu(struct pkv_map *m, uint64_t hash, const v
 /* Allocate an unpublished record holding @key and @val; NULL on ENOMEM. */
 struct pkv_rec *pkv__rec_new(const void *key, size_t klen, const void *val, size_t vlen);
 
+/* Allocate an unpublished tombstone for @key; NULL on ENOMEM. */
+struct pkv_rec *pkv__rec_new_tomb(const void *key, size_t klen);
+
 /* Free a record that was never published. */
 void pkv__rec_free(struct pkv_rec *r);
 
@@ -104,6 +111,20 @@ int pkv__map_set_locked(struct map_shard *s, uint64_t hash, struct pkv_rec *r, u
 
 /* Remove @key; the removed record is retired. 0 or PKV_NOTFOUND. */
 int pkv__map_del_locked(struct map_shard *s, uint64_t hash, const void *key, size_t klen);
+
+/*
+ * Copy the shard's current records (tombstones included) into a new array (*@out, freed by the
+ * caller). The records stay valid while the caller stays in its read-side section. Returns the
+ * count, or -ENOMEM.
+ */
+long pkv__map_collect_locked(struct map_shard *s, const struct pkv_rec ***out);
+
+/* Remove @r if it is still the current record of its key; the record is retired. */
+void pkv__map_drop_locked(struct pkv_map *m, struct map_shard *s, const struct pkv_rec *r);
+
+/* Rebuild the shard's table at a size fit for its count if it is mostly empty (after a
+ * compaction dropped what the snapshot holds); readers switch tables under RCU. */
+void pkv__map_shrink_locked(struct map_shard *s);
 
 /* Hand every retired record of every shard to RCU now (close, tests). */
 void pkv__map_flush_retired(struct pkv_map *m);

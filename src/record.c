@@ -91,8 +91,13 @@ enum wal_decode pkv__wal_rec_decode(const void *buf, size_t avail, uint32_t seed
 	struct wal_rec_disk h;
 
 	if (avail < sizeof(h.len)) {
-		/* Less than a length field left: the segment ends here. */
-		*why = "end of segment";
+		/* Less than a length field left: the end, unless a record was cut short there. */
+		for (size_t i = 0; i < avail; i++) {
+			if (p[i] != 0) {
+				*why = "record length cut short";
+				return WAL_DEC_BAD;
+			}
+		}
 		return WAL_DEC_END;
 	}
 	memcpy(&h.len, p, sizeof(h.len));
@@ -144,9 +149,9 @@ enum wal_decode pkv__wal_rec_decode(const void *buf, size_t avail, uint32_t seed
 	out->vlen = h.vlen;
 	out->key = p + WAL_REC_HDR;
 	out->val = p + WAL_REC_HDR + h.klen;
+	/* May exceed @avail when a truncation cut only padding: the next record still starts at
+	 * the aligned offset, which callers treat as the end of the data. */
 	out->size = pkv__wal_rec_size(h.klen, h.vlen);
-	if (out->size > avail) /* padding past the end: only possible in a truncated file */
-		out->size = avail;
 	return WAL_DEC_OK;
 bad_len:
 	*why = "record key or value length out of range for its type";

@@ -72,7 +72,8 @@ struct wal_rec {
 	uint32_t vlen;
 	const void *key;
 	const void *val;
-	size_t size; /* bytes the record occupies, padding included */
+	size_t size; /* bytes the record occupies, padding included (may run past the buffer
+		      * when only padding was cut off) */
 };
 
 static inline size_t pkv__wal_rec_size(size_t klen, size_t vlen)

@@ -25,6 +25,8 @@
  *       mistaken later for the new records that reuse their numbers.
  *  R.7  Every lane of this open appends after its cut, in its last segment, whose tail past the
  *       cut is always zeroed first (R.6), so stale bytes can never follow a new record.
+ *  R.9  A record is applied through the same plan as a live write (db.c), and only if it is
+ *       newer than the key's version in the snapshot base (compact.c C.2).
  *  R.8  Every segment replayed is fdatasynced before the open returns: what was recovered from
  *       the page cache after a process crash is then power-loss durable, and `synced` of new
  *       records may say so.
@@ -55,6 +57,7 @@ struct rseg {
 	off_t fsize;
 	struct wal_seg_disk hdr;
 	uint32_t seed;
+	uint64_t max_seq; /* highest seq decoded in it */
 };
 
 struct rlane {
@@ -211,7 +214,8 @@ static int scan_dir(struct rctx *c)
 	closedir(d);
 	if (r < 0)
 		return r;
-	qsort(c->segs, c->nsegs, sizeof(*c->segs), seg_cmp);
+	if (c->nsegs > 1)
+		qsort(c->segs, c->nsegs, sizeof(*c->segs), seg_cmp);
 	return 0;
 }
 
@@ -272,6 +276,7 @@ static int lane_advance(struct rctx *c, struct rlane *l)
 			return corrupt(c, s->name, l->off,
 				       "sequence numbers do not increase within the lane");
 		l->last_seq = l->next.seq;
+		s->max_seq = l->next.seq;
 		if (l->next.synced > c->max_synced)
 			c->max_synced = l->next.synced;
 		l->has = true;
@@ -280,28 +285,36 @@ static int lane_advance(struct rctx *c, struct rlane *l)
 	return 0;
 }
 
+/* R.9: apply one record through the same plan as a live write (db.c). */
 static int apply(struct pkv *db, const struct wal_rec *w)
 {
-	uint64_t h;
+	struct write_plan plan;
+	struct pkv_rec *r = NULL;
 	struct map_shard *s;
-	struct pkv_rec *r;
+	uint64_t h;
 	int rc;
 
 	if (w->type == WAL_NOP)
 		return 0;
 	h = pkv__map_hash(&db->map, w->key, w->klen);
 	s = pkv__map_shard(&db->map, h);
-	if (w->type == WAL_DEL) {
-		rc = pkv__map_del_locked(s, h, w->key, w->klen);
-		return rc == PKV_NOTFOUND ? 0 : rc;
+	if (w->type == WAL_PUT) {
+		r = pkv__rec_new(w->key, w->klen, w->val, w->vlen);
+		if (r == NULL)
+			return -ENOMEM;
 	}
-	r = pkv__rec_new(w->key, w->klen, w->val, w->vlen);
-	if (r == NULL)
-		return -ENOMEM;
-	rc = pkv__map_reserve_locked(s);
+	/* Single-threaded: the shard lock is not needed, the plan's rules are. */
+	rc = pkv__db_plan_locked(db, s, h, w->key, w->klen, r, w->seq, &plan);
+	if (rc == PKV_NOTFOUND || (rc == 0 && plan.skip)) {
+		rc = 0; /* a delete of an absent key, or a version the base already has */
+		goto out;
+	}
 	if (rc == 0)
-		rc = pkv__map_set_locked(s, h, r, w->seq);
-	if (rc < 0)
+		rc = pkv__db_commit_locked(db, s, h, w->key, w->klen, &plan, w->seq);
+out:
+	if (plan.rec && plan.rec != r)
+		pkv__rec_free(plan.rec);
+	if (r && (rc < 0 || plan.skip || plan.rec == r))
 		pkv__rec_free(r);
 	return rc;
 }
@@ -337,6 +350,23 @@ static int count_discarded(struct rctx *c, struct rlane *l)
 
 		rep->discarded_bytes += end - l->bad_off;
 		l->cut = true;
+		/*
+		 * Look for intact records behind the damage, 8 bytes at a time: they are discarded
+		 * too, but their `synced` fields may prove that the damage destroyed a durable
+		 * write (R.5), which a torn tail never does.
+		 */
+		for (size_t o = l->bad_off + WAL_ALIGN; o + WAL_REC_HDR <= end; o += WAL_ALIGN) {
+			struct wal_rec rec;
+			const char *why;
+
+			if (pkv__wal_rec_decode(s->map + o, s->maplen - o, s->seed, &rec, &why) !=
+			    WAL_DEC_OK)
+				continue;
+			rep->discarded_records++;
+			if (rec.synced > c->max_synced)
+				c->max_synced = rec.synced;
+			o += rec.size - WAL_ALIGN;
+		}
 		pkv__log(c->db, PKV_LOG_WARN,
 			 "recovery: torn tail in wal/%s at offset %zu (%s): %zu bytes discarded",
 			 s->name, l->bad_off, l->why, end - l->bad_off);
@@ -409,20 +439,42 @@ static int merge(struct rctx *c, uint64_t base, uint64_t *last_out)
 		if (r < 0)
 			return r;
 	}
-	/* R.5: a missing number that a surviving record says was synced is a destroyed write. */
-	if (rep->gap_seq && c->max_synced >= rep->gap_seq) {
+	/*
+	 * R.5: the first write not replayed is the missing number, or, when a lane ended in
+	 * damage with nothing missing in front of it, the next number. If a record that was read
+	 * says it had been synced, a durable write was destroyed.
+	 */
+	{
+		uint64_t first_lost = rep->gap_seq;
+		bool any_bad = false;
+
+		for (size_t i = 0; i < c->nlanes; i++)
+			any_bad |= c->lanes[i].bad;
+		if (first_lost == 0 && any_bad)
+			first_lost = expected;
+		if (first_lost == 0 || c->max_synced < first_lost)
+			return 0;
 		for (size_t i = 0; i < c->nlanes; i++) {
 			struct rlane *l = &c->lanes[i];
 			if (l->bad)
 				return corrupt(c, l->segs[l->bad_si]->name, l->bad_off, l->why);
 		}
+		/* Nothing damaged in place: the write went missing with its bytes. Name where
+		 * each lane's replayed records end: one of them should have gone on. */
+		for (size_t i = 0; i < c->nlanes; i++) {
+			struct rlane *l = &c->lanes[i];
+			pkv__log(c->db, PKV_LOG_ERROR,
+				 "recovery: %s/wal/%s: lane %u ends at offset %zu (last seq %" PRIu64
+				 ")",
+				 c->db->dir, l->segs[l->keep_si]->name, l->id, l->keep_off,
+				 l->last_seq);
+		}
 		pkv__log(c->db, PKV_LOG_ERROR,
 			 "recovery: %s/wal: sequence number %" PRIu64
-			 " is missing but was made durable (records say %" PRIu64 " was synced)",
-			 c->db->dir, rep->gap_seq, c->max_synced);
+			 " is missing but was made durable (a record says %" PRIu64 " was synced)",
+			 c->db->dir, first_lost, c->max_synced);
 		return PKV_ECORRUPT;
 	}
-	return 0;
 }
 
 /* R.6, R.7: cut lane @l after its keep point; zero the rest of the keep segment. */
@@ -467,6 +519,7 @@ static int adopt_lane(struct rctx *c, struct rlane *l)
 	seg->segno = keep->segno;
 	seg->size = keep->hdr.seg_bytes;
 	seg->off = l->keep_off;
+	seg->last_seq = keep->max_seq;
 	seg->seed = keep->seed;
 	seg->base = pkv__fs->mmap(seg->size, PROT_READ | PROT_WRITE, seg->fd, 0);
 	if (seg->base == NULL) {
@@ -529,6 +582,11 @@ int pkv__recover(struct pkv *db, uint64_t base_seq)
 				r = pkv__fs->fdatasync(l->segs[l->keep_si]->fd); /* R.8 */
 			for (size_t k = 0; k < l->keep_si && r == 0; k++)
 				r = pkv__fs->fdatasync(l->segs[k]->fd); /* R.8 */
+			/* Full segments: deleted once a snapshot covers them (compact.c C.6). */
+			for (size_t k = 0; k < l->nsegs && r == 0; k++)
+				if (k < l->keep_si || !ours)
+					r = pkv__wal_old_add(&db->wal, l->id, l->segs[k]->segno,
+							     l->segs[k]->max_seq);
 		}
 		if (r == 0 && dir_dirty)
 			r = pkv__fs_fsync_dir(db->wal.dir);

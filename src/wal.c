@@ -45,7 +45,33 @@ int pkv__wal_init(struct pkv *db, unsigned nlanes)
 		w->lanes[i].inflight = WAL_INFLIGHT_IDLE;
 		w->lanes[i].next_segno = 1;
 	}
+	pthread_mutex_init(&w->old_mu, NULL);
 	return 0;
+}
+
+int pkv__wal_old_add(struct pkv_wal *w, uint32_t lane, uint64_t segno, uint64_t last_seq)
+{
+	struct wal_old *o = malloc(sizeof(*o));
+
+	if (o == NULL)
+		return -ENOMEM;
+	o->lane = lane;
+	o->segno = segno;
+	o->last_seq = last_seq;
+	pthread_mutex_lock(&w->old_mu);
+	o->next = w->old;
+	w->old = o;
+	pthread_mutex_unlock(&w->old_mu);
+	return 0;
+}
+
+uint64_t pkv__wal_bytes(struct pkv_wal *w)
+{
+	uint64_t n = 0;
+
+	for (unsigned i = 0; i < w->nlanes; i++)
+		n += __atomic_load_n(&w->lanes[i].bytes, __ATOMIC_RELAXED);
+	return n;
 }
 
 static void seg_path(char *buf, size_t n, const char *dir, uint32_t lane, uint64_t segno,
@@ -94,6 +120,12 @@ void pkv__wal_destroy(struct pkv *db)
 		pkv__fs_fsync_dir(w->dir); /* best effort: an empty segment left behind is harmless */
 	free(w->lanes);
 	w->lanes = NULL;
+	while (w->old) {
+		struct wal_old *o = w->old;
+		w->old = o->next;
+		free(o);
+	}
+	pthread_mutex_destroy(&w->old_mu);
 }
 
 int pkv__wal_seg_create(struct pkv *db, uint32_t lane, uint64_t segno, size_t min_bytes,
@@ -201,6 +233,8 @@ static int lane_roll_locked(struct pkv *db, struct wal_lane *l, size_t need)
 		l->next_segno++;
 	}
 	if (l->cur) {
+		/* If this allocation fails the segment is only kept until the next open. */
+		(void)pkv__wal_old_add(&db->wal, l->id, l->cur->segno, l->cur->last_seq);
 		/* Synced and closed by the background thread (or the next sync round). */
 		l->cur->next = l->retired;
 		l->retired = l->cur;
@@ -251,6 +285,7 @@ int64_t pkv__wal_append(struct pkv *db, enum wal_rec_type type, const void *key,
 	pkv__wal_rec_encode(seg->base + seg->off, seg->seed, seq, type,
 			    __atomic_load_n(&w->synced, __ATOMIC_RELAXED), key, klen, val, vlen);
 	seg->off += need;
+	seg->last_seq = seq;
 	l->last_seq = seq;
 	l->bytes += need;
 	if (type == WAL_PUT)
@@ -261,6 +296,45 @@ int64_t pkv__wal_append(struct pkv *db, enum wal_rec_type type, const void *key,
 	__atomic_store_n(&l->inflight, WAL_INFLIGHT_IDLE, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&l->lock);
 	return (int64_t)seq;
+}
+
+int pkv__wal_retire_upto(struct pkv *db, uint64_t seq)
+{
+	struct pkv_wal *w = &db->wal;
+	struct wal_old *keep = NULL, *drop = NULL, *o;
+	char path[4096];
+	int r = 0;
+
+	pthread_mutex_lock(&w->old_mu);
+	while ((o = w->old) != NULL) {
+		w->old = o->next;
+		if (o->last_seq <= seq) {
+			o->next = drop;
+			drop = o;
+		} else {
+			o->next = keep;
+			keep = o;
+		}
+	}
+	w->old = keep;
+	pthread_mutex_unlock(&w->old_mu);
+	if (drop == NULL)
+		return 0;
+	while ((o = drop) != NULL) {
+		int e;
+
+		drop = o->next;
+		seg_path(path, sizeof(path), w->dir, o->lane, o->segno, "wal");
+		e = pkv__fs->unlink(path);
+		if (e < 0 && e != -ENOENT && r == 0)
+			r = e;
+		free(o);
+	}
+	/* Not needed for correctness (replay skips records <= the snapshot), only to free space
+	 * for good: a lost unlink would leave a segment that the next compaction removes. */
+	if (r == 0)
+		r = pkv__fs_fsync_dir(w->dir);
+	return r;
 }
 
 void pkv__wal_wait_written(struct pkv *db, uint64_t seq)

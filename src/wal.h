@@ -33,7 +33,16 @@ struct wal_seg {
 	size_t size;         /* mapped bytes == allocated file size == header seg_bytes */
 	size_t off;          /* where the next record goes */
 	uint32_t seed;       /* record CRC seed */
+	uint64_t last_seq;   /* highest seq written into it */
 	struct wal_seg *next;
+};
+
+/* A full segment still on disk: deleted once a snapshot covers last_seq. */
+struct wal_old {
+	uint32_t lane;
+	uint64_t segno;
+	uint64_t last_seq;
+	struct wal_old *next;
 };
 
 struct wal_lane {
@@ -58,6 +67,8 @@ struct pkv_wal {
 	char *dir; /* DIR/wal */
 	uint64_t seq;    /* atomic: last sequence number taken */
 	uint64_t synced; /* atomic: every seq <= synced is power-loss durable */
+	pthread_mutex_t old_mu;
+	struct wal_old *old; /* full segments on disk, guarded by old_mu */
 };
 
 /* Set up lanes (no files yet). 0 or -ENOMEM. */
@@ -84,6 +95,15 @@ int64_t pkv__wal_append(struct pkv *db, enum wal_rec_type type, const void *key,
 
 /* Wait until every record with a sequence number <= @seq is copied into its segment. */
 void pkv__wal_wait_written(struct pkv *db, uint64_t seq);
+
+/* Remember that segment @segno of @lane, last written at @last_seq, is full. 0 or -ENOMEM. */
+int pkv__wal_old_add(struct pkv_wal *w, uint32_t lane, uint64_t segno, uint64_t last_seq);
+
+/* Unlink every full segment whose records are all <= @seq (a durable snapshot covers them). */
+int pkv__wal_retire_upto(struct pkv *db, uint64_t seq);
+
+/* Bytes appended to the WAL since open (all lanes). */
+uint64_t pkv__wal_bytes(struct pkv_wal *w);
 
 /* Background helper: create the spare segment of every lane that asked for one. */
 void pkv__wal_make_spares(struct pkv *db);

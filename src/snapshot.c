@@ -1,0 +1,395 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * snapshot.c - snapshot writer, in-place mmap reader and index probe.
+ *
+ * Rules:
+ *  N.1  A snapshot is written with ordinary writes to a temporary name, fsynced, and only then
+ *       renamed (compact.c); it is only ever read through a read-only mapping, so a full disk
+ *       is an error from write(), never a SIGBUS.
+ *  N.2  Opening checks the header checksum and that every region lies inside the file; nothing
+ *       else is parsed. The probe re-checks each record it follows against the data region's
+ *       bounds, so damaged bytes under a valid header give a miss, never a read outside the
+ *       mapping. pkv__snap_verify checks the region checksums and every record.
+ *  N.3  The index is ordered by the hash's top bits; the live map picks shards by the same top
+ *       bits, so one shard's keys sit together in the index.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "crc32c.h"
+#include "errors.h"
+#include "fs.h"
+#include "snapshot.h"
+
+#define ALIGN8(x) (((x) + 7) & ~(uint64_t)7)
+#define STAGE_BYTES (1u << 20)
+
+static bool region_ok(uint64_t off, uint64_t len, uint64_t file)
+{
+	return off <= file && len <= file - off;
+}
+
+int pkv__snap_open(const char *path, uint64_t hash_seed, struct pkv_snap **out, const char **why)
+{
+	struct snap_hdr_disk h;
+	struct pkv_snap *s = NULL;
+	off_t size;
+	void *map;
+	int fd, r;
+
+	fd = pkv__fs->open(path, O_RDONLY, 0);
+	if (fd < 0)
+		return fd;
+	r = pkv__fs->fstat_size(fd, &size);
+	if (r < 0)
+		goto out;
+	r = PKV_ECORRUPT;
+	if ((uint64_t)size < SNAP_HDR_BYTES) {
+		*why = "file shorter than the snapshot header";
+		goto out;
+	}
+	if (pkv__fs_pread_all(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h)) {
+		*why = "cannot read the snapshot header";
+		goto out;
+	}
+	if (memcmp(h.magic, SNAP_MAGIC, sizeof(h.magic)) != 0) {
+		*why = "bad snapshot magic";
+		goto out;
+	}
+	if (h.hdr_crc != pkv__crc32c(0, &h, offsetof(struct snap_hdr_disk, hdr_crc))) {
+		*why = "snapshot header checksum mismatch";
+		goto out;
+	}
+	if (h.version != SNAP_VERSION || h.flags != 0) {
+		*why = "unknown snapshot format version";
+		goto out;
+	}
+	if (h.file_bytes != (uint64_t)size || h.data_off != SNAP_HDR_BYTES ||
+	    !region_ok(h.data_off, h.data_bytes, h.file_bytes) || h.index_off % 8 != 0 ||
+	    h.index_off < h.data_off + h.data_bytes || h.nslots < 16 ||
+	    (h.nslots & (h.nslots - 1)) != 0 || h.nslots > (1ull << 40) ||
+	    !region_ok(h.index_off, h.nslots * 8, h.file_bytes) || h.count > h.nslots / 2 ||
+	    h.data_bytes / 16 < h.count) {
+		*why = "snapshot regions disagree with the file size";
+		goto out;
+	}
+	if (h.hash_seed != hash_seed) {
+		*why = "snapshot was hashed with another seed";
+		goto out;
+	}
+	map = pkv__fs->mmap((size_t)size, PROT_READ, fd, 0);
+	if (map == NULL) {
+		r = -errno;
+		goto out;
+	}
+	s = calloc(1, sizeof(*s));
+	if (s == NULL || (s->path = strdup(path)) == NULL) {
+		free(s);
+		pkv__fs->munmap(map, (size_t)size);
+		r = -ENOMEM;
+		goto out;
+	}
+	s->map = map;
+	s->len = (size_t)size;
+	s->index = (const uint64_t *)(s->map + h.index_off);
+	s->mask = h.nslots - 1;
+	s->shift = (unsigned)(64 - __builtin_ctzll(h.nslots));
+	s->data = s->map;
+	s->data_bytes = h.data_bytes;
+	s->seq = h.seq;
+	s->count = h.count;
+	s->salt = h.salt;
+	*out = s;
+	r = 0;
+out:
+	pkv__fs->close(fd); /* the mapping keeps the file */
+	return r;
+}
+
+void pkv__snap_close(struct pkv_snap *s)
+{
+	if (s == NULL)
+		return;
+	pkv__fs->munmap((void *)s->map, s->len);
+	free(s->path);
+	free(s);
+}
+
+/* The record at absolute offset @off if it lies wholly inside the data region (N.2). */
+static const struct pkv_rec *rec_at(const struct pkv_snap *s, uint64_t off)
+{
+	const uint64_t end = SNAP_HDR_BYTES + s->data_bytes;
+	const struct pkv_rec *r;
+
+	if (off < SNAP_HDR_BYTES || off > end || end - off < sizeof(struct snap_rec_disk))
+		return NULL;
+	r = (const struct pkv_rec *)(s->data + off);
+	if ((uint64_t)r->klen + r->vlen > end - off - sizeof(struct snap_rec_disk))
+		return NULL;
+	return r;
+}
+
+const struct pkv_rec *pkv__snap_get(const struct pkv_snap *s, uint64_t hash, const void *key,
+				    size_t klen)
+{
+	uint64_t pos = hash >> s->shift;
+	const uint64_t tag = SNAP_TAG(hash);
+
+	for (uint64_t n = 0; n <= s->mask; n++) {
+		uint64_t slot = s->index[pos];
+
+		if (slot == 0)
+			return NULL;
+		if ((slot & ~SNAP_OFF_MASK) == tag) {
+			const struct pkv_rec *r = rec_at(s, (slot & SNAP_OFF_MASK) * 8);
+			if (r == NULL)
+				return NULL; /* damaged: a miss, never a stray read */
+			if (r->klen == klen && memcmp(r->data, key, klen) == 0)
+				return r;
+		}
+		pos = (pos + 1) & s->mask;
+	}
+	return NULL;
+}
+
+const struct pkv_rec *pkv__snap_next(const struct pkv_snap *s, uint64_t *off)
+{
+	const struct pkv_rec *r;
+
+	if (*off == 0)
+		*off = SNAP_HDR_BYTES;
+	if (*off >= SNAP_HDR_BYTES + s->data_bytes)
+		return NULL;
+	r = rec_at(s, *off);
+	if (r == NULL)
+		return NULL;
+	*off += ALIGN8(sizeof(struct snap_rec_disk) + r->klen + r->vlen);
+	return r;
+}
+
+int pkv__snap_verify(const struct pkv_snap *s, const char **why)
+{
+	const struct snap_hdr_disk *h = (const void *)s->map;
+	uint64_t off = 0, n = 0;
+	const struct pkv_rec *r;
+
+	if (pkv__crc32c(0, s->map + SNAP_HDR_BYTES, s->data_bytes) != h->data_crc) {
+		*why = "snapshot data checksum mismatch";
+		return PKV_ECORRUPT;
+	}
+	if (pkv__crc32c(0, s->index, (s->mask + 1) * 8) != h->index_crc) {
+		*why = "snapshot index checksum mismatch";
+		return PKV_ECORRUPT;
+	}
+	while ((r = pkv__snap_next(s, &off)) != NULL) {
+		if (r->klen == 0 || r->klen > PKV_MAX_KEY || r->vlen > PKV_MAX_VALUE ||
+		    r->flags != 0 || r->seq > s->seq) {
+			*why = "snapshot record out of range";
+			return PKV_ECORRUPT;
+		}
+		n++;
+	}
+	if (off != SNAP_HDR_BYTES + s->data_bytes || n != s->count) {
+		*why = "snapshot record count or layout mismatch";
+		return PKV_ECORRUPT;
+	}
+	for (uint64_t i = 0, used = 0; i <= s->mask; i++) {
+		if (s->index[i] == 0)
+			continue;
+		if (rec_at(s, (s->index[i] & SNAP_OFF_MASK) * 8) == NULL || ++used > n) {
+			*why = "snapshot index points outside its records";
+			return PKV_ECORRUPT;
+		}
+	}
+	return 0;
+}
+
+/* ---- writer ---------------------------------------------------------------------------- */
+
+struct snap_ent {
+	uint64_t hash;
+	uint64_t off;
+};
+
+struct snap_writer {
+	int fd;
+	char *path;
+	struct snap_hdr_disk h;
+	unsigned char *stage;
+	size_t staged;
+	uint64_t written; /* data bytes already written to the file */
+	uint32_t data_crc;
+	struct snap_ent *ents;
+	size_t nents, capents;
+};
+
+int pkv__snapw_begin(struct snap_writer **out, const char *tmp_path, uint64_t seq,
+		     uint64_t hash_seed, uint64_t salt)
+{
+	struct snap_writer *w = calloc(1, sizeof(*w));
+
+	if (w == NULL)
+		return -ENOMEM;
+	w->path = strdup(tmp_path);
+	w->stage = malloc(STAGE_BYTES);
+	if (w->path == NULL || w->stage == NULL) {
+		free(w->path);
+		free(w->stage);
+		free(w);
+		return -ENOMEM;
+	}
+	w->fd = pkv__fs->open(tmp_path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	if (w->fd < 0) {
+		int r = w->fd;
+		free(w->path);
+		free(w->stage);
+		free(w);
+		return r;
+	}
+	memcpy(w->h.magic, SNAP_MAGIC, sizeof(w->h.magic));
+	w->h.version = SNAP_VERSION;
+	w->h.seq = seq;
+	w->h.hash_seed = hash_seed;
+	w->h.salt = salt;
+	w->h.data_off = SNAP_HDR_BYTES;
+	*out = w;
+	return 0;
+}
+
+static int stage_flush(struct snap_writer *w)
+{
+	int r;
+
+	if (w->staged == 0)
+		return 0;
+	w->data_crc = pkv__crc32c(w->data_crc, w->stage, w->staged);
+	r = pkv__fs_pwrite_all(w->fd, w->stage, w->staged, (off_t)(SNAP_HDR_BYTES + w->written));
+	w->written += w->staged;
+	w->staged = 0;
+	return r;
+}
+
+int pkv__snapw_add(struct snap_writer *w, uint64_t hash, uint64_t seq, const void *key,
+		   uint32_t klen, const void *val, uint32_t vlen)
+{
+	size_t size = ALIGN8(sizeof(struct snap_rec_disk) + klen + vlen);
+	struct snap_rec_disk rh = { .seq = seq, .vlen = vlen, .klen = (uint16_t)klen };
+	int r;
+
+	if (w->nents == w->capents) {
+		size_t ncap = w->capents ? w->capents * 2 : 4096;
+		struct snap_ent *ne = realloc(w->ents, ncap * sizeof(*ne));
+		if (ne == NULL)
+			return -ENOMEM;
+		w->ents = ne;
+		w->capents = ncap;
+	}
+	w->ents[w->nents].hash = hash;
+	w->ents[w->nents].off = SNAP_HDR_BYTES + w->written + w->staged;
+	w->nents++;
+
+	if (w->staged + size > STAGE_BYTES) {
+		r = stage_flush(w);
+		if (r < 0)
+			return r;
+	}
+	if (size > STAGE_BYTES) { /* a value larger than the stage: write it through */
+		unsigned char *big = calloc(1, size);
+		if (big == NULL)
+			return -ENOMEM;
+		memcpy(big, &rh, sizeof(rh));
+		memcpy(big + sizeof(rh), key, klen);
+		if (vlen)
+			memcpy(big + sizeof(rh) + klen, val, vlen);
+		w->data_crc = pkv__crc32c(w->data_crc, big, size);
+		r = pkv__fs_pwrite_all(w->fd, big, size, (off_t)(SNAP_HDR_BYTES + w->written));
+		w->written += size;
+		free(big);
+		return r;
+	}
+	memcpy(w->stage + w->staged, &rh, sizeof(rh));
+	memcpy(w->stage + w->staged + sizeof(rh), key, klen);
+	if (vlen)
+		memcpy(w->stage + w->staged + sizeof(rh) + klen, val, vlen);
+	memset(w->stage + w->staged + sizeof(rh) + klen + vlen, 0,
+	       size - sizeof(rh) - klen - vlen);
+	w->staged += size;
+	return 0;
+}
+
+static void writer_free(struct snap_writer *w)
+{
+	if (w->fd >= 0)
+		pkv__fs->close(w->fd);
+	free(w->ents);
+	free(w->stage);
+	free(w->path);
+	free(w);
+}
+
+void pkv__snapw_abort(struct snap_writer *w)
+{
+	if (w == NULL)
+		return;
+	pkv__fs->unlink(w->path);
+	writer_free(w);
+}
+
+int pkv__snapw_finish(struct snap_writer *w)
+{
+	uint64_t nslots = 16, *index = NULL;
+	unsigned shift;
+	int r;
+
+	r = stage_flush(w);
+	if (r < 0)
+		goto fail;
+	while (nslots < 2 * (uint64_t)w->nents)
+		nslots <<= 1;
+	shift = (unsigned)(64 - __builtin_ctzll(nslots));
+	index = calloc(nslots, sizeof(*index));
+	if (index == NULL) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	for (size_t i = 0; i < w->nents; i++) {
+		uint64_t pos = w->ents[i].hash >> shift;
+
+		while (index[pos] != 0)
+			pos = (pos + 1) & (nslots - 1);
+		index[pos] = (w->ents[i].off / 8) | SNAP_TAG(w->ents[i].hash);
+	}
+	w->h.count = w->nents;
+	w->h.data_bytes = w->written;
+	w->h.index_off = (SNAP_HDR_BYTES + w->written + 4095) & ~(uint64_t)4095;
+	w->h.nslots = nslots;
+	w->h.file_bytes = w->h.index_off + nslots * 8;
+	w->h.data_crc = w->data_crc;
+	w->h.index_crc = pkv__crc32c(0, index, nslots * 8);
+	w->h.hdr_crc = pkv__crc32c(0, &w->h, offsetof(struct snap_hdr_disk, hdr_crc));
+	r = pkv__fs_pwrite_all(w->fd, index, nslots * 8, (off_t)w->h.index_off);
+	if (r == 0) {
+		/* Zero padding between data and index comes from the file being sparse there. */
+		r = pkv__fs_pwrite_all(w->fd, &w->h, sizeof(w->h), 0);
+	}
+	if (r == 0) {
+		unsigned char zero[SNAP_HDR_BYTES - sizeof(w->h)];
+		memset(zero, 0, sizeof(zero));
+		r = pkv__fs_pwrite_all(w->fd, zero, sizeof(zero), sizeof(w->h));
+	}
+	if (r == 0)
+		r = pkv__fs->fsync(w->fd); /* N.1: contents and size durable before the rename */
+	free(index);
+	index = NULL;
+	if (r < 0)
+		goto fail;
+	writer_free(w);
+	return 0;
+fail:
+	free(index);
+	pkv__snapw_abort(w);
+	return r;
+}

@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * snapshot.h - snapshot files: a hash index and records, read in place through mmap.
+ *
+ * Format (docs/format.md has it byte by byte):
+ *   [0, 4096)                header, struct snap_hdr_disk, zero padded
+ *   [data_off, +data_bytes)  records, each struct snap_rec_disk + key + value, 8-aligned
+ *   [index_off, +nslots*8)   open-addressing index, linear probing from the hash's top bits;
+ *                            slot = (record offset in data / 8) | (hash tag << 40), 0 = empty
+ * A record has the same 16-byte head as the live map's struct pkv_rec, so a reader hands out
+ * snapshot records and live records alike.
+ */
+#ifndef PKV_SNAPSHOT_H
+#define PKV_SNAPSHOT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "map.h"
+
+#define SNAP_MAGIC "pkvSNAP\0"
+#define SNAP_VERSION 1u
+#define SNAP_HDR_BYTES 4096u
+#define SNAP_OFF_BITS 40
+#define SNAP_OFF_MASK ((1ull << SNAP_OFF_BITS) - 1)
+#define SNAP_TAG(h) (((h) & 0xffffffull) << SNAP_OFF_BITS)
+
+struct snap_hdr_disk {
+	char magic[8];
+	uint32_t version;
+	uint32_t flags;      /* 0 */
+	uint64_t seq;        /* S: complete up to and including this sequence number */
+	uint64_t count;      /* records */
+	uint64_t data_off;
+	uint64_t data_bytes;
+	uint64_t index_off;
+	uint64_t nslots;     /* power of two */
+	uint64_t hash_seed;  /* seed of the key hash (MurmurHash64A, as the live map) */
+	uint64_t file_bytes; /* total size of the file */
+	uint32_t data_crc;   /* crc32c(0, data region) */
+	uint32_t index_crc;  /* crc32c(0, index region) */
+	uint64_t salt;       /* the store's WAL salt, carried across compactions */
+	uint8_t reserved[28];
+	uint32_t hdr_crc;    /* crc32c(0, bytes 0..123) */
+};
+_Static_assert(sizeof(struct snap_hdr_disk) == 128, "snapshot header size");
+_Static_assert(offsetof(struct snap_hdr_disk, seq) == 16, "seq offset");
+_Static_assert(offsetof(struct snap_hdr_disk, nslots) == 56, "nslots offset");
+_Static_assert(offsetof(struct snap_hdr_disk, data_crc) == 80, "data_crc offset");
+_Static_assert(offsetof(struct snap_hdr_disk, salt) == 88, "salt offset");
+_Static_assert(offsetof(struct snap_hdr_disk, hdr_crc) == 124, "hdr_crc offset");
+
+struct snap_rec_disk {
+	uint64_t seq;
+	uint32_t vlen;
+	uint16_t klen;
+	uint16_t flags; /* 0 */
+};
+_Static_assert(sizeof(struct snap_rec_disk) == 16, "snapshot record head size");
+_Static_assert(sizeof(struct snap_rec_disk) == offsetof(struct pkv_rec, data),
+	       "snapshot records and live records share their head");
+_Static_assert(offsetof(struct snap_rec_disk, vlen) == offsetof(struct pkv_rec, vlen), "vlen");
+_Static_assert(offsetof(struct snap_rec_disk, klen) == offsetof(struct pkv_rec, klen), "klen");
+
+/* An open, mapped snapshot: the base image. Immutable; freed after a grace period. */
+struct pkv_snap {
+	const unsigned char *map;
+	size_t len;
+	const uint64_t *index;
+	uint64_t mask;
+	unsigned shift;        /* slot = hash >> shift */
+	const unsigned char *data;
+	uint64_t data_bytes;
+	uint64_t seq;
+	uint64_t count;
+	uint64_t salt;
+	char *path;
+};
+
+/*
+ * Map and check the snapshot at @path: header checksum, version, and that every region lies
+ * inside the file. Region checksums are checked by pkv__snap_verify, not here.
+ * Returns 0; PKV_ECORRUPT (@why says what); -errno.
+ */
+int pkv__snap_open(const char *path, uint64_t hash_seed, struct pkv_snap **out, const char **why);
+
+/* Unmap and free (no reader may still use it). NULL is a no-op. */
+void pkv__snap_close(struct pkv_snap *s);
+
+/* Check both region checksums and every index slot and record. 0 or PKV_ECORRUPT. */
+int pkv__snap_verify(const struct pkv_snap *s, const char **why);
+
+/*
+ * The record of @key in @s, or NULL. Never reads outside the mapping, whatever the bytes say.
+ * Safe from any thread while @s is alive (inside a read-side section for the current base).
+ */
+const struct pkv_rec *pkv__snap_get(const struct pkv_snap *s, uint64_t hash, const void *key,
+				    size_t klen);
+
+/* Iterate records: *@off starts at 0; returns NULL at the end (or at damage). */
+const struct pkv_rec *pkv__snap_next(const struct pkv_snap *s, uint64_t *off);
+
+/* ---- writer ---- */
+
+struct snap_writer;
+
+/* Start writing @tmp_path for sequence number @seq. 0 or -errno. */
+int pkv__snapw_begin(struct snap_writer **out, const char *tmp_path, uint64_t seq,
+		     uint64_t hash_seed, uint64_t salt);
+/* Append a record (the caller guarantees one record per key). 0 or -errno. */
+int pkv__snapw_add(struct snap_writer *w, uint64_t hash, uint64_t seq, const void *key,
+		   uint32_t klen, const void *val, uint32_t vlen);
+/* Write index and header, fsync the file. 0 or -errno. The writer is freed either way. */
+int pkv__snapw_finish(struct snap_writer *w);
+/* Abandon: close and unlink the temporary file. */
+void pkv__snapw_abort(struct snap_writer *w);
+
+#endif /* PKV_SNAPSHOT_H */
