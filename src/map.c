@@ -68,8 +68,10 @@ static void ht_free(void *p, size_t n, bool defer)
 	if (p == NULL)
 		return;
 	b = caa_container_of((unsigned char *)p, struct ht_block, mem[0]);
-	if (defer)
+	if (defer) {
+		PKV_TSAN_RELEASE(); /* pairs with the callback's acquire (rcu.h) */
 		urcu_memb_call_rcu(&b->u.rcu, ht_block_free_cb); /* M.4: readers may be probing it */
+	}
 	else
 		free(b);
 }
@@ -109,6 +111,7 @@ static void retire_flush_locked(struct map_shard *s)
 {
 	if (s->retire == NULL || s->retire->n == 0)
 		return;
+	PKV_TSAN_RELEASE(); /* pairs with the callback's acquire (rcu.h) */
 	urcu_memb_call_rcu(&s->retire->rcu, retire_cb);
 	s->retire = NULL;
 }
@@ -129,6 +132,7 @@ static void retire_locked(struct map_shard *s, void *p)
 		if (s->retire == NULL) {
 			/* No memory for a batch: wait for the grace period here instead. */
 			urcu_memb_synchronize_rcu();
+			PKV_TSAN_ACQUIRE();
 			free(p);
 			return;
 		}

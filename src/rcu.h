@@ -10,8 +10,9 @@
  * the calling thread on its first call and arranges its unregistration at thread exit.
  *
  * ThreadSanitizer cannot see liburcu 0.13's grace periods. Under PKV_TSAN the shim turns each
- * read-side unlock into a release and each reclamation callback into an acquire of one token, so
- * TSan learns that a reader's accesses happen before the memory they touched is freed, and
+ * read-side unlock and each call_rcu into a release, and each reclamation callback (and the
+ * return of synchronize_rcu) into an acquire of one token, so TSan learns that a reader's
+ * accesses, and the retiring thread's, happen before the memory they touched is freed, and
  * nothing more: a build that skips the grace period (PKV_TEST_SKIP_GRACE_PERIOD) frees without
  * the acquire and TSan reports it (stress/ keeps that as a negative control).
  */

@@ -287,11 +287,8 @@ int64_t pkv__wal_append(struct pkv *db, enum wal_rec_type type, const void *key,
 	seg->off += need;
 	seg->last_seq = seq;
 	l->last_seq = seq;
-	l->bytes += need;
-	if (type == WAL_PUT)
-		l->puts++;
-	else if (type == WAL_DEL)
-		l->dels++;
+	/* Read without the lock by stats and the compactor. */
+	__atomic_store_n(&l->bytes, l->bytes + need, __ATOMIC_RELAXED);
 	/* The copy above happens before "idle" is seen (release): W.5. */
 	__atomic_store_n(&l->inflight, WAL_INFLIGHT_IDLE, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&l->lock);

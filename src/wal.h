@@ -55,7 +55,7 @@ struct wal_lane {
 	uint64_t next_segno;
 	uint64_t last_seq;   /* last seq appended to this lane */
 	uint64_t synced_seq; /* last_seq as of the last completed sync of this lane */
-	uint64_t puts, dels, bytes;
+	uint64_t bytes; /* appended since open; written under lock, read with relaxed atomics */
 	bool want_spare;
 } __attribute__((aligned(64)));
 
