@@ -312,7 +312,7 @@ int pkv__compact_run(struct pkv *db)
 		pkv__log(db, PKV_LOG_WARN, "compact: cannot remove files the snapshot covers: %s",
 			 pkv_strerror(r));
 	r = 0;
-	db->compactions++;
+	__atomic_store_n(&db->compactions, db->compactions + 1, __ATOMIC_RELAXED);
 	pkv__log(db, PKV_LOG_INFO,
 		 "compact: %s holds %" PRIu64 " keys up to seq %" PRIu64 " (%zu bytes)", path,
 		 fresh->count, seq, fresh->len);

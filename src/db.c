@@ -174,7 +174,7 @@ static char *path_join(const char *a, const char *b)
 	return p;
 }
 
-static int ensure_dir(const char *path, bool create)
+static int ensure_dir(struct pkv *db, const char *path, bool create)
 {
 	struct stat st;
 	int r;
@@ -184,6 +184,8 @@ static int ensure_dir(const char *path, bool create)
 	if (errno != ENOENT || !create)
 		return -errno;
 	r = pkv__fs->mkdir(path, 0755);
+	if (r == 0)
+		db->open_dirty = true;
 	return r == -EEXIST ? 0 : r;
 }
 
@@ -270,13 +272,13 @@ PKV_EXPORT int pkv_open(const char *dir, const pkv_options *opts, pkv **db_out)
 		r = -ENOMEM;
 		goto fail;
 	}
-	r = ensure_dir(db->dir, create);
+	r = ensure_dir(db, db->dir, create);
 	if (r < 0)
 		goto fail;
 	r = lock_dir(db);
 	if (r < 0)
 		goto fail;
-	r = ensure_dir(db->wal.dir, !db->readonly_open);
+	r = ensure_dir(db, db->wal.dir, !db->readonly_open);
 	if (r == -ENOENT && db->readonly_open)
 		r = 0; /* an empty store, read-only: nothing to replay */
 	else if (r < 0)
@@ -286,7 +288,7 @@ PKV_EXPORT int pkv_open(const char *dir, const pkv_options *opts, pkv **db_out)
 		r = -ENOMEM;
 		goto fail;
 	}
-	r = ensure_dir(db->snap_dir, !db->readonly_open);
+	r = ensure_dir(db, db->snap_dir, !db->readonly_open);
 	if (r == -ENOENT && db->readonly_open)
 		r = 0;
 	if (r < 0)
@@ -312,8 +314,8 @@ PKV_EXPORT int pkv_open(const char *dir, const pkv_options *opts, pkv **db_out)
 	if (db->readonly_open) {
 		db->readonly_reason = PKV_EREADONLY;
 	} else {
-		/* The recovered tail and the directory entries are durable (recovery.c R.8). */
-		r = pkv__fs_fsync_dir(db->dir);
+		/* New directory entries (LOCK, wal/, snap/) durable; a clean reopen skips it. */
+		r = db->open_dirty ? pkv__fs_fsync_dir(db->dir) : 0;
 		if (r == 0)
 			r = pkv__sync_start(db);
 		if (r == 0 && !(db->opts.flags & PKV_OPEN_NO_AUTOCOMPACT))
@@ -342,6 +344,8 @@ PKV_EXPORT int pkv_close(pkv *db)
 			r = pkv__sync_wait(db, __atomic_load_n(&db->wal.seq, __ATOMIC_ACQUIRE));
 		else
 			r = pkv__db_readonly(db);
+		if (r == 0)
+			pkv__wal_close_clean(db);
 	}
 	db_free(db);
 	return r;
@@ -631,13 +635,17 @@ PKV_EXPORT int pkv_get_stats(pkv *db, pkv_stats *out)
 	out->discarded_bytes = db->rec.discarded_bytes;
 	out->recovery_gap_seq = db->rec.gap_seq;
 	out->readonly_reason = pkv__db_readonly(db);
-	pthread_mutex_lock(&db->compact_mu); /* keeps the base alive while we read it */
-	if (db->base) {
-		out->snapshot_seq = db->base->seq;
-		out->snapshot_keys = db->base->count;
-		out->snapshot_bytes = db->base->len;
+	pkv__rcu_enter();
+	pkv__rcu_read_lock(); /* keeps the base mapped while we read it */
+	{
+		const struct pkv_snap *b = pkv__db_base_rcu(db);
+		if (b) {
+			out->snapshot_seq = b->seq;
+			out->snapshot_keys = b->count;
+			out->snapshot_bytes = b->len;
+		}
 	}
-	out->compactions = db->compactions;
-	pthread_mutex_unlock(&db->compact_mu);
+	pkv__rcu_read_unlock();
+	out->compactions = __atomic_load_n(&db->compactions, __ATOMIC_RELAXED);
 	return 0;
 }

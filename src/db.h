@@ -26,6 +26,7 @@ struct pkv {
 	pkv_options opts;
 	bool in_memory;
 	bool readonly_open;
+	bool open_dirty; /* open created or repaired something: fsync DIR before returning */
 	char *dir;
 	int lock_fd;
 	struct pkv_map map;

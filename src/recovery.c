@@ -25,6 +25,8 @@
  *       mistaken later for the new records that reuse their numbers.
  *  R.7  Every lane of this open appends after its cut, in its last segment, whose tail past the
  *       cut is always zeroed first (R.6), so stale bytes can never follow a new record.
+ *  R.10 A lane that pkv_close left clean (its last segment truncated to the end of its data
+ *       after the final sync) needs no zeroing and no fdatasync: a clean reopen writes nothing.
  *  R.9  A record is applied through the same plan as a live write (db.c), and only if it is
  *       newer than the key's version in the snapshot base (compact.c C.2).
  *  R.8  Every segment replayed is fdatasynced before the open returns: what was recovered from
@@ -73,6 +75,7 @@ struct rlane {
 	uint64_t last_seq;
 	size_t keep_si, keep_off; /* just after the last replayed (or pre-base) record */
 	bool cut;                 /* something after keep must be removed (R.6) */
+	bool clean;               /* closed cleanly: ends exactly at keep (R.10) */
 };
 
 struct rctx {
@@ -570,17 +573,33 @@ int pkv__recover(struct pkv *db, uint64_t base_seq)
 	__atomic_store_n(&db->wal.seq, last, __ATOMIC_RELAXED);
 
 	if (!db->readonly_open) {
+		/*
+		 * R.10: a lane whose last segment ends exactly where its data ends was closed
+		 * cleanly (pkv_close truncates it there after its final sync): nothing to zero and
+		 * nothing unsynced. If every lane is clean, the open touches nothing durable.
+		 */
+		bool all_clean = true;
+
+		for (size_t i = 0; i < c.nlanes; i++) {
+			struct rlane *l = &c.lanes[i];
+			l->clean = !l->cut && l->keep_si + 1 == l->nsegs &&
+				   (size_t)l->segs[l->keep_si]->fsize <= l->keep_off;
+			all_clean &= l->clean;
+		}
 		for (size_t i = 0; i < c.nlanes && r == 0; i++) {
 			struct rlane *l = &c.lanes[i];
 			bool ours = l->id < db->wal.nlanes;
+			struct rseg *keep = l->segs[l->keep_si];
 
-			if (l->cut || ours)
+			if (l->cut || (ours && !l->clean))
 				r = cut_lane(&c, l, &dir_dirty);
+			else if (ours) /* re-extend: allocated blocks under the mapping (W.2) */
+				r = pkv__fs->fallocate(keep->fd, 0, (off_t)keep->hdr.seg_bytes);
 			if (r == 0 && ours)
 				r = adopt_lane(&c, l);
-			else if (r == 0 && !l->cut)
-				r = pkv__fs->fdatasync(l->segs[l->keep_si]->fd); /* R.8 */
-			for (size_t k = 0; k < l->keep_si && r == 0; k++)
+			else if (r == 0 && !l->cut && !all_clean)
+				r = pkv__fs->fdatasync(keep->fd); /* R.8 */
+			for (size_t k = 0; k < l->keep_si && r == 0 && !all_clean; k++)
 				r = pkv__fs->fdatasync(l->segs[k]->fd); /* R.8 */
 			/* Full segments: deleted once a snapshot covers them (compact.c C.6). */
 			for (size_t k = 0; k < l->nsegs && r == 0; k++)
@@ -588,6 +607,7 @@ int pkv__recover(struct pkv *db, uint64_t base_seq)
 					r = pkv__wal_old_add(&db->wal, l->id, l->segs[k]->segno,
 							     l->segs[k]->max_seq);
 		}
+		db->open_dirty |= dir_dirty || !all_clean;
 		if (r == 0 && dir_dirty)
 			r = pkv__fs_fsync_dir(db->wal.dir);
 		if (r < 0) {

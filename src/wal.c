@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "compact.h"
 #include "db.h"
 #include "errors.h"
 #include "fs.h"
@@ -242,6 +243,7 @@ static int lane_roll_locked(struct pkv *db, struct wal_lane *l, size_t need)
 	l->cur = seg;
 	l->want_spare = true;
 	pkv__sync_kick(db);
+	pkv__compactor_kick(db);
 	return 0;
 }
 
@@ -293,6 +295,19 @@ int64_t pkv__wal_append(struct pkv *db, enum wal_rec_type type, const void *key,
 	__atomic_store_n(&l->inflight, WAL_INFLIGHT_IDLE, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&l->lock);
 	return (int64_t)seq;
+}
+
+void pkv__wal_close_clean(struct pkv *db)
+{
+	struct pkv_wal *w = &db->wal;
+
+	for (unsigned i = 0; i < w->nlanes; i++) {
+		struct wal_seg *seg = w->lanes[i].cur;
+
+		/* No fdatasync: a lost truncation only makes the next open take the full path. */
+		if (seg)
+			(void)pkv__fs->ftruncate(seg->fd, (off_t)seg->off);
+	}
 }
 
 int pkv__wal_retire_upto(struct pkv *db, uint64_t seq)

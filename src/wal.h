@@ -105,6 +105,12 @@ int pkv__wal_retire_upto(struct pkv *db, uint64_t seq);
 /* Bytes appended to the WAL since open (all lanes). */
 uint64_t pkv__wal_bytes(struct pkv_wal *w);
 
+/*
+ * After the final sync of pkv_close: truncate each lane's current segment to the end of its
+ * data, so the next open knows it was closed cleanly (recovery.c R.10). Best effort.
+ */
+void pkv__wal_close_clean(struct pkv *db);
+
 /* Background helper: create the spare segment of every lane that asked for one. */
 void pkv__wal_make_spares(struct pkv *db);
 
