@@ -249,10 +249,11 @@ int pkv__compact_run(struct pkv *db)
 	r = pkv__db_readonly(db);
 	if (r)
 		goto out_unlock;
-	seq = __atomic_load_n(&db->wal.seq, __ATOMIC_SEQ_CST); /* C.1 */
 	old_seq = db->base ? db->base->seq : 0;
-	if (seq == old_seq && db->base) /* nothing new since the last snapshot */
-		goto out_unlock;
+	if (__atomic_load_n(&db->wal.seq, __ATOMIC_SEQ_CST) == old_seq && db->base)
+		goto out_unlock; /* nothing new since the last snapshot */
+	pkv__wal_roll_all(db); /* C.6: afterwards every segment is wholly <= S or wholly > S */
+	seq = __atomic_load_n(&db->wal.seq, __ATOMIC_SEQ_CST); /* C.1 */
 	__atomic_store_n(&db->wal_bytes_at_snap, pkv__wal_bytes(&db->wal), __ATOMIC_RELAXED);
 
 	snap_path(tmp, sizeof(tmp), db->snap_dir, seq, "tmp");

@@ -289,17 +289,15 @@ static int lane_advance(struct rctx *c, struct rlane *l)
 }
 
 /* R.9: apply one record through the same plan as a live write (db.c). */
-static int apply(struct pkv *db, const struct wal_rec *w)
+static int apply(struct pkv *db, const struct wal_rec *w, uint64_t h)
 {
 	struct write_plan plan;
 	struct pkv_rec *r = NULL;
 	struct map_shard *s;
-	uint64_t h;
 	int rc;
 
 	if (w->type == WAL_NOP)
 		return 0;
-	h = pkv__map_hash(&db->map, w->key, w->klen);
 	s = pkv__map_shard(&db->map, h);
 	if (w->type == WAL_PUT) {
 		r = pkv__rec_new(w->key, w->klen, w->val, w->vlen);
@@ -320,6 +318,82 @@ out:
 	if (r && (rc < 0 || plan.skip || plan.rec == r))
 		pkv__rec_free(r);
 	return rc;
+}
+
+/*
+ * Replay is bound by cache misses: each record probes the live map and the snapshot's index,
+ * and often a snapshot record. Records are applied RING behind the merge, and on their way the
+ * index slot (at once) and the record it points at (halfway) are prefetched, so several misses
+ * are in flight instead of one.
+ */
+#define RING 16
+
+struct pending {
+	struct wal_rec w;
+	uint64_t hash;
+};
+
+struct applier {
+	struct pkv *db;
+	const struct pkv_snap *base;
+	struct pending ring[RING];
+	unsigned head, n;
+};
+
+static void prefetch_slot(const struct pkv_snap *b, uint64_t h)
+{
+	if (b)
+		__builtin_prefetch(&b->index[h >> b->shift]);
+}
+
+static void prefetch_rec(const struct pkv_snap *b, uint64_t h)
+{
+	uint64_t slot;
+
+	if (b == NULL)
+		return;
+	slot = b->index[h >> b->shift];
+	if (slot && (slot & ~SNAP_OFF_MASK) == SNAP_TAG(h) &&
+	    (slot & SNAP_OFF_MASK) * 8 < b->len)
+		__builtin_prefetch(b->data + (slot & SNAP_OFF_MASK) * 8);
+}
+
+static int applier_pop(struct applier *a)
+{
+	struct pending *p = &a->ring[a->head];
+
+	a->head = (a->head + 1) % RING;
+	a->n--;
+	return apply(a->db, &p->w, p->hash);
+}
+
+static int applier_push(struct applier *a, const struct wal_rec *w)
+{
+	struct pending *p;
+	int r;
+
+	if (a->n == RING) {
+		r = applier_pop(a);
+		if (r < 0)
+			return r;
+	}
+	p = &a->ring[(a->head + a->n) % RING];
+	p->w = *w;
+	p->hash = w->type == WAL_NOP ? 0 : pkv__map_hash(&a->db->map, w->key, w->klen);
+	prefetch_slot(a->base, p->hash);
+	a->n++;
+	if (a->n > RING / 2)
+		prefetch_rec(a->base, a->ring[(a->head + a->n - 1 - RING / 2) % RING].hash);
+	return 0;
+}
+
+static int applier_drain(struct applier *a)
+{
+	int r = 0;
+
+	while (a->n > 0 && r == 0)
+		r = applier_pop(a);
+	return r;
 }
 
 /* Last non-zero byte at or after @from in @s, rounded up to 8; @from if none. */
@@ -397,15 +471,17 @@ static int count_discarded(struct rctx *c, struct rlane *l)
 static int merge(struct rctx *c, uint64_t base, uint64_t *last_out)
 {
 	struct pkv_recovery_report *rep = &c->db->rec;
+	struct applier *ap = calloc(1, sizeof(*ap));
 	uint64_t expected = base + 1;
-	int r;
+	int r = 0;
 
-	for (size_t i = 0; i < c->nlanes; i++) {
+	if (ap == NULL)
+		return -ENOMEM;
+	ap->db = c->db;
+	ap->base = c->db->base;
+	for (size_t i = 0; i < c->nlanes && r == 0; i++)
 		r = lane_advance(c, &c->lanes[i]);
-		if (r < 0)
-			return r;
-	}
-	for (;;) {
+	while (r == 0) {
 		struct rlane *min = NULL;
 
 		for (size_t i = 0; i < c->nlanes; i++) {
@@ -419,13 +495,15 @@ static int merge(struct rctx *c, uint64_t base, uint64_t *last_out)
 			rep->gap_seq = expected;
 			break;
 		}
-		if (min->next.seq < expected && min->next.seq > base)
-			return corrupt(c, min->segs[min->si]->name, min->off,
-				       "sequence number appears twice");
+		if (min->next.seq < expected && min->next.seq > base) {
+			r = corrupt(c, min->segs[min->si]->name, min->off,
+				    "sequence number appears twice");
+			break;
+		}
 		if (min->next.seq == expected) {
-			r = apply(c->db, &min->next);
+			r = applier_push(ap, &min->next);
 			if (r < 0)
-				return r;
+				break;
 			rep->recovered_records++;
 			expected++;
 		}
@@ -433,9 +511,12 @@ static int merge(struct rctx *c, uint64_t base, uint64_t *last_out)
 		min->keep_si = min->si;
 		min->keep_off = min->off;
 		r = lane_advance(c, min);
-		if (r < 0)
-			return r;
 	}
+	if (r == 0)
+		r = applier_drain(ap);
+	free(ap);
+	if (r < 0)
+		return r;
 	*last_out = expected - 1;
 	for (size_t i = 0; i < c->nlanes; i++) {
 		r = count_discarded(c, &c->lanes[i]);

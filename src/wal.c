@@ -297,6 +297,26 @@ int64_t pkv__wal_append(struct pkv *db, enum wal_rec_type type, const void *key,
 	return (int64_t)seq;
 }
 
+void pkv__wal_roll_all(struct pkv *db)
+{
+	struct pkv_wal *w = &db->wal;
+
+	for (unsigned i = 0; i < w->nlanes; i++) {
+		struct wal_lane *l = &w->lanes[i];
+
+		pthread_mutex_lock(&l->lock);
+		if (l->cur && l->cur->off > WAL_SEG_HDR) {
+			(void)pkv__wal_old_add(w, l->id, l->cur->segno, l->cur->last_seq);
+			l->cur->next = l->retired;
+			l->retired = l->cur;
+			l->cur = NULL; /* the next append takes the spare */
+			l->want_spare = true;
+		}
+		pthread_mutex_unlock(&l->lock);
+	}
+	pkv__sync_kick(db);
+}
+
 void pkv__wal_close_clean(struct pkv *db)
 {
 	struct pkv_wal *w = &db->wal;

@@ -102,6 +102,14 @@ int pkv__wal_old_add(struct pkv_wal *w, uint32_t lane, uint64_t segno, uint64_t 
 /* Unlink every full segment whose records are all <= @seq (a durable snapshot covers them). */
 int pkv__wal_retire_upto(struct pkv *db, uint64_t seq);
 
+/*
+ * Close every lane's current segment (if it holds records): the next append of each lane
+ * starts a new one. A compaction calls it before taking S, so that afterwards every segment
+ * is either entirely <= S (and deleted) or entirely > S: the WAL a restart reads is exactly the
+ * tail after the snapshot.
+ */
+void pkv__wal_roll_all(struct pkv *db);
+
 /* Bytes appended to the WAL since open (all lanes). */
 uint64_t pkv__wal_bytes(struct pkv_wal *w);
 
