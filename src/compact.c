@@ -32,6 +32,7 @@
  *       old base and the WAL stay authoritative.
  */
 #include <dirent.h>
+#include <malloc.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -48,7 +49,6 @@
 #include "sync.h"
 #include "wal.h"
 
-#define HASH_SEED 0x9e3779b97f4a7c15ull /* the live map's seed (map.c) */
 
 static int parse_snap_name(const char *name, uint64_t *seq, bool *tmp)
 {
@@ -129,7 +129,7 @@ int pkv__snap_load(struct pkv *db, uint64_t *seq_out)
 	closedir(d);
 	if (r == 0 && n > 0) {
 		snap_path(path, sizeof(path), db->snap_dir, best, "snap");
-		r = pkv__snap_open(path, HASH_SEED, &db->base, &why);
+		r = pkv__snap_open(path, PKV_HASH_SEED, &db->base, &why);
 		if (r == PKV_ECORRUPT)
 			pkv__log(db, PKV_LOG_ERROR, "open: %s: %s", path, why);
 		else if (r < 0)
@@ -258,7 +258,7 @@ int pkv__compact_run(struct pkv *db)
 
 	snap_path(tmp, sizeof(tmp), db->snap_dir, seq, "tmp");
 	snap_path(path, sizeof(path), db->snap_dir, seq, "snap");
-	r = pkv__snapw_begin(&w, tmp, seq, HASH_SEED, db->wal.salt);
+	r = pkv__snapw_begin(&w, tmp, seq, PKV_HASH_SEED, db->wal.salt);
 	if (r < 0)
 		goto out_unlock;
 	__atomic_store_n(&db->compacting, 1, __ATOMIC_SEQ_CST); /* C.4, before any shard walk */
@@ -279,7 +279,7 @@ int pkv__compact_run(struct pkv *db)
 		pkv__fs->unlink(tmp);
 		goto out_flag;
 	}
-	r = pkv__snap_open(path, HASH_SEED, &fresh, &why);
+	r = pkv__snap_open(path, PKV_HASH_SEED, &fresh, &why);
 	if (r < 0) {
 		/* We just wrote it: this is an I/O failure, not corruption to report as such. */
 		pkv__log(db, PKV_LOG_ERROR, "compact: cannot map the new snapshot %s: %s", path,
@@ -309,6 +309,10 @@ int pkv__compact_run(struct pkv *db)
 	} else {
 		r = pkv__wal_retire_upto(db, seq);
 	}
+	/* The trimmed records are freed by RCU callbacks; once they ran, give the pages back:
+	 * resident memory should follow the live map down, not stay at its peak. */
+	urcu_memb_barrier();
+	malloc_trim(0);
 	if (r < 0) /* space was not reclaimed, nothing else went wrong: report, don't fail */
 		pkv__log(db, PKV_LOG_WARN, "compact: cannot remove files the snapshot covers: %s",
 			 pkv_strerror(r));

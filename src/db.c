@@ -39,7 +39,7 @@
 
 /* ---- RCU thread registration -------------------------------------------------------- */
 
-__thread bool pkv__rcu_registered;
+__thread bool pkv__rcu_registered __attribute__((tls_model("initial-exec")));
 static pthread_key_t rcu_key;
 static pthread_once_t rcu_key_once = PTHREAD_ONCE_INIT;
 

@@ -174,7 +174,7 @@ int pkv__map_init(struct pkv_map *m, unsigned nshards, size_t capacity_hint)
 		pthread_mutex_init(&s->lock, NULL);
 		/* One seed for all shards: the hash is computed once, on shard 0's table. */
 		if (!ck_ht_init(&s->ht, CK_HT_MODE_BYTESTRING, NULL,
-				&m->alloc, per_shard, 0x9e3779b97f4a7c15ull))
+				&m->alloc, per_shard, PKV_HASH_SEED))
 			goto fail;
 		s->cap = 1;
 		while (s->cap < per_shard) /* ck_ht rounds its capacity up to a power of two */

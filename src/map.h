@@ -43,11 +43,16 @@ static inline const void *pkv__rec_val(const struct pkv_rec *r)
 	return r->data + r->klen;
 }
 
+/* Seed of the key hash (MurmurHash64A via ck_ht): the live map and every snapshot use it. */
+#define PKV_HASH_SEED 0x9e3779b97f4a7c15ull
+
 struct retire_batch;
 
 struct map_shard {
-	pthread_mutex_t lock;
-	ck_ht_t ht;
+	/* Read by every reader: alone in its cache line, written only when the table grows. */
+	ck_ht_t ht __attribute__((aligned(64)));
+	/* The writer's side, in a line of its own so writes do not evict readers' copies. */
+	pthread_mutex_t lock __attribute__((aligned(64)));
 	struct retire_batch *retire; /* records waiting for a grace period, guarded by lock */
 	uint64_t cap;                /* ck_ht's capacity as far as we know, guarded by lock */
 	uint64_t puts, dels;         /* written under lock, read with relaxed atomics */

@@ -33,7 +33,8 @@ extern char pkv__tsan_gp_token;
 #define PKV_TSAN_ACQUIRE() ((void)0)
 #endif
 
-extern __thread bool pkv__rcu_registered;
+/* initial-exec: a plain %fs-relative load on the get path, not a __tls_get_addr call. */
+extern __thread bool pkv__rcu_registered __attribute__((tls_model("initial-exec")));
 
 /* Slow path of pkv__rcu_enter: register the thread, arm the exit-time unregistration. */
 void pkv__rcu_register_slow(void);
