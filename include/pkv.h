@@ -14,6 +14,11 @@
  * registered with the RCU runtime on its first call and unregistered when it exits; the library
  * does this by itself. pkv_thread_attach() / pkv_thread_detach() let a latency-critical thread do
  * it at a time of its choosing.
+ *
+ * fork(): a child process may open stores of its own (pkv registers pthread_atfork handlers for
+ * the RCU runtime), but must not use handles its parent opened: their background threads did
+ * not come along, and DIR/LOCK belongs to the parent. Fork while no other thread is inside a pkv
+ * call. A fork+exec child does not inherit any pkv file descriptor (all are O_CLOEXEC).
  */
 #ifndef PKV_H
 #define PKV_H
@@ -232,7 +237,8 @@ PKV_EXPORT int pkv_put_ex(pkv *db, const void *key, size_t klen, const void *val
  * @vlen:      OUT: the full length of the value, always (so @cap 0 asks for the length only).
  *
  * Returns: 0; PKV_NOTFOUND; PKV_EINVAL (NULL @db, @key or @vlen, @klen 0, NULL @buf with @cap > 0);
- * PKV_ETOOBIG (@klen > PKV_MAX_KEY: such a key cannot exist).
+ * PKV_ETOOBIG (@klen > PKV_MAX_KEY: such a key cannot exist); PKV_ECORRUPT (the key's version in
+ * the snapshot fails its checksum: damaged bytes are never returned).
  * Context: any thread. Lock-free and wait-free against writers apart from ck_ht's reprobe after a
  * concurrent slot relocation; no syscall. Sees every write that returned before it started.
  */

@@ -158,8 +158,9 @@ static int walk(struct pkv *db, struct snap_writer *w, uint64_t *max_seq)
 {
 	struct pkv_map *m = &db->map;
 	const struct pkv_snap *old;
-	uint64_t off = 0;
+	const struct snap_rec_disk *b;
 	const struct pkv_rec *r;
+	uint64_t off = 0;
 	int rc = 0;
 
 	for (unsigned i = 0; i < m->nshards && rc == 0; i++) {
@@ -192,18 +193,31 @@ static int walk(struct pkv *db, struct snap_writer *w, uint64_t *max_seq)
 
 	/* The old base cannot change under us: only compactions replace it, one at a time. */
 	old = db->base;
-	while (old && rc == 0 && (r = pkv__snap_next(old, &off)) != NULL) {
-		uint64_t h = pkv__map_hash(m, r->data, r->klen);
+	while (old && rc == 0 && (b = pkv__snap_next(old, &off)) != NULL) {
+		uint64_t h = pkv__map_hash(m, b->data, b->klen);
 		bool live;
 
 		pkv__rcu_read_lock();
-		live = pkv__map_get_rcu(m, h, r->data, r->klen) != NULL; /* C.4, C.5 */
+		live = pkv__map_get_rcu(m, h, b->data, b->klen) != NULL; /* C.4, C.5 */
 		pkv__rcu_read_unlock();
 		if (live)
 			continue;
-		if (r->seq > *max_seq)
-			*max_seq = r->seq;
-		rc = pkv__snapw_add(w, h, r->seq, r->data, r->klen, r->data + r->klen, r->vlen);
+		/* Never launder damage into a new file with a fresh checksum. */
+		if (!pkv__snap_rec_ok(b)) {
+			pkv__log(db, PKV_LOG_ERROR, "compact: %s: record at offset %" PRIu64
+				 " fails its checksum", old->path,
+				 (uint64_t)((const unsigned char *)b - old->data));
+			return PKV_ECORRUPT;
+		}
+		if (b->seq > *max_seq)
+			*max_seq = b->seq;
+		rc = pkv__snapw_add(w, h, b->seq, pkv__snap_rec_key(b), b->klen,
+				    pkv__snap_rec_val(b), b->vlen);
+	}
+	if (rc == 0 && old && off != SNAP_HDR_BYTES + old->data_bytes && old->data_bytes) {
+		pkv__log(db, PKV_LOG_ERROR, "compact: %s: records end early at offset %" PRIu64,
+			 old->path, off);
+		return PKV_ECORRUPT;
 	}
 	return rc;
 }
@@ -223,7 +237,7 @@ static void trim(struct pkv *db, const struct pkv_snap *base)
 		for (long k = 0; k < n; k++) {
 			const struct pkv_rec *r = v[k];
 			uint64_t h = pkv__map_hash(m, r->data, r->klen);
-			const struct pkv_rec *b = pkv__snap_get(base, h, r->data, r->klen);
+			const struct snap_rec_disk *b = pkv__snap_get(base, h, r->data, r->klen);
 
 			if ((r->flags & PKV_REC_TOMB) ? b == NULL : (b && b->seq == r->seq))
 				pkv__map_drop_locked(m, s, r);
@@ -267,7 +281,7 @@ int pkv__compact_run(struct pkv *db)
 		pkv__snapw_abort(w);
 		goto out_flag;
 	}
-	r = pkv__snapw_finish(w); /* fsynced; aborts (unlinks) by itself on failure */
+	r = pkv__snapw_finish(w, max_seq); /* fsynced; aborts (unlinks) by itself on failure */
 	if (r < 0)
 		goto out_flag;
 	r = pkv__sync_wait(db, max_seq > seq ? max_seq : seq); /* C.3 */

@@ -55,6 +55,14 @@ static void rcu_thread_exit(void *unused)
 static void rcu_key_make(void)
 {
 	(void)pthread_key_create(&rcu_key, rcu_thread_exit);
+	/*
+	 * liburcu's call_rcu worker threads do not survive fork(): without these handlers a child
+	 * that uses pkv queues callbacks no thread will run (and finds the queues half-updated if a
+	 * worker was mid-operation). With them, the workers pause across the fork and the child
+	 * gets fresh ones. Handles opened before the fork stay the parent's (see pkv.h).
+	 */
+	(void)pthread_atfork(urcu_memb_call_rcu_before_fork, urcu_memb_call_rcu_after_fork_parent,
+			     urcu_memb_call_rcu_after_fork_child);
 }
 
 void pkv__rcu_register_slow(void)
@@ -374,7 +382,7 @@ int pkv__db_plan_locked(struct pkv *db, struct map_shard *s, uint64_t hash, cons
 	memset(p, 0, sizeof(*p));
 	if (live == NULL || rec == NULL) {
 		const struct pkv_snap *b;
-		const struct pkv_rec *br;
+		const struct snap_rec_disk *br;
 
 		pkv__rcu_read_lock();
 		b = pkv__db_base_rcu(db);
@@ -540,6 +548,8 @@ PKV_EXPORT int pkv_del(pkv *db, const void *key, size_t klen)
 PKV_EXPORT int pkv_get(pkv *db, const void *key, size_t klen, void *buf, size_t cap, size_t *vlen)
 {
 	const struct pkv_rec *rec;
+	const void *val = NULL;
+	uint32_t n = 0;
 	uint64_t h;
 	int r;
 
@@ -552,22 +562,35 @@ PKV_EXPORT int pkv_get(pkv *db, const void *key, size_t klen, void *buf, size_t 
 	h = pkv__map_hash(&db->map, key, klen);
 	pkv__rcu_read_lock();
 	rec = pkv__map_get_rcu(&db->map, h, key, klen);
-	if (rec == NULL) {
+	if (rec != NULL) {
+		if (!(rec->flags & PKV_REC_TOMB)) {
+			val = pkv__rec_val(rec);
+			n = rec->vlen;
+		}
+	} else {
 		/* Loaded after the live-map miss: never older than what the miss saw (C.7). */
 		const struct pkv_snap *base = pkv__db_base_rcu(db);
-		if (base)
-			rec = pkv__snap_get(base, h, key, klen);
-	} else if (rec->flags & PKV_REC_TOMB) {
-		rec = NULL;
+		const struct snap_rec_disk *sr = base ? pkv__snap_get(base, h, key, klen) : NULL;
+
+		if (sr != NULL && pkv__snap_rec_ok(sr)) {
+			val = pkv__snap_rec_val(sr);
+			n = sr->vlen;
+		} else if (sr != NULL) {
+			r = PKV_ECORRUPT; /* never hand out damaged bytes */
+		}
 	}
-	if (rec) {
-		*vlen = rec->vlen;
-		memcpy(buf, pkv__rec_val(rec), cap < rec->vlen ? cap : rec->vlen);
+	if (val != NULL) {
+		*vlen = n;
+		memcpy(buf, val, cap < n ? cap : n);
 	} else {
 		*vlen = 0;
-		r = PKV_NOTFOUND;
+		if (r == 0)
+			r = PKV_NOTFOUND;
 	}
 	pkv__rcu_read_unlock();
+	if (r == PKV_ECORRUPT)
+		pkv__log(db, PKV_LOG_ERROR, "get: a snapshot record of %s fails its checksum",
+			 db->dir);
 	return r;
 }
 

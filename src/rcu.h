@@ -21,6 +21,7 @@
 
 #include <stdbool.h>
 #include <urcu/urcu-memb.h>
+#include <urcu/call-rcu.h>
 
 #ifdef PKV_TSAN
 void __tsan_acquire(void *addr);

@@ -24,7 +24,6 @@
 #include "fs.h"
 #include "snapshot.h"
 
-#define ALIGN8(x) (((x) + 7) & ~(uint64_t)7)
 #define STAGE_BYTES (1u << 20)
 
 static bool region_ok(uint64_t off, uint64_t len, uint64_t file)
@@ -51,9 +50,16 @@ int pkv__snap_open(const char *path, uint64_t hash_seed, struct pkv_snap **out, 
 		*why = "file shorter than the snapshot header";
 		goto out;
 	}
-	if (pkv__fs_pread_all(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h)) {
-		*why = "cannot read the snapshot header";
-		goto out;
+	{
+		ssize_t n = pkv__fs_pread_all(fd, &h, sizeof(h), 0);
+		if (n < 0) {
+			r = (int)n; /* an I/O error, not damage */
+			goto out;
+		}
+		if (n != (ssize_t)sizeof(h)) {
+			*why = "cannot read the snapshot header";
+			goto out;
+		}
 	}
 	if (memcmp(h.magic, SNAP_MAGIC, sizeof(h.magic)) != 0) {
 		*why = "bad snapshot magic";
@@ -72,7 +78,7 @@ int pkv__snap_open(const char *path, uint64_t hash_seed, struct pkv_snap **out, 
 	    h.index_off < h.data_off + h.data_bytes || h.nslots < 16 ||
 	    (h.nslots & (h.nslots - 1)) != 0 || h.nslots > (1ull << 40) ||
 	    !region_ok(h.index_off, h.nslots * 8, h.file_bytes) || h.count > h.nslots / 2 ||
-	    h.data_bytes / 16 < h.count) {
+	    h.data_bytes / 24 < h.count || h.max_seq < h.seq) {
 		*why = "snapshot regions disagree with the file size";
 		goto out;
 	}
@@ -100,6 +106,7 @@ int pkv__snap_open(const char *path, uint64_t hash_seed, struct pkv_snap **out, 
 	s->data = s->map;
 	s->data_bytes = h.data_bytes;
 	s->seq = h.seq;
+	s->max_seq = h.max_seq;
 	s->count = h.count;
 	s->salt = h.salt;
 	*out = s;
@@ -119,21 +126,29 @@ void pkv__snap_close(struct pkv_snap *s)
 }
 
 /* The record at absolute offset @off if it lies wholly inside the data region (N.2). */
-static const struct pkv_rec *rec_at(const struct pkv_snap *s, uint64_t off)
+static const struct snap_rec_disk *rec_at(const struct pkv_snap *s, uint64_t off)
 {
 	const uint64_t end = SNAP_HDR_BYTES + s->data_bytes;
-	const struct pkv_rec *r;
+	const struct snap_rec_disk *r;
 
-	if (off < SNAP_HDR_BYTES || off > end || end - off < sizeof(struct snap_rec_disk))
+	if (off < SNAP_HDR_BYTES || off > end || end - off < SNAP_REC_HDR ||
+	    off % 8 != 0)
 		return NULL;
-	r = (const struct pkv_rec *)(s->data + off);
-	if ((uint64_t)r->klen + r->vlen > end - off - sizeof(struct snap_rec_disk))
+	r = (const struct snap_rec_disk *)(s->data + off);
+	if ((uint64_t)r->klen + r->vlen > end - off - SNAP_REC_HDR)
 		return NULL;
 	return r;
 }
 
-const struct pkv_rec *pkv__snap_get(const struct pkv_snap *s, uint64_t hash, const void *key,
-				    size_t klen)
+bool pkv__snap_rec_ok(const struct snap_rec_disk *r)
+{
+	uint32_t c = pkv__crc32c(0, r, offsetof(struct snap_rec_disk, crc));
+
+	return pkv__crc32c(c, r->data, (size_t)r->klen + r->vlen) == r->crc;
+}
+
+const struct snap_rec_disk *pkv__snap_get(const struct pkv_snap *s, uint64_t hash,
+					  const void *key, size_t klen)
 {
 	uint64_t pos = hash >> s->shift;
 	const uint64_t tag = SNAP_TAG(hash);
@@ -144,7 +159,7 @@ const struct pkv_rec *pkv__snap_get(const struct pkv_snap *s, uint64_t hash, con
 		if (slot == 0)
 			return NULL;
 		if ((slot & ~SNAP_OFF_MASK) == tag) {
-			const struct pkv_rec *r = rec_at(s, (slot & SNAP_OFF_MASK) * 8);
+			const struct snap_rec_disk *r = rec_at(s, (slot & SNAP_OFF_MASK) * 8);
 			if (r == NULL)
 				return NULL; /* damaged: a miss, never a stray read */
 			if (r->klen == klen && memcmp(r->data, key, klen) == 0)
@@ -155,9 +170,9 @@ const struct pkv_rec *pkv__snap_get(const struct pkv_snap *s, uint64_t hash, con
 	return NULL;
 }
 
-const struct pkv_rec *pkv__snap_next(const struct pkv_snap *s, uint64_t *off)
+const struct snap_rec_disk *pkv__snap_next(const struct pkv_snap *s, uint64_t *off)
 {
-	const struct pkv_rec *r;
+	const struct snap_rec_disk *r;
 
 	if (*off == 0)
 		*off = SNAP_HDR_BYTES;
@@ -166,7 +181,7 @@ const struct pkv_rec *pkv__snap_next(const struct pkv_snap *s, uint64_t *off)
 	r = rec_at(s, *off);
 	if (r == NULL)
 		return NULL;
-	*off += ALIGN8(sizeof(struct snap_rec_disk) + r->klen + r->vlen);
+	*off += SNAP_REC_SIZE(r->klen, r->vlen);
 	return r;
 }
 
@@ -174,7 +189,7 @@ int pkv__snap_verify(const struct pkv_snap *s, const char **why)
 {
 	const struct snap_hdr_disk *h = (const void *)s->map;
 	uint64_t off = 0, n = 0;
-	const struct pkv_rec *r;
+	const struct snap_rec_disk *r;
 
 	if (pkv__crc32c(0, s->map + SNAP_HDR_BYTES, s->data_bytes) != h->data_crc) {
 		*why = "snapshot data checksum mismatch";
@@ -186,8 +201,12 @@ int pkv__snap_verify(const struct pkv_snap *s, const char **why)
 	}
 	while ((r = pkv__snap_next(s, &off)) != NULL) {
 		if (r->klen == 0 || r->klen > PKV_MAX_KEY || r->vlen > PKV_MAX_VALUE ||
-		    r->flags != 0 || r->seq > s->seq) {
+		    r->flags != 0 || r->seq > s->max_seq || r->seq == 0) {
 			*why = "snapshot record out of range";
+			return PKV_ECORRUPT;
+		}
+		if (!pkv__snap_rec_ok(r)) {
+			*why = "snapshot record checksum mismatch";
 			return PKV_ECORRUPT;
 		}
 		n++;
@@ -275,9 +294,13 @@ static int stage_flush(struct snap_writer *w)
 int pkv__snapw_add(struct snap_writer *w, uint64_t hash, uint64_t seq, const void *key,
 		   uint32_t klen, const void *val, uint32_t vlen)
 {
-	size_t size = ALIGN8(sizeof(struct snap_rec_disk) + klen + vlen);
+	size_t size = SNAP_REC_SIZE(klen, vlen);
 	struct snap_rec_disk rh = { .seq = seq, .vlen = vlen, .klen = (uint16_t)klen };
 	int r;
+
+	rh.crc = pkv__crc32c(0, &rh, offsetof(struct snap_rec_disk, crc));
+	rh.crc = pkv__crc32c(rh.crc, key, klen);
+	rh.crc = pkv__crc32c(rh.crc, val, vlen);
 
 	if (w->nents == w->capents) {
 		size_t ncap = w->capents ? w->capents * 2 : 4096;
@@ -300,22 +323,22 @@ int pkv__snapw_add(struct snap_writer *w, uint64_t hash, uint64_t seq, const voi
 		unsigned char *big = calloc(1, size);
 		if (big == NULL)
 			return -ENOMEM;
-		memcpy(big, &rh, sizeof(rh));
-		memcpy(big + sizeof(rh), key, klen);
+		memcpy(big, &rh, SNAP_REC_HDR);
+		memcpy(big + SNAP_REC_HDR, key, klen);
 		if (vlen)
-			memcpy(big + sizeof(rh) + klen, val, vlen);
+			memcpy(big + SNAP_REC_HDR + klen, val, vlen);
 		w->data_crc = pkv__crc32c(w->data_crc, big, size);
 		r = pkv__fs_pwrite_all(w->fd, big, size, (off_t)(SNAP_HDR_BYTES + w->written));
 		w->written += size;
 		free(big);
 		return r;
 	}
-	memcpy(w->stage + w->staged, &rh, sizeof(rh));
-	memcpy(w->stage + w->staged + sizeof(rh), key, klen);
+	memcpy(w->stage + w->staged, &rh, SNAP_REC_HDR);
+	memcpy(w->stage + w->staged + SNAP_REC_HDR, key, klen);
 	if (vlen)
-		memcpy(w->stage + w->staged + sizeof(rh) + klen, val, vlen);
-	memset(w->stage + w->staged + sizeof(rh) + klen + vlen, 0,
-	       size - sizeof(rh) - klen - vlen);
+		memcpy(w->stage + w->staged + SNAP_REC_HDR + klen, val, vlen);
+	memset(w->stage + w->staged + SNAP_REC_HDR + klen + vlen, 0,
+	       size - SNAP_REC_HDR - klen - vlen);
 	w->staged += size;
 	return 0;
 }
@@ -338,7 +361,7 @@ void pkv__snapw_abort(struct snap_writer *w)
 	writer_free(w);
 }
 
-int pkv__snapw_finish(struct snap_writer *w)
+int pkv__snapw_finish(struct snap_writer *w, uint64_t max_seq)
 {
 	uint64_t nslots = 16, *index = NULL;
 	unsigned shift;
@@ -363,6 +386,7 @@ int pkv__snapw_finish(struct snap_writer *w)
 		index[pos] = (w->ents[i].off / 8) | SNAP_TAG(w->ents[i].hash);
 	}
 	w->h.count = w->nents;
+	w->h.max_seq = max_seq > w->h.seq ? max_seq : w->h.seq;
 	w->h.data_bytes = w->written;
 	w->h.index_off = (SNAP_HDR_BYTES + w->written + 4095) & ~(uint64_t)4095;
 	w->h.nslots = nslots;

@@ -4,11 +4,12 @@
  *
  * Format (docs/format.md has it byte by byte):
  *   [0, 4096)                header, struct snap_hdr_disk, zero padded
- *   [data_off, +data_bytes)  records, each struct snap_rec_disk + key + value, 8-aligned
+ *   [data_off, +data_bytes)  records, each struct snap_rec_disk + key + value, 8-aligned,
+ *                            each with its own CRC32C, checked on every read
  *   [index_off, +nslots*8)   open-addressing index, linear probing from the hash's top bits;
  *                            slot = (record offset in data / 8) | (hash tag << 40), 0 = empty
- * A record has the same 16-byte head as the live map's struct pkv_rec, so a reader hands out
- * snapshot records and live records alike.
+ * A get verifies the CRC of the snapshot record it returns, so a value damaged on disk (or in
+ * memory) after the snapshot was written is reported as PKV_ECORRUPT, never handed out.
  */
 #ifndef PKV_SNAPSHOT_H
 #define PKV_SNAPSHOT_H
@@ -41,7 +42,8 @@ struct snap_hdr_disk {
 	uint32_t data_crc;   /* crc32c(0, data region) */
 	uint32_t index_crc;  /* crc32c(0, index region) */
 	uint64_t salt;       /* the store's WAL salt, carried across compactions */
-	uint8_t reserved[28];
+	uint64_t max_seq;    /* the newest version any record holds (>= seq: the walk is fuzzy) */
+	uint8_t reserved[20];
 	uint32_t hdr_crc;    /* crc32c(0, bytes 0..123) */
 };
 _Static_assert(sizeof(struct snap_hdr_disk) == 128, "snapshot header size");
@@ -49,6 +51,7 @@ _Static_assert(offsetof(struct snap_hdr_disk, seq) == 16, "seq offset");
 _Static_assert(offsetof(struct snap_hdr_disk, nslots) == 56, "nslots offset");
 _Static_assert(offsetof(struct snap_hdr_disk, data_crc) == 80, "data_crc offset");
 _Static_assert(offsetof(struct snap_hdr_disk, salt) == 88, "salt offset");
+_Static_assert(offsetof(struct snap_hdr_disk, max_seq) == 96, "max_seq offset");
 _Static_assert(offsetof(struct snap_hdr_disk, hdr_crc) == 124, "hdr_crc offset");
 
 struct snap_rec_disk {
@@ -56,12 +59,27 @@ struct snap_rec_disk {
 	uint32_t vlen;
 	uint16_t klen;
 	uint16_t flags; /* 0 */
+	uint32_t crc;   /* crc32c(crc32c(0, bytes 0..15), key and value) */
+	unsigned char data[]; /* key[klen], value[vlen], zero padding to 8 */
 };
-_Static_assert(sizeof(struct snap_rec_disk) == 16, "snapshot record head size");
-_Static_assert(sizeof(struct snap_rec_disk) == offsetof(struct pkv_rec, data),
-	       "snapshot records and live records share their head");
-_Static_assert(offsetof(struct snap_rec_disk, vlen) == offsetof(struct pkv_rec, vlen), "vlen");
-_Static_assert(offsetof(struct snap_rec_disk, klen) == offsetof(struct pkv_rec, klen), "klen");
+#define SNAP_REC_HDR 20u /* bytes before the key (sizeof is 24: the struct is padded) */
+_Static_assert(offsetof(struct snap_rec_disk, data) == SNAP_REC_HDR, "snapshot record head size");
+_Static_assert(offsetof(struct snap_rec_disk, crc) == 16, "snapshot record crc offset");
+
+#define SNAP_REC_SIZE(klen, vlen) ((SNAP_REC_HDR + (uint64_t)(klen) + (vlen) + 7) & ~(uint64_t)7)
+
+static inline const void *pkv__snap_rec_key(const struct snap_rec_disk *r)
+{
+	return r->data;
+}
+
+static inline const void *pkv__snap_rec_val(const struct snap_rec_disk *r)
+{
+	return r->data + r->klen;
+}
+
+/* Does the record's CRC match its bytes? (Its bounds were checked when it was found.) */
+bool pkv__snap_rec_ok(const struct snap_rec_disk *r);
 
 /* An open, mapped snapshot: the base image. Immutable; freed after a grace period. */
 struct pkv_snap {
@@ -73,6 +91,7 @@ struct pkv_snap {
 	const unsigned char *data;
 	uint64_t data_bytes;
 	uint64_t seq;
+	uint64_t max_seq;
 	uint64_t count;
 	uint64_t salt;
 	char *path;
@@ -95,11 +114,11 @@ int pkv__snap_verify(const struct pkv_snap *s, const char **why);
  * The record of @key in @s, or NULL. Never reads outside the mapping, whatever the bytes say.
  * Safe from any thread while @s is alive (inside a read-side section for the current base).
  */
-const struct pkv_rec *pkv__snap_get(const struct pkv_snap *s, uint64_t hash, const void *key,
-				    size_t klen);
+const struct snap_rec_disk *pkv__snap_get(const struct pkv_snap *s, uint64_t hash,
+					  const void *key, size_t klen);
 
 /* Iterate records: *@off starts at 0; returns NULL at the end (or at damage). */
-const struct pkv_rec *pkv__snap_next(const struct pkv_snap *s, uint64_t *off);
+const struct snap_rec_disk *pkv__snap_next(const struct pkv_snap *s, uint64_t *off);
 
 /* ---- writer ---- */
 
@@ -111,8 +130,8 @@ int pkv__snapw_begin(struct snap_writer **out, const char *tmp_path, uint64_t se
 /* Append a record (the caller guarantees one record per key). 0 or -errno. */
 int pkv__snapw_add(struct snap_writer *w, uint64_t hash, uint64_t seq, const void *key,
 		   uint32_t klen, const void *val, uint32_t vlen);
-/* Write index and header, fsync the file. 0 or -errno. The writer is freed either way. */
-int pkv__snapw_finish(struct snap_writer *w);
+/* Write index and header (with @max_seq), fsync the file. 0 or -errno. Frees the writer. */
+int pkv__snapw_finish(struct snap_writer *w, uint64_t max_seq);
 /* Abandon: close and unlink the temporary file. */
 void pkv__snapw_abort(struct snap_writer *w);
 
