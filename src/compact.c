@@ -303,9 +303,8 @@ int pkv__compact_run(struct pkv *db)
 		goto out_flag;
 	}
 
-	old = db->base;
-	__atomic_store_n(&db->base, fresh, __ATOMIC_RELEASE); /* C.7: publish before trimming */
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	/* C.7: publish before trimming; the exchange is a full barrier (xchg on x86-64). */
+	old = __atomic_exchange_n(&db->base, fresh, __ATOMIC_SEQ_CST);
 	trim(db, fresh);
 	__atomic_store_n(&db->compacting, 0, __ATOMIC_SEQ_CST);
 

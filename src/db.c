@@ -581,7 +581,8 @@ PKV_EXPORT int pkv_get(pkv *db, const void *key, size_t klen, void *buf, size_t 
 	}
 	if (val != NULL) {
 		*vlen = n;
-		memcpy(buf, val, cap < n ? cap : n);
+		if (cap > 0 && n > 0) /* buf may be NULL when only the length is asked for */
+			memcpy(buf, val, cap < n ? cap : n);
 	} else {
 		*vlen = 0;
 		if (r == 0)

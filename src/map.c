@@ -376,8 +376,7 @@ void pkv__map_shrink_locked(struct map_shard *s)
 	 * which readers load with ck_pr_load_ptr), and free the old one after a grace period (M.4).
 	 */
 	old = s->ht.map;
-	ck_pr_fence_store();
-	ck_pr_store_ptr(&s->ht.map, fresh.map);
+	__atomic_store_n(&s->ht.map, fresh.map, __ATOMIC_RELEASE);
 	s->ht.m->free(old, 0, true);
 	s->cap = want;
 }
