@@ -1,0 +1,207 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * stress_util.h - small helpers shared by the stress drivers (header-only, file-static).
+ *
+ * Deterministic pseudo-random content (so a reader can regenerate what a writer wrote), a
+ * per-thread PRNG, monotonic time, option parsing helpers and a recursive directory removal.
+ * The drivers use only the public header pkv.h: they test the contract, not the internals.
+ */
+#ifndef PKV_STRESS_UTIL_H
+#define PKV_STRESS_UTIL_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <errno.h>
+#include <ftw.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pkv.h"
+
+#if defined(__GNUC__)
+#define SU_UNUSED __attribute__((unused))
+#else
+#define SU_UNUSED
+#endif
+
+/* splitmix64: a good 64-bit mixer; also the step of the PRNG below. */
+static SU_UNUSED uint64_t su_mix64(uint64_t x)
+{
+	x += 0x9E3779B97F4A7C15ull;
+	x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+	x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+	return x ^ (x >> 31);
+}
+
+static SU_UNUSED uint64_t su_hash3(uint64_t a, uint64_t b, uint64_t c)
+{
+	return su_mix64(su_mix64(su_mix64(a) ^ b) ^ c);
+}
+
+/* xorshift64* per-thread generator; never seeded with 0. */
+struct su_rng {
+	uint64_t s;
+};
+
+static SU_UNUSED void su_rng_seed(struct su_rng *r, uint64_t seed)
+{
+	r->s = su_mix64(seed) | 1;
+}
+
+static SU_UNUSED uint64_t su_rng_next(struct su_rng *r)
+{
+	uint64_t x = r->s;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	r->s = x;
+	return x * 0x2545F4914F6CDD1Dull;
+}
+
+/* Uniform-ish in [0, n); n > 0. */
+static SU_UNUSED uint64_t su_rng_below(struct su_rng *r, uint64_t n)
+{
+	return su_rng_next(r) % n;
+}
+
+/* Fill @len bytes at @dst with a stream determined by @seed alone. */
+static SU_UNUSED void su_fill(void *dst, size_t len, uint64_t seed)
+{
+	unsigned char *p = dst;
+	uint64_t x = su_mix64(seed);
+	size_t i = 0;
+
+	while (i + 8 <= len) {
+		memcpy(p + i, &x, 8);
+		x = su_mix64(x);
+		i += 8;
+	}
+	if (i < len)
+		memcpy(p + i, &x, len - i);
+}
+
+/* FNV-1a 64 continued from @h. */
+static SU_UNUSED uint64_t su_fnv(uint64_t h, const void *data, size_t len)
+{
+	const unsigned char *p = data;
+
+	for (size_t i = 0; i < len; i++) {
+		h ^= p[i];
+		h *= 0x100000001B3ull;
+	}
+	return h;
+}
+#define SU_FNV_INIT 0xCBF29CE484222325ull
+
+static SU_UNUSED double su_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static SU_UNUSED void su_sleep_ms(double ms)
+{
+	struct timespec ts;
+
+	if (ms <= 0)
+		return;
+	ts.tv_sec = (time_t)(ms / 1000.0);
+	ts.tv_nsec = (long)((ms - (double)ts.tv_sec * 1000.0) * 1e6);
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* Parse an unsigned decimal; returns 0 on success. */
+static SU_UNUSED int su_parse_u64(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (s == NULL || *s == '\0' || *s == '-')
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0 || *end != '\0')
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static SU_UNUSED int su_parse_double(const char *s, double *out)
+{
+	char *end;
+	double v;
+
+	if (s == NULL || *s == '\0')
+		return -1;
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno != 0 || *end != '\0' || v < 0)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* "process" | "power" | "periodic" -> enum; returns 0 on success. */
+static SU_UNUSED int su_parse_durability(const char *s, enum pkv_durability *out)
+{
+	if (strcmp(s, "process") == 0)
+		*out = PKV_DURABLE_PROCESS;
+	else if (strcmp(s, "power") == 0)
+		*out = PKV_DURABLE_POWER;
+	else if (strcmp(s, "periodic") == 0)
+		*out = PKV_DURABLE_PERIODIC;
+	else
+		return -1;
+	return 0;
+}
+
+static SU_UNUSED const char *su_durability_name(enum pkv_durability d)
+{
+	switch (d) {
+	case PKV_DURABLE_PROCESS:
+		return "process";
+	case PKV_DURABLE_POWER:
+		return "power";
+	case PKV_DURABLE_PERIODIC:
+		return "periodic";
+	}
+	return "?";
+}
+
+static SU_UNUSED int su_rm_one(const char *path, const struct stat *sb, int type, struct FTW *ftw)
+{
+	(void)sb;
+	(void)type;
+	(void)ftw;
+	return remove(path);
+}
+
+/* rm -rf @dir; errors are ignored (best effort cleanup of a temp dir). */
+static SU_UNUSED void su_rmtree(const char *dir)
+{
+	nftw(dir, su_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* A fresh temp dir "$TMPDIR/pkv-<tag>-XXXXXX" in @buf; returns 0 on success. */
+static SU_UNUSED int su_mktemp_dir(char *buf, size_t cap, const char *tag)
+{
+	const char *tmp = getenv("TMPDIR");
+
+	if (tmp == NULL || *tmp == '\0')
+		tmp = "/tmp";
+	if ((size_t)snprintf(buf, cap, "%s/pkv-%s-XXXXXX", tmp, tag) >= cap)
+		return -1;
+	return mkdtemp(buf) != NULL ? 0 : -1;
+}
+
+#endif /* PKV_STRESS_UTIL_H */
