@@ -285,12 +285,22 @@ int pkv__compact_run(struct pkv *db)
 	if (r < 0)
 		goto out_flag;
 	r = pkv__sync_wait(db, max_seq > seq ? max_seq : seq); /* C.3 */
-	if (r == 0)
-		r = pkv__fs->rename(tmp, path);
-	if (r == 0)
-		r = pkv__fs_fsync_dir(db->snap_dir); /* C.6: the new name is durable */
 	if (r < 0) {
 		pkv__fs->unlink(tmp);
+		goto out_flag;
+	}
+	r = pkv__fs->rename(tmp, path);
+	if (r < 0) {
+		pkv__fs->unlink(tmp);
+		goto out_flag;
+	}
+	r = pkv__fs_fsync_dir(db->snap_dir); /* C.6: the new name is durable */
+	if (r < 0) {
+		/* C.8: the rename may or may not be durable; take it back so that the old
+		 * snapshot stays the newest (best effort: if this fails too, the new file is a
+		 * complete, valid snapshot and the WAL it covers is still there). */
+		pkv__fs->unlink(path);
+		pkv__fs_fsync_dir(db->snap_dir);
 		goto out_flag;
 	}
 	r = pkv__snap_open(path, PKV_HASH_SEED, &fresh, &why);
