@@ -106,8 +106,9 @@ enum pkv_log_level {
  * @shards:            number of writer shards of the live map, a power of two (default 64, at most
  *                     4096). Writers to different shards never wait for each other.
  * @compact_wal_bytes: a background compaction starts when this many WAL bytes were written
- *                     since the last snapshot (default 64 MiB; 1 MiB .. 1 TiB). Ignored with
- *                     PKV_OPEN_NO_AUTOCOMPACT.
+ *                     since the last snapshot, or as many as the snapshot's own size if that is
+ *                     larger (so rewriting the data is amortized over as much new log: default
+ *                     64 MiB; 1 MiB .. 1 TiB). Ignored with PKV_OPEN_NO_AUTOCOMPACT.
  * @flags:             PKV_OPEN_* flags.
  * @log_fn:            optional callback for diagnostics (recovery report, corruption details, I/O
  *                     failures). Called from the thread that hit the event; must not call into pkv.

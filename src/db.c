@@ -312,6 +312,7 @@ PKV_EXPORT int pkv_open(const char *dir, const pkv_options *opts, pkv **db_out)
 		if (r < 0)
 			goto fail;
 		db->keys_baseline = db->base ? db->base->count : 0;
+		db->base_bytes = db->base ? db->base->len : 0;
 		if (db->base)
 			db->wal.salt = db->base->salt;
 		if (stat(db->wal.dir, &st) == 0)
@@ -326,6 +327,8 @@ PKV_EXPORT int pkv_open(const char *dir, const pkv_options *opts, pkv **db_out)
 		r = db->open_dirty ? pkv__fs_fsync_dir(db->dir) : 0;
 		if (r == 0)
 			r = pkv__sync_start(db);
+		if (r == 0) /* the first append of each lane should find a segment ready */
+			pkv__wal_want_spares(db);
 		if (r == 0 && !(db->opts.flags & PKV_OPEN_NO_AUTOCOMPACT))
 			r = pkv__compactor_start(db);
 		if (r < 0)
@@ -452,15 +455,22 @@ static int db_write(struct pkv *db, enum wal_rec_type type, const void *key, siz
 	struct map_shard *s;
 	uint64_t h;
 	int64_t seq = 0;
-	int r;
+	bool durable;
+	int r = 0;
 
 	if (pkv__db_readonly(db))
 		return PKV_EREADONLY;
 	pkv__rcu_enter();
+	durable = !db->in_memory &&
+		  (db->opts.durability == PKV_DURABLE_POWER || (flags & PKV_WRITE_POWER));
+	if (durable) /* sync.c S.5: a group commit waits for writers counted here */
+		__atomic_add_fetch(&db->sync.inflight, 1, __ATOMIC_RELEASE);
 	if (type == WAL_PUT) {
 		rec = pkv__rec_new(key, klen, val, vlen);
-		if (rec == NULL)
-			return -ENOMEM;
+		if (rec == NULL) {
+			r = -ENOMEM;
+			goto out;
+		}
 	}
 	h = pkv__map_hash(&db->map, key, klen);
 	s = pkv__map_shard(&db->map, h);
@@ -499,10 +509,13 @@ unlock:
 	if (rec)
 		pkv__rec_free(rec);
 	if (r < 0 || db->in_memory)
-		return r;
+		goto out;
 	pkv__wal_wait_written(db, (uint64_t)seq);
-	if (db->opts.durability == PKV_DURABLE_POWER || (flags & PKV_WRITE_POWER))
+	if (durable)
 		r = pkv__sync_wait(db, (uint64_t)seq);
+out:
+	if (durable)
+		__atomic_sub_fetch(&db->sync.inflight, 1, __ATOMIC_RELEASE);
 	return r;
 }
 

@@ -44,6 +44,7 @@ struct pkv {
 	pthread_mutex_t compact_mu; /* one compaction at a time */
 	uint64_t compactions;
 	uint64_t wal_bytes_at_snap; /* pkv__wal_bytes() when the last compaction started */
+	uint64_t base_bytes;        /* atomic: size of the current snapshot file */
 	pthread_t compactor;
 	bool compactor_running;
 	bool compactor_stop;

@@ -16,10 +16,16 @@
  *       retrying and succeeding would report data as durable that is not (fsyncgate).
  *  S.4  Rolled segments are closed only after a successful fdatasync, by the round that synced
  *       them; rounds are the only place segments are freed while the store is open.
+ *  S.5  A leader first waits, at most half a round, until as many writers have joined as were
+ *       recently inside durable writes, so that the writers the previous round released join
+ *       this one.
+ *  S.6  Under POWER the lanes' segments are fdatasynced in parallel by helper threads (one per
+ *       lane beyond the first): a round costs one fdatasync's latency, not one per lane.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <time.h>
 
 #include "db.h"
@@ -53,25 +59,126 @@ void pkv__sync_destroy(struct pkv *db)
 	pthread_mutex_destroy(&s->mu);
 }
 
-/* One fdatasync round up to @target (S.1, S.4). Only the leader calls it. 0 or -errno. */
+/* ---- helpers that fdatasync lanes in parallel (S.6) ----------------------------------- */
+
+static void *syncer_main(void *arg)
+{
+	struct sync_helper *h = arg;
+
+	pthread_mutex_lock(&h->mu);
+	for (;;) {
+		while (!h->busy && !h->stop)
+			pthread_cond_wait(&h->cv, &h->mu);
+		if (h->stop)
+			break;
+		pthread_mutex_unlock(&h->mu);
+		{
+			int r = pkv__fs->fdatasync(h->fd);
+			pthread_mutex_lock(&h->mu);
+			h->result = r;
+		}
+		h->busy = false;
+		pthread_cond_broadcast(&h->cv);
+	}
+	pthread_mutex_unlock(&h->mu);
+	return NULL;
+}
+
+/* Start @n helpers (best effort: with fewer, the leader syncs the rest itself). */
+static void helpers_start(struct pkv_sync *s, unsigned n)
+{
+	s->helpers = calloc(n, sizeof(*s->helpers));
+	if (s->helpers == NULL)
+		return;
+	for (unsigned i = 0; i < n; i++) {
+		struct sync_helper *h = &s->helpers[i];
+
+		pthread_mutex_init(&h->mu, NULL);
+		pthread_cond_init(&h->cv, NULL);
+		if (pthread_create(&h->thread, NULL, syncer_main, h) != 0) {
+			pthread_cond_destroy(&h->cv);
+			pthread_mutex_destroy(&h->mu);
+			break;
+		}
+		s->nhelpers++;
+	}
+}
+
+static void helpers_stop(struct pkv_sync *s)
+{
+	for (unsigned i = 0; i < s->nhelpers; i++) {
+		struct sync_helper *h = &s->helpers[i];
+
+		pthread_mutex_lock(&h->mu);
+		h->stop = true;
+		pthread_cond_broadcast(&h->cv);
+		pthread_mutex_unlock(&h->mu);
+		pthread_join(h->thread, NULL);
+		pthread_cond_destroy(&h->cv);
+		pthread_mutex_destroy(&h->mu);
+	}
+	free(s->helpers);
+	s->helpers = NULL;
+	s->nhelpers = 0;
+}
+
+static void report_failure(struct pkv *db, const struct wal_seg *seg, int r)
+{
+	pkv__log(db, PKV_LOG_ERROR, "sync: fdatasync of wal segment %03u-%010llu failed: %s",
+		 seg->lane, (unsigned long long)seg->segno, pkv_strerror(r));
+}
+
+/*
+ * S.5: before taking its target, a leader waits until as many writers have joined the round as
+ * were inside durable writes recently (s->wmax), for at most half of the last round's duration
+ * (at most 1 ms). The writers the previous round released are about to append their next record:
+ * without the wait they would miss this round, and N writers would settle into two alternating
+ * groups of N/2. A lone writer never waits.
+ */
+static void gather(struct pkv *db)
+{
+	struct pkv_sync *s = &db->sync;
+	uint64_t bound = __atomic_load_n(&s->last_round_ns, __ATOMIC_RELAXED) / 2;
+	uint64_t inflight = __atomic_load_n(&s->inflight, __ATOMIC_ACQUIRE);
+	struct timespec t0, t;
+
+	/* Stale-high right after a round (released writers still count): fine for a maximum. */
+	s->wmax = inflight > s->wmax ? inflight : s->wmax > 0 ? s->wmax - 1 : 0;
+	if (bound > 1000000)
+		bound = 1000000;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (__atomic_load_n(&s->joined, __ATOMIC_ACQUIRE) < s->wmax) {
+		sched_yield(); /* more writers than cores: let them run */
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if ((uint64_t)((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec)) >
+		    bound)
+			return;
+	}
+}
+
+/* One fdatasync round up to @target (S.1, S.4, S.6). Only the leader calls it. 0 or -errno. */
 static int sync_round(struct pkv *db, uint64_t target)
 {
+	struct pkv_sync *s = &db->sync;
 	struct pkv_wal *w = &db->wal;
+	struct wal_seg *cur[WAL_MAX_LANES];
+	uint64_t last[WAL_MAX_LANES];
+	unsigned used = 0;
 	int err = 0;
 
 	pkv__wal_wait_written(db, target);
 	for (unsigned i = 0; i < w->nlanes; i++) {
 		struct wal_lane *l = &w->lanes[i];
-		struct wal_seg *retired, *cur;
-		uint64_t last;
+		struct wal_seg *retired;
 
 		pthread_mutex_lock(&l->lock);
 		retired = l->retired;
 		l->retired = NULL;
-		cur = l->cur;
-		last = l->last_seq;
+		cur[i] = l->cur;
+		last[i] = l->last_seq;
 		pthread_mutex_unlock(&l->lock);
 
+		/* Rolled segments: rare (one per segment), synced here, then closed (S.4). */
 		while (retired) {
 			struct wal_seg *seg = retired;
 			int r = pkv__fs->fdatasync(seg->fd);
@@ -79,24 +186,55 @@ static int sync_round(struct pkv *db, uint64_t target)
 			retired = seg->next;
 			if (r < 0 && err == 0) {
 				err = r;
-				pkv__log(db, PKV_LOG_ERROR,
-					 "sync: fdatasync of wal segment %03u-%010llu failed: %s",
-					 seg->lane, (unsigned long long)seg->segno, pkv_strerror(r));
+				report_failure(db, seg, r);
 			}
 			pkv__wal_seg_close(seg);
 		}
 		/* cur cannot be freed under us: only rounds free segments, and this is the round. */
-		if (cur && last > l->synced_seq) {
-			int r = pkv__fs->fdatasync(cur->fd);
+		if (cur[i] == NULL || last[i] <= l->synced_seq)
+			cur[i] = NULL;
+	}
+	/* S.6: the lanes' current segments in parallel, the leader taking the last one. */
+	for (unsigned i = 0; i < w->nlanes; i++) {
+		struct sync_helper *h;
+
+		if (cur[i] == NULL)
+			continue;
+		if (used < s->nhelpers && i + 1 < w->nlanes) {
+			h = &s->helpers[used++];
+			pthread_mutex_lock(&h->mu);
+			h->fd = cur[i]->fd;
+			h->lane = i;
+			h->busy = true;
+			pthread_cond_broadcast(&h->cv);
+			pthread_mutex_unlock(&h->mu);
+			continue;
+		}
+		{
+			int r = pkv__fs->fdatasync(cur[i]->fd);
 			if (r < 0 && err == 0) {
 				err = r;
-				pkv__log(db, PKV_LOG_ERROR,
-					 "sync: fdatasync of wal segment %03u-%010llu failed: %s",
-					 cur->lane, (unsigned long long)cur->segno, pkv_strerror(r));
+				report_failure(db, cur[i], r);
 			}
 			if (r == 0)
-				l->synced_seq = last;
+				w->lanes[i].synced_seq = last[i];
 		}
+	}
+	for (unsigned k = 0; k < used; k++) {
+		struct sync_helper *h = &s->helpers[k];
+		int r;
+
+		pthread_mutex_lock(&h->mu);
+		while (h->busy)
+			pthread_cond_wait(&h->cv, &h->mu);
+		r = h->result;
+		pthread_mutex_unlock(&h->mu);
+		if (r < 0 && err == 0) {
+			err = r;
+			report_failure(db, cur[h->lane], r);
+		}
+		if (r == 0)
+			w->lanes[h->lane].synced_seq = last[h->lane];
 	}
 	return err;
 }
@@ -110,18 +248,31 @@ int pkv__sync_wait(struct pkv *db, uint64_t seq)
 	if (__atomic_load_n(&w->synced, __ATOMIC_ACQUIRE) >= seq)
 		return 0;
 	pthread_mutex_lock(&s->mu);
+	if (__atomic_load_n(&w->synced, __ATOMIC_ACQUIRE) < seq)
+		__atomic_add_fetch(&s->joined, 1, __ATOMIC_RELEASE); /* S.5 */
 	while (s->err == 0 && __atomic_load_n(&w->synced, __ATOMIC_ACQUIRE) < seq) {
 		uint64_t target, before;
+		struct timespec t0, t1;
 
 		if (s->leader) { /* S.2 */
 			pthread_cond_wait(&s->cv, &s->mu);
 			continue;
 		}
 		s->leader = true;
-		target = __atomic_load_n(&w->seq, __ATOMIC_SEQ_CST);
 		pthread_mutex_unlock(&s->mu);
 
+		gather(db); /* S.5 */
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		pthread_mutex_lock(&s->mu);
+		target = __atomic_load_n(&w->seq, __ATOMIC_SEQ_CST);
+		__atomic_store_n(&s->joined, 0, __ATOMIC_RELEASE); /* later arrivals: next round */
+		pthread_mutex_unlock(&s->mu);
 		r = sync_round(db, target);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		__atomic_store_n(&s->last_round_ns,
+				 (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000L +
+					    (t1.tv_nsec - t0.tv_nsec)),
+				 __ATOMIC_RELAXED);
 
 		pthread_mutex_lock(&s->mu);
 		s->leader = false;
@@ -224,6 +375,10 @@ int pkv__sync_start(struct pkv *db)
 	if (r != 0)
 		return -r;
 	s->bg_running = true;
+	/* Group commits are on the write path only under POWER: elsewhere a round may sync its
+	 * lanes one after the other. */
+	if (db->opts.durability == PKV_DURABLE_POWER && db->wal.nlanes > 1)
+		helpers_start(s, db->wal.nlanes - 1);
 	return 0;
 }
 
@@ -231,6 +386,7 @@ void pkv__sync_stop(struct pkv *db)
 {
 	struct pkv_sync *s = &db->sync;
 
+	helpers_stop(s);
 	if (!s->bg_running)
 		return;
 	pthread_mutex_lock(&s->mu);

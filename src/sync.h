@@ -15,6 +15,16 @@
 
 struct pkv;
 
+struct sync_helper {
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool busy, stop;
+	int fd;
+	unsigned lane;
+	int result;
+};
+
 struct pkv_sync {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;     /* a round ended */
@@ -25,6 +35,12 @@ struct pkv_sync {
 	bool bg_stop;
 	bool bg_kick;
 	pthread_t bg;
+	struct sync_helper *helpers; /* POWER: parallel fdatasync of lanes (S.6) */
+	unsigned nhelpers;
+	uint64_t inflight;      /* atomic: writers inside a durable write (S.5) */
+	uint64_t joined;        /* atomic: writers waiting for the next round */
+	uint64_t wmax;          /* recent maximum of inflight; the leader's only */
+	uint64_t last_round_ns; /* atomic: duration of the last round */
 	uint64_t syncs;         /* rounds completed */
 	uint64_t synced_writes; /* sequence numbers covered by them */
 };

@@ -387,6 +387,16 @@ void pkv__wal_wait_written(struct pkv *db, uint64_t seq)
 	}
 }
 
+void pkv__wal_want_spares(struct pkv *db)
+{
+	for (unsigned i = 0; i < db->wal.nlanes; i++) {
+		pthread_mutex_lock(&db->wal.lanes[i].lock);
+		db->wal.lanes[i].want_spare = true;
+		pthread_mutex_unlock(&db->wal.lanes[i].lock);
+	}
+	pkv__sync_kick(db);
+}
+
 void pkv__wal_make_spares(struct pkv *db)
 {
 	struct pkv_wal *w = &db->wal;

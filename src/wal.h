@@ -81,6 +81,9 @@ void pkv__wal_destroy(struct pkv *db);
 int pkv__wal_seg_create(struct pkv *db, uint32_t lane, uint64_t segno, size_t min_bytes,
 			struct wal_seg **out);
 
+/* Ask the background thread for a spare segment in every lane (at open). */
+void pkv__wal_want_spares(struct pkv *db);
+
 /* Unmap, close and free @seg (no sync). */
 void pkv__wal_seg_close(struct wal_seg *seg);
 
