@@ -1,0 +1,149 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ad_pkv.c - pkv itself, through its public header only. One system per durability mode:
+ * pkv:process, pkv:power, pkv:periodic, and pkv:mem (dir == NULL, the in-memory map with the
+ * same API: the cost of the write-ahead log is the difference to pkv:process).
+ */
+#include "bench.h"
+
+#include <errno.h>
+#include <pkv.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *mode_name(enum pkv_durability d)
+{
+	switch (d) {
+	case PKV_DURABLE_PROCESS: return "PROCESS";
+	case PKV_DURABLE_POWER: return "POWER";
+	case PKV_DURABLE_PERIODIC: return "PERIODIC";
+	}
+	return "?";
+}
+
+static int p_open(const struct kv_conf *c, void **out, char *cfg, size_t cap)
+{
+	pkv_options o;
+	pkv *db = NULL;
+	pkv_options_default(&o);
+	switch (c->dur) {
+	case DUR_SYNC: o.durability = PKV_DURABLE_POWER; break;
+	case DUR_PERIODIC:
+		o.durability = PKV_DURABLE_PERIODIC;
+		o.sync_interval_ms = c->sync_interval_ms ? c->sync_interval_ms : o.sync_interval_ms;
+		break;
+	default: o.durability = PKV_DURABLE_PROCESS; break;
+	}
+	o.capacity_hint = (size_t)c->nkeys;
+	const char *dir = c->dur == DUR_MEM ? NULL : c->dir;
+	int rc = pkv_open(dir, &o, &db);
+	if (rc)
+		return rc;
+	char per[48] = "";
+	if (o.durability == PKV_DURABLE_PERIODIC)
+		snprintf(per, sizeof(per), " sync_interval_ms=%u", o.sync_interval_ms);
+	if (dir)
+		snprintf(cfg, cap,
+			 "pkv durability=%s%s capacity_hint=%zu shards=%u wal_lanes=%u%s "
+			 "wal_segment_bytes=%zu (library defaults otherwise)",
+			 mode_name(o.durability), per, o.capacity_hint, o.shards, o.wal_lanes,
+			 o.wal_lanes ? "" : " (one per CPU)", o.wal_segment_bytes);
+	else
+		snprintf(cfg, cap,
+			 "pkv in-memory (dir=NULL): same API, no files; capacity_hint=%zu shards=%u",
+			 o.capacity_hint, o.shards);
+	*out = db;
+	return 0;
+}
+
+static int p_close(void *db)
+{
+	return pkv_close(db);
+}
+
+static void *p_thread_init(void *db)
+{
+	(void)db;
+	(void)pkv_thread_attach();
+	return NULL;
+}
+
+static void p_thread_fini(void *db, void *t)
+{
+	(void)db;
+	(void)t;
+	(void)pkv_thread_detach();
+}
+
+static int map_rc(int rc)
+{
+	return rc == PKV_NOTFOUND ? KV_NOTFOUND : rc;
+}
+
+static int p_get(void *db, void *t, const void *k, size_t kl, void *buf, size_t cap, size_t *vl)
+{
+	(void)t;
+	return map_rc(pkv_get(db, k, kl, buf, cap, vl));
+}
+
+static int p_put(void *db, void *t, const void *k, size_t kl, const void *v, size_t vl)
+{
+	(void)t;
+	return pkv_put(db, k, kl, v, vl);
+}
+
+static int p_del(void *db, void *t, const void *k, size_t kl)
+{
+	(void)t;
+	return map_rc(pkv_del(db, k, kl));
+}
+
+static int p_sync(void *db, void *t)
+{
+	(void)t;
+	return pkv_sync(db);
+}
+
+static int p_checkpoint(void *db)
+{
+	return pkv_compact(db);
+}
+
+static int p_stats(void *db, char *buf, size_t cap)
+{
+	pkv_stats s;
+	int rc = pkv_get_stats(db, &s);
+	if (rc)
+		return rc;
+	snprintf(buf, cap,
+		 "keys=%llu puts=%llu dels=%llu wal_bytes=%llu wal_segments=%llu syncs=%llu "
+		 "synced_writes=%llu recovered_records=%llu discarded_records=%llu",
+		 (unsigned long long)s.keys, (unsigned long long)s.puts,
+		 (unsigned long long)s.dels, (unsigned long long)s.wal_bytes,
+		 (unsigned long long)s.wal_segments, (unsigned long long)s.syncs,
+		 (unsigned long long)s.synced_writes, (unsigned long long)s.recovered_records,
+		 (unsigned long long)s.discarded_records);
+	return 0;
+}
+
+static const char *p_strerror(int rc)
+{
+	return pkv_strerror(rc == KV_NOTFOUND ? PKV_NOTFOUND : rc);
+}
+
+const struct kv_engine engine_pkv = {
+	.name = "pkv",
+	.modes = (1u << DUR_MEM) | (1u << DUR_NOSYNC) | (1u << DUR_SYNC) | (1u << DUR_PERIODIC),
+	.persistent = 1,
+	.open = p_open,
+	.close = p_close,
+	.thread_init = p_thread_init,
+	.thread_fini = p_thread_fini,
+	.get = p_get,
+	.put = p_put,
+	.del = p_del,
+	.sync = p_sync,
+	.checkpoint = p_checkpoint,
+	.stats = p_stats,
+	.strerror = p_strerror,
+};
