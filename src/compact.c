@@ -378,6 +378,7 @@ static void *compactor_main(void *arg)
 	struct pkv_sync *s = &db->sync;
 
 	pkv__rcu_enter();
+	pkv__thread_background();
 	pthread_mutex_lock(&s->mu);
 	while (!db->compactor_stop) {
 		if (!db->compactor_kick)

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <dirent.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -103,6 +104,11 @@ void pkv__log(struct pkv *db, int level, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	db->opts.log_fn(db->opts.log_ctx, level, msg);
+}
+
+void pkv__thread_background(void)
+{
+	(void)setpriority(PRIO_PROCESS, (id_t)gettid(), 10);
 }
 
 void pkv__db_set_readonly(struct pkv *db, int reason)

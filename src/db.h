@@ -79,6 +79,13 @@ int pkv__db_commit_locked(struct pkv *db, struct map_shard *s, uint64_t hash, co
 void pkv__log(struct pkv *db, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/*
+ * Lower the calling thread's scheduling priority (nice +10, Linux: per thread): pkv's own
+ * threads (syncer, compactor) yield the CPU to the application's readers and writers when cores
+ * are short, and still run when they are idle. Best effort.
+ */
+void pkv__thread_background(void);
+
 /* Refuse further writes with @reason (first reason wins). */
 void pkv__db_set_readonly(struct pkv *db, int reason);
 

@@ -332,6 +332,7 @@ static void *bg_main(void *arg)
 	struct timespec next;
 
 	pkv__rcu_enter();
+	pkv__thread_background();
 	clock_gettime(CLOCK_MONOTONIC, &next);
 	pthread_mutex_lock(&s->mu);
 	while (!s->bg_stop) {
