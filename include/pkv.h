@@ -103,6 +103,9 @@ enum pkv_log_level {
  *                     A record larger than a segment gets a segment of its own size.
  * @capacity_hint:     number of keys the store expects to hold; the live map is sized for it up
  *                     front so that a store that knows its size never stalls on growth (default 0).
+ *                     Once a snapshot exists the live map holds only the changes since it, so a
+ *                     reopen does not presize it (that would cost a zeroed table per open); it
+ *                     grows with the changes.
  * @shards:            number of writer shards of the live map, a power of two (default 64, at most
  *                     4096). Writers to different shards never wait for each other.
  * @compact_wal_bytes: a background compaction starts when this many WAL bytes were written

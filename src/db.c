@@ -269,10 +269,10 @@ PKV_EXPORT int pkv_open(const char *dir, const pkv_options *opts, pkv **db_out)
 	pthread_cond_init(&db->compactor_cv, NULL);
 	db->readonly_open = db->opts.flags & PKV_OPEN_READONLY;
 	create = !(db->opts.flags & (PKV_OPEN_NOCREATE | PKV_OPEN_READONLY));
-	r = pkv__map_init(&db->map, db->opts.shards, db->opts.capacity_hint);
-	if (r < 0)
-		goto fail;
 	if (dir == NULL) {
+		r = pkv__map_init(&db->map, db->opts.shards, db->opts.capacity_hint);
+		if (r < 0)
+			goto fail;
 		db->in_memory = true;
 		if (db->readonly_open)
 			db->readonly_reason = PKV_EREADONLY;
@@ -315,6 +315,14 @@ PKV_EXPORT int pkv_open(const char *dir, const pkv_options *opts, pkv **db_out)
 		struct stat st;
 
 		r = pkv__snap_load(db, &base_seq);
+		if (r < 0)
+			goto fail;
+		/*
+		 * With a snapshot, the live map holds only what changed since it: sizing it for the
+		 * whole store would cost a zeroed table of capacity_hint entries at every open, the
+		 * opposite of a restart in milliseconds. It grows with the changes instead.
+		 */
+		r = pkv__map_init(&db->map, db->opts.shards, db->base ? 0 : db->opts.capacity_hint);
 		if (r < 0)
 			goto fail;
 		db->keys_baseline = db->base ? db->base->count : 0;
