@@ -222,7 +222,11 @@ static int walk(struct pkv *db, struct snap_writer *w, uint64_t *max_seq)
 	return rc;
 }
 
-/* C.7: remove from the live map what the new base holds unchanged. */
+/*
+ * C.7: remove from the live map what the new base holds unchanged. The base is probed outside
+ * the shard lock (the listed records stay alive in the read-side section); only the removals
+ * take it, each removal checking that the record is still the key's current one.
+ */
 static void trim(struct pkv *db, const struct pkv_snap *base)
 {
 	struct pkv_map *m = &db->map;
@@ -230,23 +234,28 @@ static void trim(struct pkv *db, const struct pkv_snap *base)
 	for (unsigned i = 0; i < m->nshards; i++) {
 		struct map_shard *s = &m->shards[i];
 		const struct pkv_rec **v;
-		long n;
+		long n, drop = 0;
 
+		pkv__rcu_read_lock();
 		pthread_mutex_lock(&s->lock);
 		n = pkv__map_collect_locked(s, &v);
+		pthread_mutex_unlock(&s->lock);
 		for (long k = 0; k < n; k++) {
 			const struct pkv_rec *r = v[k];
 			uint64_t h = pkv__map_hash(m, r->data, r->klen);
 			const struct snap_rec_disk *b = pkv__snap_get(base, h, r->data, r->klen);
 
 			if ((r->flags & PKV_REC_TOMB) ? b == NULL : (b && b->seq == r->seq))
-				pkv__map_drop_locked(m, s, r);
+				v[drop++] = r;
 		}
-		if (n >= 0) {
-			free(v);
-			pkv__map_shrink_locked(s);
-		}
+		pthread_mutex_lock(&s->lock);
+		for (long k = 0; k < drop; k++)
+			pkv__map_drop_locked(m, s, v[k]);
+		pkv__map_shrink_locked(s);
 		pthread_mutex_unlock(&s->lock);
+		pkv__rcu_read_unlock();
+		if (n >= 0)
+			free(v);
 	}
 }
 
