@@ -12,14 +12,14 @@
 # missing Debian packages first (tools/deps.sh; PKV_NO_APT=1 skips that).
 #
 # Usage: bash tools/test.sh [--only release,asan,tsan,install,fuzz] [--jobs N]
-#        (default: all but fuzz, which is opt-in: bounded libFuzzer runs, minutes)
+#        (default: all of them; fuzz runs each libFuzzer target for PKV_FUZZ_SECONDS, 30)
 # Prints a summary and a closing line "N passed, M failed"; exits non-zero if anything failed.
 set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 2
 ROOT=$(pwd)
 JOBS=${PKV_JOBS:-2}
-ONLY="release,asan,tsan,install"
+ONLY="release,asan,tsan,fuzz,install"
 
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -127,9 +127,10 @@ if want tsan; then
 	variant tsan -L tsan
 fi
 
-# ---- opt-in: fuzz (clang libFuzzer targets, bounded runs from the seed corpora) -------------
+# ---- fuzz: clang libFuzzer targets, a bounded run of each from its seed corpus --------------
+# (PKV_FUZZ_SECONDS per target, 30 by default; long campaigns: see fuzz/CMakeLists.txt)
 if want fuzz; then
-	variant fuzz -L fuzz
+	variant fuzz -L fuzz -- -DPKV_BUILD_TESTS=OFF -DPKV_FUZZ_SECONDS="${PKV_FUZZ_SECONDS:-30}"
 fi
 
 # ---- (d) install: pkg-config (shared, static) and find_package -----------------------------
