@@ -327,6 +327,7 @@ int pkv__compact_run(struct pkv *db)
 	__atomic_store_n(&db->base_bytes, (uint64_t)fresh->len, __ATOMIC_RELAXED);
 	trim(db, fresh);
 	__atomic_store_n(&db->compacting, 0, __ATOMIC_SEQ_CST);
+	pkv__map_flush_retired(&db->map); /* hand the trimmed records to RCU now, not later */
 
 	urcu_memb_synchronize_rcu(); /* no reader still probes the old base */
 	PKV_TSAN_ACQUIRE();

@@ -5,11 +5,11 @@
  * This is the fault-injection seam: a test installs its own table (pkv__fs_set) to fail, tear or
  * stop the N-th operation, or to simulate a power loss by keeping only what a completed
  * fdatasync/fsync made durable. Every wrapper returns 0 (or a byte count / fd) on success and
- * -errno on failure, never sets errno for its caller to read.
+ * -errno on failure; only mmap reports failure the libc way, as NULL with errno set.
  *
- * Writes through a WAL mapping are plain stores and are not in this table; the table has
- * `msync`-free flush points instead: a mapped range reaches the file system only at
- * fdatasync(), which is in the table, so a power-loss simulator sees every durability point.
+ * Writes through a WAL mapping are plain stores and are not in this table: they become durable
+ * at the next fdatasync of their file, which is, so a power-loss simulator sees every durability
+ * point (it can snapshot the file's contents, page cache included, when an fdatasync completes).
  * The production table costs one indirect call per syscall and nothing on the put/get paths.
  */
 #ifndef PKV_FS_H

@@ -389,12 +389,3 @@ void pkv__map_flush_retired(struct pkv_map *m)
 		pthread_mutex_unlock(&m->shards[i].lock);
 	}
 }
-
-uint64_t pkv__map_count(struct pkv_map *m)
-{
-	uint64_t n = 0;
-
-	for (unsigned i = 0; i < m->nshards; i++)
-		n += ck_ht_count(&m->shards[i].ht);
-	return n;
-}

@@ -134,7 +134,5 @@ void pkv__map_shrink_locked(struct map_shard *s);
 /* Hand every retired record of every shard to RCU now (close, tests). */
 void pkv__map_flush_retired(struct pkv_map *m);
 
-/* Number of live keys (sum over shards; exact when writers are quiet). */
-uint64_t pkv__map_count(struct pkv_map *m);
 
 #endif /* PKV_MAP_H */
