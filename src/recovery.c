@@ -613,6 +613,7 @@ static int adopt_lane(struct rctx *c, struct rlane *l)
 	}
 	keep->fd = -1; /* now owned by the WAL */
 	wl->cur = seg;
+	wl->max_used_segno = l->segs[l->nsegs - 1]->segno;
 	wl->next_segno = l->segs[l->nsegs - 1]->segno + 1;
 	return 0;
 }

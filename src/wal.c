@@ -218,10 +218,11 @@ static int lane_roll_locked(struct pkv *db, struct wal_lane *l, size_t need)
 	int r;
 
 	if (l->spare) {
-		if (l->spare->size - WAL_SEG_HDR >= need)
+		/* W.4: a lane's segment numbers only grow, so its records' order is theirs. */
+		if (l->spare->size - WAL_SEG_HDR >= need && l->spare->segno > l->max_used_segno)
 			seg = l->spare;
 		else
-			seg_discard(db, l->spare); /* an oversized record: numbers must keep growing */
+			seg_discard(db, l->spare);
 		l->spare = NULL;
 	}
 	if (seg == NULL) {
@@ -241,6 +242,7 @@ static int lane_roll_locked(struct pkv *db, struct wal_lane *l, size_t need)
 		l->retired = l->cur;
 	}
 	l->cur = seg;
+	l->max_used_segno = seg->segno;
 	l->want_spare = true;
 	pkv__sync_kick(db);
 	pkv__compactor_kick(db);
@@ -421,12 +423,17 @@ void pkv__wal_make_spares(struct pkv *db)
 			continue;
 		}
 		pthread_mutex_lock(&l->lock);
-		if (l->spare == NULL && (l->cur == NULL || l->cur->segno < segno)) {
+		/*
+		 * Install only a spare numbered above every segment the lane has used: while this
+		 * one was made, the lane may have created a higher one itself, and may even have
+		 * closed it again (a compaction's roll), leaving cur NULL.
+		 */
+		if (l->spare == NULL && segno > l->max_used_segno) {
 			l->spare = seg;
 			seg = NULL;
 		}
 		pthread_mutex_unlock(&l->lock);
-		if (seg) /* the lane rolled on by itself meanwhile: this one would go backwards */
+		if (seg) /* the lane moved past this number meanwhile: it would go backwards */
 			seg_discard(db, seg);
 	}
 }

@@ -53,6 +53,7 @@ struct wal_lane {
 	struct wal_seg *spare;   /* created ahead of time by the background thread */
 	struct wal_seg *retired; /* full segments not yet synced and closed */
 	uint64_t next_segno;
+	uint64_t max_used_segno; /* highest segment number that has been the lane's current one */
 	uint64_t last_seq;   /* last seq appended to this lane */
 	uint64_t synced_seq; /* last_seq as of the last completed sync of this lane */
 	uint64_t bytes; /* appended since open; written under lock, read with relaxed atomics */
