@@ -179,8 +179,8 @@ static int walk(struct pkv *db, struct snap_writer *w, uint64_t *max_seq)
 				continue;
 			if (r->seq > *max_seq)
 				*max_seq = r->seq;
-			rc = pkv__snapw_add(w, pkv__map_hash(m, r->data, r->klen), r->seq, r->data,
-					    r->klen, r->data + r->klen, r->vlen);
+			rc = pkv__snapw_add(w, pkv__map_hash(m, pkv__rec_key(r), r->klen), r->seq,
+					    pkv__rec_key(r), r->klen, pkv__rec_val(r), r->vlen);
 		}
 		pkv__rcu_read_unlock();
 		if (n < 0)
