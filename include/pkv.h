@@ -241,8 +241,9 @@ PKV_EXPORT int pkv_put_ex(pkv *db, const void *key, size_t klen, const void *val
  * @vlen:      OUT: the full length of the value, always (so @cap 0 asks for the length only).
  *
  * Returns: 0; PKV_NOTFOUND; PKV_EINVAL (NULL @db, @key or @vlen, @klen 0, NULL @buf with @cap > 0);
- * PKV_ETOOBIG (@klen > PKV_MAX_KEY: such a key cannot exist); PKV_ECORRUPT (the key's version in
- * the snapshot fails its checksum: damaged bytes are never returned).
+ * PKV_ETOOBIG (@klen > PKV_MAX_KEY: such a key cannot exist); PKV_ECORRUPT (the snapshot is
+ * damaged on this key's path: its record or the index pages its lookup reads fail their
+ * checksums; damaged bytes are never returned, and damage never reads as PKV_NOTFOUND).
  * Context: any thread. Lock-free and wait-free against writers apart from ck_ht's reprobe after a
  * concurrent slot relocation; no syscall. Sees every write that returned before it started.
  */

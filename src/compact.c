@@ -243,9 +243,11 @@ static void trim(struct pkv *db, const struct pkv_snap *base)
 		for (long k = 0; k < n; k++) {
 			const struct pkv_rec *r = v[k];
 			uint64_t h = pkv__map_hash(m, r->data, r->klen);
-			const struct snap_rec_disk *b = pkv__snap_get(base, h, r->data, r->klen);
+			const struct snap_rec_disk *b;
+			int f = pkv__snap_find(base, h, r->data, r->klen, &b);
 
-			if ((r->flags & PKV_REC_TOMB) ? b == NULL : (b && b->seq == r->seq))
+			/* Damage (PKV_ECORRUPT) keeps the live record: it is the one intact copy. */
+			if ((r->flags & PKV_REC_TOMB) ? f == PKV_NOTFOUND : (f == 0 && b->seq == r->seq))
 				v[drop++] = r;
 		}
 		pthread_mutex_lock(&s->lock);

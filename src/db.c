@@ -400,15 +400,27 @@ int pkv__db_plan_locked(struct pkv *db, struct map_shard *s, uint64_t hash, cons
 	if (live == NULL || rec == NULL) {
 		const struct pkv_snap *b;
 		const struct snap_rec_disk *br;
+		int f = PKV_NOTFOUND;
 
 		pkv__rcu_read_lock();
 		b = pkv__db_base_rcu(db);
-		br = b ? pkv__snap_get(b, hash, key, klen) : NULL;
-		if (br) {
+		if (b)
+			f = pkv__snap_find(b, hash, key, klen, &br);
+		if (f == 0) {
 			in_base = true;
 			base_seq = br->seq;
 		}
 		pkv__rcu_read_unlock();
+		if (f == PKV_ECORRUPT) {
+			/*
+			 * The base's version of the key cannot be read. Replay cannot tell whether its
+			 * record is newer: refuse rather than maybe bring back an older value. A live
+			 * write supersedes it whatever it was: count it as present.
+			 */
+			if (replay_seq)
+				return PKV_ECORRUPT;
+			in_base = true;
+		}
 	}
 	/* Replay applies a record only if it is newer than the base's version (compact.c C.2). */
 	if (replay_seq && live == NULL && in_base && base_seq >= replay_seq) {
@@ -597,13 +609,14 @@ PKV_EXPORT int pkv_get(pkv *db, const void *key, size_t klen, void *buf, size_t 
 	} else {
 		/* Loaded after the live-map miss: never older than what the miss saw (C.7). */
 		const struct pkv_snap *base = pkv__db_base_rcu(db);
-		const struct snap_rec_disk *sr = base ? pkv__snap_get(base, h, key, klen) : NULL;
+		const struct snap_rec_disk *sr;
 
-		if (sr != NULL && pkv__snap_rec_ok(sr)) {
+		/* N.4: checked bytes or PKV_ECORRUPT, never damaged bytes and never a false miss. */
+		if (base && (r = pkv__snap_find(base, h, key, klen, &sr)) == 0) {
 			val = pkv__snap_rec_val(sr);
 			n = sr->vlen;
-		} else if (sr != NULL) {
-			r = PKV_ECORRUPT; /* never hand out damaged bytes */
+		} else if (r == PKV_NOTFOUND) {
+			r = 0;
 		}
 	}
 	if (val != NULL) {
@@ -617,7 +630,7 @@ PKV_EXPORT int pkv_get(pkv *db, const void *key, size_t klen, void *buf, size_t 
 	}
 	pkv__rcu_read_unlock();
 	if (r == PKV_ECORRUPT)
-		pkv__log(db, PKV_LOG_ERROR, "get: a snapshot record of %s fails its checksum",
+		pkv__log(db, PKV_LOG_ERROR, "get: the snapshot of %s is damaged on a key's path",
 			 db->dir);
 	return r;
 }

@@ -7,9 +7,14 @@
  *       renamed (compact.c); it is only ever read through a read-only mapping, so a full disk
  *       is an error from write(), never a SIGBUS.
  *  N.2  Opening checks the header checksum and that every region lies inside the file; nothing
- *       else is parsed. The probe re-checks each record it follows against the data region's
- *       bounds, so damaged bytes under a valid header give a miss, never a read outside the
- *       mapping. pkv__snap_verify checks the region checksums and every record.
+ *       else is parsed, so an open costs O(1) whatever the size. The probe re-checks each record
+ *       it follows against the data region's bounds, so damaged bytes under a valid header never
+ *       cause a read outside the mapping. pkv__snap_verify checks every checksum there is.
+ *  N.4  A probe answers only from checked bytes: each index page it reads is checked against
+ *       its CRC the first time any probe reads it (a bit per page remembers it), a returned
+ *       record against its own CRC, and so is a record whose tag matched but whose key did not
+ *       (a damaged key must not turn into a miss). Any mismatch is PKV_ECORRUPT for that key;
+ *       keys whose path is intact are still served.
  *  N.3  The index is ordered by the hash's top bits; the live map picks shards by the same top
  *       bits, so one shard's keys sit together in the index.
  */
@@ -78,7 +83,9 @@ int pkv__snap_open(const char *path, uint64_t hash_seed, struct pkv_snap **out, 
 	    h.index_off < h.data_off + h.data_bytes || h.nslots < 16 ||
 	    (h.nslots & (h.nslots - 1)) != 0 || h.nslots > (1ull << 40) ||
 	    !region_ok(h.index_off, h.nslots * 8, h.file_bytes) || h.count > h.nslots / 2 ||
-	    h.data_bytes / 24 < h.count || h.max_seq < h.seq) {
+	    h.data_bytes / 24 < h.count || h.max_seq < h.seq ||
+	    h.pcrc_off != h.index_off + h.nslots * 8 ||
+	    !region_ok(h.pcrc_off, SNAP_NPAGES(h.nslots) * 4, h.file_bytes)) {
 		*why = "snapshot regions disagree with the file size";
 		goto out;
 	}
@@ -92,7 +99,10 @@ int pkv__snap_open(const char *path, uint64_t hash_seed, struct pkv_snap **out, 
 		goto out;
 	}
 	s = calloc(1, sizeof(*s));
-	if (s == NULL || (s->path = strdup(path)) == NULL) {
+	if (s == NULL || (s->path = strdup(path)) == NULL ||
+	    (s->checked = calloc((SNAP_NPAGES(h.nslots) + 63) / 64, sizeof(uint64_t))) == NULL) {
+		if (s)
+			free(s->path);
 		free(s);
 		pkv__fs->munmap(map, (size_t)size);
 		r = -ENOMEM;
@@ -101,6 +111,7 @@ int pkv__snap_open(const char *path, uint64_t hash_seed, struct pkv_snap **out, 
 	s->map = map;
 	s->len = (size_t)size;
 	s->index = (const uint64_t *)(s->map + h.index_off);
+	s->pcrc = (const uint32_t *)(s->map + h.pcrc_off);
 	s->mask = h.nslots - 1;
 	s->shift = (unsigned)(64 - __builtin_ctzll(h.nslots));
 	s->data = s->map;
@@ -121,6 +132,7 @@ void pkv__snap_close(struct pkv_snap *s)
 	if (s == NULL)
 		return;
 	pkv__fs->munmap((void *)s->map, s->len);
+	free(s->checked);
 	free(s->path);
 	free(s);
 }
@@ -147,27 +159,60 @@ bool pkv__snap_rec_ok(const struct snap_rec_disk *r)
 	return pkv__crc32c(c, r->data, (size_t)r->klen + r->vlen) == r->crc;
 }
 
-const struct snap_rec_disk *pkv__snap_get(const struct pkv_snap *s, uint64_t hash,
-					  const void *key, size_t klen)
+/* Does index page @p match its CRC? */
+static bool ipage_crc_ok(const struct pkv_snap *s, uint64_t p)
+{
+	const uint64_t bytes = (s->mask + 1) * 8, off = p * SNAP_IPAGE;
+	const uint64_t len = bytes - off < SNAP_IPAGE ? bytes - off : SNAP_IPAGE;
+
+	return pkv__crc32c(0, (const unsigned char *)s->index + off, len) == s->pcrc[p];
+}
+
+/* N.4: has the index page holding slot @pos been checked, or does it check now? */
+static bool ipage_ok(const struct pkv_snap *s, uint64_t pos)
+{
+	const uint64_t p = pos / SNAP_IPAGE_SLOTS, bit = 1ull << (p % 64);
+	uint64_t *word = &s->checked[p / 64];
+
+	/* Relaxed is enough: the bit only says that immutable bytes were found intact. */
+	if (__atomic_load_n(word, __ATOMIC_RELAXED) & bit)
+		return true;
+	if (!ipage_crc_ok(s, p))
+		return false;
+	__atomic_fetch_or(word, bit, __ATOMIC_RELAXED);
+	return true;
+}
+
+int pkv__snap_find(const struct pkv_snap *s, uint64_t hash, const void *key, size_t klen,
+		   const struct snap_rec_disk **out)
 {
 	uint64_t pos = hash >> s->shift;
 	const uint64_t tag = SNAP_TAG(hash);
 
+	*out = NULL;
+	if (!ipage_ok(s, pos))
+		return PKV_ECORRUPT;
 	for (uint64_t n = 0; n <= s->mask; n++) {
 		uint64_t slot = s->index[pos];
 
 		if (slot == 0)
-			return NULL;
+			return PKV_NOTFOUND;
 		if ((slot & ~SNAP_OFF_MASK) == tag) {
 			const struct snap_rec_disk *r = rec_at(s, (slot & SNAP_OFF_MASK) * 8);
-			if (r == NULL)
-				return NULL; /* damaged: a miss, never a stray read */
-			if (r->klen == klen && memcmp(r->data, key, klen) == 0)
-				return r;
+
+			/* The index was intact, so the record is what is damaged: it may be ours. */
+			if (r == NULL || !pkv__snap_rec_ok(r))
+				return PKV_ECORRUPT;
+			if (r->klen == klen && memcmp(r->data, key, klen) == 0) {
+				*out = r;
+				return 0;
+			}
 		}
 		pos = (pos + 1) & s->mask;
+		if (pos % SNAP_IPAGE_SLOTS == 0 && !ipage_ok(s, pos))
+			return PKV_ECORRUPT;
 	}
-	return NULL;
+	return PKV_NOTFOUND; /* a full index: only a damaged one (count <= nslots / 2) */
 }
 
 const struct snap_rec_disk *pkv__snap_next(const struct pkv_snap *s, uint64_t *off)
@@ -198,6 +243,12 @@ int pkv__snap_verify(const struct pkv_snap *s, const char **why)
 	if (pkv__crc32c(0, s->index, (s->mask + 1) * 8) != h->index_crc) {
 		*why = "snapshot index checksum mismatch";
 		return PKV_ECORRUPT;
+	}
+	for (uint64_t p = 0; p < SNAP_NPAGES(s->mask + 1); p++) {
+		if (!ipage_crc_ok(s, p)) {
+			*why = "snapshot index page checksum mismatch";
+			return PKV_ECORRUPT;
+		}
 	}
 	while ((r = pkv__snap_next(s, &off)) != NULL) {
 		if (r->klen == 0 || r->klen > PKV_MAX_KEY || r->vlen > PKV_MAX_VALUE ||
@@ -363,7 +414,8 @@ void pkv__snapw_abort(struct snap_writer *w)
 
 int pkv__snapw_finish(struct snap_writer *w, uint64_t max_seq)
 {
-	uint64_t nslots = 16, *index = NULL;
+	uint64_t nslots = 16, *index = NULL, npages;
+	uint32_t *pcrc = NULL;
 	unsigned shift;
 	int r;
 
@@ -373,8 +425,10 @@ int pkv__snapw_finish(struct snap_writer *w, uint64_t max_seq)
 	while (nslots < 2 * (uint64_t)w->nents)
 		nslots <<= 1;
 	shift = (unsigned)(64 - __builtin_ctzll(nslots));
+	npages = SNAP_NPAGES(nslots);
 	index = calloc(nslots, sizeof(*index));
-	if (index == NULL) {
+	pcrc = calloc(npages, sizeof(*pcrc));
+	if (index == NULL || pcrc == NULL) {
 		r = -ENOMEM;
 		goto fail;
 	}
@@ -390,11 +444,20 @@ int pkv__snapw_finish(struct snap_writer *w, uint64_t max_seq)
 	w->h.data_bytes = w->written;
 	w->h.index_off = (SNAP_HDR_BYTES + w->written + 4095) & ~(uint64_t)4095;
 	w->h.nslots = nslots;
-	w->h.file_bytes = w->h.index_off + nslots * 8;
+	w->h.pcrc_off = w->h.index_off + nslots * 8;
+	w->h.file_bytes = w->h.pcrc_off + npages * 4;
 	w->h.data_crc = w->data_crc;
 	w->h.index_crc = pkv__crc32c(0, index, nslots * 8);
+	for (uint64_t p = 0; p < npages; p++) {
+		uint64_t off = p * SNAP_IPAGE, len = nslots * 8 - off;
+
+		pcrc[p] = pkv__crc32c(0, (unsigned char *)index + off,
+				      len < SNAP_IPAGE ? len : SNAP_IPAGE);
+	}
 	w->h.hdr_crc = pkv__crc32c(0, &w->h, offsetof(struct snap_hdr_disk, hdr_crc));
 	r = pkv__fs_pwrite_all(w->fd, index, nslots * 8, (off_t)w->h.index_off);
+	if (r == 0)
+		r = pkv__fs_pwrite_all(w->fd, pcrc, npages * 4, (off_t)w->h.pcrc_off);
 	if (r == 0) {
 		/* Zero padding between data and index comes from the file being sparse there. */
 		r = pkv__fs_pwrite_all(w->fd, &w->h, sizeof(w->h), 0);
@@ -407,13 +470,16 @@ int pkv__snapw_finish(struct snap_writer *w, uint64_t max_seq)
 	if (r == 0)
 		r = pkv__fs->fsync(w->fd); /* N.1: contents and size durable before the rename */
 	free(index);
+	free(pcrc);
 	index = NULL;
+	pcrc = NULL;
 	if (r < 0)
 		goto fail;
 	writer_free(w);
 	return 0;
 fail:
 	free(index);
+	free(pcrc);
 	pkv__snapw_abort(w);
 	return r;
 }

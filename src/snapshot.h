@@ -8,8 +8,11 @@
  *                            each with its own CRC32C, checked on every read
  *   [index_off, +nslots*8)   open-addressing index, linear probing from the hash's top bits;
  *                            slot = (record offset in data / 8) | (hash tag << 40), 0 = empty
- * A get verifies the CRC of the snapshot record it returns, so a value damaged on disk (or in
- * memory) after the snapshot was written is reported as PKV_ECORRUPT, never handed out.
+ *   [pcrc_off, +npages*4)    a CRC32C of each 4 KiB page of the index
+ * Every answer a probe gives is checked: the index pages it reads against their CRCs (each page
+ * once per mapping), and the record it returns, or a record its tag matched but its key did not,
+ * against the record's CRC. Damage on a key's path is reported as PKV_ECORRUPT, never as a miss
+ * and never as other bytes.
  */
 #ifndef PKV_SNAPSHOT_H
 #define PKV_SNAPSHOT_H
@@ -21,8 +24,10 @@
 #include "map.h"
 
 #define SNAP_MAGIC "pkvSNAP\0"
-#define SNAP_VERSION 1u
+#define SNAP_VERSION 2u
 #define SNAP_HDR_BYTES 4096u
+#define SNAP_IPAGE 4096u /* index bytes covered by one page CRC */
+#define SNAP_IPAGE_SLOTS (SNAP_IPAGE / 8u)
 #define SNAP_OFF_BITS 40
 #define SNAP_OFF_MASK ((1ull << SNAP_OFF_BITS) - 1)
 #define SNAP_TAG(h) (((h) & 0xffffffull) << SNAP_OFF_BITS)
@@ -43,7 +48,8 @@ struct snap_hdr_disk {
 	uint32_t index_crc;  /* crc32c(0, index region) */
 	uint64_t salt;       /* the store's WAL salt, carried across compactions */
 	uint64_t max_seq;    /* the newest version any record holds (>= seq: the walk is fuzzy) */
-	uint8_t reserved[20];
+	uint64_t pcrc_off;   /* index page CRCs: index_off + nslots * 8 */
+	uint8_t reserved[12];
 	uint32_t hdr_crc;    /* crc32c(0, bytes 0..123) */
 };
 _Static_assert(sizeof(struct snap_hdr_disk) == 128, "snapshot header size");
@@ -52,7 +58,11 @@ _Static_assert(offsetof(struct snap_hdr_disk, nslots) == 56, "nslots offset");
 _Static_assert(offsetof(struct snap_hdr_disk, data_crc) == 80, "data_crc offset");
 _Static_assert(offsetof(struct snap_hdr_disk, salt) == 88, "salt offset");
 _Static_assert(offsetof(struct snap_hdr_disk, max_seq) == 96, "max_seq offset");
+_Static_assert(offsetof(struct snap_hdr_disk, pcrc_off) == 104, "pcrc_off offset");
 _Static_assert(offsetof(struct snap_hdr_disk, hdr_crc) == 124, "hdr_crc offset");
+
+/* Number of index page CRCs for @nslots slots. */
+#define SNAP_NPAGES(nslots) (((nslots) * 8 + SNAP_IPAGE - 1) / SNAP_IPAGE)
 
 struct snap_rec_disk {
 	uint64_t seq;
@@ -86,6 +96,8 @@ struct pkv_snap {
 	const unsigned char *map;
 	size_t len;
 	const uint64_t *index;
+	const uint32_t *pcrc;  /* CRC of each index page */
+	uint64_t *checked;     /* bit per index page whose CRC matched (set once, relaxed atomics) */
 	uint64_t mask;
 	unsigned shift;        /* slot = hash >> shift */
 	const unsigned char *data;
@@ -107,15 +119,19 @@ int pkv__snap_open(const char *path, uint64_t hash_seed, struct pkv_snap **out, 
 /* Unmap and free (no reader may still use it). NULL is a no-op. */
 void pkv__snap_close(struct pkv_snap *s);
 
-/* Check both region checksums and every index slot and record. 0 or PKV_ECORRUPT. */
+/* Check the region checksums, every index page and slot, and every record. 0 or PKV_ECORRUPT. */
 int pkv__snap_verify(const struct pkv_snap *s, const char **why);
 
 /*
- * The record of @key in @s, or NULL. Never reads outside the mapping, whatever the bytes say.
- * Safe from any thread while @s is alive (inside a read-side section for the current base).
+ * Find @key (hash @hash) in @s. Never reads outside the mapping, whatever the bytes say, and
+ * never answers from damaged bytes: every index page the probe reads matched its CRC, and the
+ * record in *@out matched its own. Safe from any thread while @s is alive (inside a read-side
+ * section for the current base); no lock, no syscall.
+ * Returns 0 (*@out set); PKV_NOTFOUND; PKV_ECORRUPT (damage on the key's probe path: the key may
+ * be there, its record may be the damaged one, or the index around it may be).
  */
-const struct snap_rec_disk *pkv__snap_get(const struct pkv_snap *s, uint64_t hash,
-					  const void *key, size_t klen);
+int pkv__snap_find(const struct pkv_snap *s, uint64_t hash, const void *key, size_t klen,
+		   const struct snap_rec_disk **out);
 
 /* Iterate records: *@off starts at 0; returns NULL at the end (or at damage). */
 const struct snap_rec_disk *pkv__snap_next(const struct pkv_snap *s, uint64_t *off);

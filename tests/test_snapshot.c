@@ -834,10 +834,10 @@ Test(snapshot_corrupt, unknown_version, .init = dmg_setup, .fini = dmg_teardown,
 
 	dmg_fresh(snap);
 	h = dmg_header(snap);
-	h.version = 2;
+	h.version = SNAP_VERSION + 1;
 	h.hdr_crc = pkv__crc32c(0, &h, offsetof(struct snap_hdr_disk, hdr_crc));
 	tu_write_at(snap, 0, &h, sizeof(h));
-	dmg_expect_corrupt(dmg_name(DMG_SEQ), "version 2 with a valid header checksum");
+	dmg_expect_corrupt(dmg_name(DMG_SEQ), "a newer version with a valid header checksum");
 }
 
 Test(snapshot_corrupt, garbage_file, .init = dmg_setup, .fini = dmg_teardown, .timeout = 30)
@@ -876,8 +876,9 @@ Test(snapshot_corrupt, garbage_file, .init = dmg_setup, .fini = dmg_teardown, .t
 
 /*
  * Damage under a valid header. Opening checks only the header (N.2), so the open may succeed; then
- * pkv_verify must find the damage, and every get must give the right value, PKV_NOTFOUND, or
- * PKV_ECORRUPT (a get checks the CRC of the snapshot record it answers from): never wrong data.
+ * pkv_verify must find the damage, and every get must give the right value or PKV_ECORRUPT (N.4:
+ * a probe answers only from index pages and records that match their CRCs): never wrong data, and
+ * never PKV_NOTFOUND for a key that is there.
  * A compaction over the damaged base must not launder the damage into a fresh file either.
  */
 enum dmg_kind {
@@ -991,7 +992,7 @@ static void dmg_apply(const char *snap, enum dmg_kind kind)
 	free(b);
 }
 
-/* Every get gives the right value, PKV_NOTFOUND or PKV_ECORRUPT; never other bytes. */
+/* Every get gives the right value or PKV_ECORRUPT (or PKV_NOTFOUND for an absent key). */
 static void dmg_check_gets(pkv *db, const char *what, const char *when)
 {
 	int wrong = 0, missing = 0, corrupt = 0;
@@ -1019,6 +1020,8 @@ static void dmg_check_gets(pkv *db, const char *what, const char *when)
 		    DMG_KEYS, corrupt);
 	cr_assert_eq(wrong, 0, "%s, %s: %d gets returned wrong data; the first: %s", what, when,
 		     wrong, first);
+	cr_assert_eq(missing, 0, "%s, %s: %d present keys read as PKV_NOTFOUND", what, when,
+		     missing);
 }
 
 static void regions_body(enum dmg_kind kd);
