@@ -76,7 +76,7 @@ struct cfg {
 
 static struct cfg cfg = {
 	.size_mb = 24,
-	.headroom_mb = 8,
+	.headroom_mb = 6,
 	.rounds = 1,
 	.seed = 1,
 	.parent = NULL,
@@ -991,7 +991,8 @@ static void usage(void)
 	fputs("usage: diskfull [--size-mb N] [--headroom-mb N] [--rounds N] [--seed N]\n"
 	      "                [--dir PARENT] [--quiet]\n"
 	      "  --size-mb N      size of the tmpfs (default 24)\n"
-	      "  --headroom-mb N  what the ballast leaves to the store (default 8)\n"
+	      "  --headroom-mb N  what the ballast leaves to the store (default 6, at most a\n"
+	      "                   quarter of the disk)\n"
 	      "  --rounds N       run every scenario N times, with other values (default 1)\n"
 	      "  --dir PARENT     make the mount point under PARENT (default $TMPDIR or /tmp)\n"
 	      "Needs root (mount); otherwise prints SKIPPED and exits with 77.\n",
@@ -1029,8 +1030,9 @@ static int parse_args(int argc, char **argv)
 		else
 			return -1;
 	}
-	/* The store needs its headroom, and a snapshot of it, next to the ballast. */
-	return cfg.headroom_mb * 3 <= cfg.size_mb ? 0 : -1;
+	/* Once the ballast is gone, the store's data (its headroom and a little more) must fit
+	 * three times: the snapshot, the WAL since it, and the snapshot a compaction writes. */
+	return cfg.headroom_mb * 4 <= cfg.size_mb ? 0 : -1;
 }
 
 int main(int argc, char **argv)
