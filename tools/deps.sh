@@ -10,6 +10,7 @@ PKV_DEPS=(
 	clang libclang-rt-14-dev                    # clang and its sanitizer/libFuzzer runtimes
 	liburcu-dev libck-dev                       # the library's dependencies
 	libcriterion-dev                            # tests/
+	e2fsprogs                                   # stress/shutdown: mkfs.ext4 (not Essential)
 )
 
 # Print the packages of PKV_DEPS that are not installed, one per line.
