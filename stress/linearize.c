@@ -52,10 +52,11 @@
  *            the live map into the snapshot and back (tombstones) while histories run
  *   reopen   as compact, plus pkv_close() and pkv_open() between histories (--reopen-every)
  *
- * A violation prints the key's history and its core: the reads that can be dropped while the
- * rest stays non-linearizable removed (dropping a read never makes a linearizable history
- * non-linearizable, so the core alone proves the violation). A history that does not finish
- * within --hang-seconds is reported as a hang and ends the run.
+ * A violation prints the key's history and its core (lin_core()): the history cut at the
+ * earliest response from which it cannot be linearized (operations still running then are
+ * pending), minus every read it does without. Both steps keep linearizable histories
+ * linearizable, so the core alone proves the violation. A history that does not finish within
+ * --hang-seconds is reported as a hang and ends the run.
  *
  * Figures, per variant and in all: histories, operations, per-key checks (linearizable,
  * violations, inconclusive, errors), the largest search, the share of the workers' operations
@@ -114,6 +115,7 @@ enum op_kind {
 #define VAL_GARBAGE UINT64_MAX /* get result: a value that does not decode */
 #define DEL_OK 0 /* del result: 0 */
 #define DEL_NOTFOUND 1 /* del result: PKV_NOTFOUND */
+#define PENDING INT64_MAX /* response time of an operation cut off by lin_core() */
 
 /* One recorded operation. Value ids are never ABSENT nor VAL_GARBAGE. */
 struct rec {
@@ -127,19 +129,24 @@ struct rec {
 	uint8_t key; /* key index in the history */
 };
 
-/* The register model: may @o take the state from @s, and to what? */
+/*
+ * The register model: may @o take the state from @s, and to what? A pending operation (no
+ * response) constrains nothing by its result: it may take effect, or never.
+ */
 static bool reg_step(uint64_t s, const struct rec *o, uint64_t *next /* OUT */)
 {
+	bool pending = o->ret == PENDING;
+
 	switch (o->kind) {
 	case OP_PUT:
 		*next = o->arg;
 		return true;
 	case OP_DEL:
 		*next = ABSENT;
-		return o->out == (s == ABSENT ? DEL_NOTFOUND : DEL_OK);
+		return pending || o->out == (s == ABSENT ? DEL_NOTFOUND : DEL_OK);
 	case OP_GET:
 		*next = s;
-		return o->out == s;
+		return pending || o->out == s;
 	}
 	return false;
 }
@@ -295,14 +302,16 @@ static void unlift(struct checker *c, int call)
 static enum lin_result lin_check(struct checker *c, const struct rec *ops, unsigned n,
 				 uint64_t init, size_t *explored)
 {
-	unsigned depth = 0;
+	unsigned depth = 0, open = 0;
 	uint64_t state = init;
 	int node[2 * MAX_KOPS];
 	int entry;
 	enum lin_result res = LIN_OK;
 
 	*explored = 0;
-	if (n == 0)
+	for (unsigned i = 0; i < n; i++)
+		open += ops[i].ret != PENDING;
+	if (open == 0)
 		return LIN_OK;
 	for (unsigned i = 0; i < n; i++) {
 		c->ev[2 * i] = (struct lin_event){ .t = ops[i].call, .op = i, .is_ret = 0 };
@@ -337,8 +346,12 @@ static enum lin_result lin_check(struct checker *c, const struct rec *ops, unsig
 	}
 	memset(c->slots, 0, c->nslots * sizeof(*c->slots));
 
+	/*
+	 * Done when every completed operation is linearized: a pending one may stay out (it never
+	 * took effect). Pending returns sort last, so a completed return is always met first.
+	 */
 	entry = c->next[0];
-	while (c->next[0] >= 0) {
+	while (open > 0) {
 		if (c->match[entry] >= 0) {
 			uint32_t op = c->opof[entry];
 			uint64_t ns;
@@ -355,6 +368,7 @@ static enum lin_result lin_check(struct checker *c, const struct rec *ops, unsig
 				if (added) {
 					c->stack[depth++] = (struct lin_frame){ entry, state };
 					state = ns;
+					open -= ops[op].ret != PENDING;
 					lift(c, entry);
 					entry = c->next[0];
 					continue;
@@ -374,6 +388,7 @@ static enum lin_result lin_check(struct checker *c, const struct rec *ops, unsig
 			entry = f.node;
 			state = f.state;
 			c->lin[c->opof[entry] / 64] &= ~(1ull << (c->opof[entry] % 64));
+			open += ops[c->opof[entry]].ret != PENDING;
 			unlift(c, entry);
 			entry = c->next[entry];
 		}
@@ -383,21 +398,73 @@ static enum lin_result lin_check(struct checker *c, const struct rec *ops, unsig
 }
 
 /*
- * Drop every read whose removal leaves @ops non-linearizable; returns the new count. Dropping a
- * read from a linearizable history leaves it linearizable, so the core that remains is itself a
- * proof of the violation, and one pass leaves no read that could still be dropped.
+ * The operations of @ops invoked at or before @t, those still running at @t pending (a pending
+ * read constrains nothing and is left out). Returns the count stored in @out.
+ */
+static unsigned lin_prefix(const struct rec *ops, unsigned n, int64_t t, struct rec *out)
+{
+	unsigned m = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		if (ops[i].call > t || (ops[i].kind == OP_GET && ops[i].ret > t))
+			continue;
+		out[m] = ops[i];
+		if (out[m].ret > t)
+			out[m].ret = PENDING;
+		m++;
+	}
+	return m;
+}
+
+static int int64_cmp(const void *pa, const void *pb)
+{
+	int64_t a = *(const int64_t *)pa, b = *(const int64_t *)pb;
+
+	return (a > b) - (a < b);
+}
+
+/*
+ * lin_core() - shrink the non-linearizable history @ops (@n operations, from @init) to a core
+ * that is still not linearizable, in place; returns its length. Both steps keep the core a
+ * proof of the violation:
+ *  1. Cut it at the earliest response time t at which it is already not linearizable, the
+ *     operations still running at t pending. A linearizable history has linearizable prefixes
+ *     (complete a pending operation or drop it), so the cut is monotone and found by bisection.
+ *  2. Drop every read whose removal leaves it non-linearizable. Dropping a read never makes a
+ *     linearizable history non-linearizable, and one pass leaves no read that could still go.
  */
 static unsigned lin_core(struct checker *c, struct rec *ops, unsigned n, uint64_t init)
 {
 	struct rec *trial = malloc(MAX_KOPS * sizeof(*trial));
+	int64_t *rets = malloc(MAX_KOPS * sizeof(*rets));
+	unsigned lo = 0, hi, m;
 	size_t explored;
 
-	if (trial == NULL)
-		return n;
-	for (unsigned i = 0; i < n;) {
-		unsigned m = 0;
+	if (trial == NULL || rets == NULL || n == 0)
+		goto out;
+	hi = n - 1;
+	for (unsigned i = 0; i < n; i++)
+		rets[i] = ops[i].ret;
+	qsort(rets, n, sizeof(*rets), int64_cmp);
+	/* The whole history (hi: the last response) is not linearizable. */
+	while (lo < hi) {
+		unsigned mid = lo + (hi - lo) / 2;
 
-		if (ops[i].kind != OP_GET) {
+		m = lin_prefix(ops, n, rets[mid], trial);
+		if (lin_check(c, trial, m, init, &explored) == LIN_VIOLATION)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	m = lin_prefix(ops, n, rets[hi], trial);
+	if (lin_check(c, trial, m, init, &explored) != LIN_VIOLATION)
+		goto out; /* cannot happen; keep the whole history */
+	memcpy(ops, trial, m * sizeof(*ops));
+	n = m;
+
+	for (unsigned i = 0; i < n;) {
+		m = 0;
+		if (ops[i].kind != OP_GET || ops[i].ret == PENDING) {
 			i++;
 			continue;
 		}
@@ -411,7 +478,9 @@ static unsigned lin_core(struct checker *c, struct rec *ops, unsigned n, uint64_
 			i++;
 		}
 	}
+out:
 	free(trial);
+	free(rets);
 	return n;
 }
 
@@ -848,7 +917,7 @@ static void print_ops(const struct rec *ops, unsigned n, int64_t t0)
 {
 	for (unsigned i = 0; i < n; i++) {
 		const struct rec *r = &ops[i];
-		char who[8], v[64], res[80];
+		char who[8], v[64], op[80], res[64], ret[16];
 
 		if (r->thread == cfg.threads)
 			snprintf(who, sizeof(who), "c");
@@ -856,16 +925,24 @@ static void print_ops(const struct rec *ops, unsigned n, int64_t t0)
 			snprintf(who, sizeof(who), "t%u", r->thread);
 		if (r->kind == OP_PUT) {
 			print_value(v, sizeof(v), r->arg);
-			snprintf(res, sizeof(res), "put(%s) -> %d", v, r->rc);
+			snprintf(op, sizeof(op), "put(%s)", v);
+			snprintf(res, sizeof(res), "%d", r->rc);
 		} else if (r->kind == OP_DEL) {
-			snprintf(res, sizeof(res), "del -> %s",
-				 r->out == DEL_OK ? "0" : "PKV_NOTFOUND");
+			snprintf(op, sizeof(op), "del");
+			snprintf(res, sizeof(res), "%s", r->out == DEL_OK ? "0" : "PKV_NOTFOUND");
 		} else {
-			print_value(v, sizeof(v), r->out);
-			snprintf(res, sizeof(res), "get -> %s", v);
+			snprintf(op, sizeof(op), "get");
+			print_value(res, sizeof(res), r->out);
 		}
-		printf("    [%10.3f, %10.3f] us  %-3s %s\n", (double)(r->call - t0) / 1e3,
-		       (double)(r->ret - t0) / 1e3, who, res);
+		if (r->ret == PENDING) {
+			/* Cut off by the core: its result is not part of the proof. */
+			snprintf(ret, sizeof(ret), "%10s", "pending");
+			snprintf(res, sizeof(res), "(may or may not take effect)");
+		} else {
+			snprintf(ret, sizeof(ret), "%10.3f", (double)(r->ret - t0) / 1e3);
+		}
+		printf("    [%10.3f, %s] us  %-3s %s -> %s\n", (double)(r->call - t0) / 1e3, ret,
+		       who, op, res);
 	}
 }
 
@@ -896,8 +973,9 @@ static void report_violation(struct checker *chk, enum variant v, uint64_t hist,
 	       variant_names[v], hist, p->nkeys, p->nops, cfg.threads, k, key, s, n);
 	print_ops(kops, n, t0);
 	m = lin_core(chk, kops, n, init);
-	printf("  core: %u ops (%u reads dropped, and the rest is still not linearizable):\n", m,
-	       n - m);
+	printf("  core: %u ops, not linearizable by themselves (the history up to the earliest "
+	       "response that makes it so, minus every read it does without):\n",
+	       m);
 	print_ops(kops, m, t0);
 	printf("  reproduce (same plan; the interleaving differs from run to run): linearize "
 	       "--variant %s --seed %" PRIu64
@@ -1327,19 +1405,25 @@ static bool selftest(struct checker *c)
 			      LIN_VIOLATION);
 	c->max_states = saved;
 
-	/* The core of a stale read keeps the two puts and the stale read, nothing else. */
+	/* The core of a stale read keeps the two puts, the first stale read and the put running
+	 * at its response, nothing else. */
 	{
-		struct rec h[6] = {
+		struct rec h[9] = {
 			{ .call = 0, .ret = 10, .kind = OP_PUT, .arg = 1 },
 			{ .call = 5, .ret = 12, .kind = OP_GET, .out = 1 },
 			{ .call = 20, .ret = 30, .kind = OP_PUT, .arg = 2 },
 			{ .call = 25, .ret = 35, .kind = OP_GET, .out = 2 },
 			{ .call = 40, .ret = 50, .kind = OP_GET, .out = 1 },
+			{ .call = 45, .ret = 70, .kind = OP_PUT, .arg = 3 },
 			{ .call = 55, .ret = 60, .kind = OP_GET, .out = 1 },
+			{ .call = 75, .ret = 80, .kind = OP_GET, .out = 3 },
+			{ .call = 85, .ret = 90, .kind = OP_DEL, .out = DEL_OK },
 		};
-		unsigned m = lin_core(c, h, 6, ABSENT);
+		unsigned m = lin_core(c, h, 9, ABSENT);
 
-		if (m == 3 && h[0].kind == OP_PUT && h[1].kind == OP_PUT && h[2].out == 1) {
+		/* Cut at the first stale read (50): put 3 pending, the rest gone. */
+		if (m == 4 && h[0].arg == 1 && h[1].arg == 2 && h[2].out == 1 && h[3].arg == 3 &&
+		    h[3].ret == PENDING) {
 			total_passed++;
 		} else {
 			fail("checker self-test \"core of a stale read\": %u ops remain", m);
