@@ -372,14 +372,17 @@ int pkv__sync_start(struct pkv *db)
 	int r;
 
 	s->bg_stop = false;
-	r = pthread_create(&s->bg, NULL, bg_main, db);
-	if (r != 0)
-		return -r;
-	s->bg_running = true;
 	/* Group commits are on the write path only under POWER: elsewhere a round may sync its
-	 * lanes one after the other. */
+	 * lanes one after the other. The helpers exist before any thread can run a round (the
+	 * background thread runs rounds too), and go only after it has been joined. */
 	if (db->opts.durability == PKV_DURABLE_POWER && db->wal.nlanes > 1)
 		helpers_start(s, db->wal.nlanes - 1);
+	r = pthread_create(&s->bg, NULL, bg_main, db);
+	if (r != 0) {
+		helpers_stop(s);
+		return -r;
+	}
+	s->bg_running = true;
 	return 0;
 }
 
@@ -387,13 +390,13 @@ void pkv__sync_stop(struct pkv *db)
 {
 	struct pkv_sync *s = &db->sync;
 
-	helpers_stop(s);
-	if (!s->bg_running)
-		return;
-	pthread_mutex_lock(&s->mu);
-	s->bg_stop = true;
-	pthread_cond_signal(&s->bg_cv);
-	pthread_mutex_unlock(&s->mu);
-	pthread_join(s->bg, NULL);
-	s->bg_running = false;
+	if (s->bg_running) {
+		pthread_mutex_lock(&s->mu);
+		s->bg_stop = true;
+		pthread_cond_signal(&s->bg_cv);
+		pthread_mutex_unlock(&s->mu);
+		pthread_join(s->bg, NULL);
+		s->bg_running = false;
+	}
+	helpers_stop(s); /* after the join: the background thread's rounds use them */
 }
