@@ -52,8 +52,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    h.index_off <= size && h.nslots * 8 <= size - h.index_off &&
 		    h.pcrc_off <= size && SNAP_NPAGES(h.nslots) * 4 <= size - h.pcrc_off) {
 			for (uint64_t pg = 0; pg < SNAP_NPAGES(h.nslots); pg++) {
-				uint64_t off = pg * SNAP_IPAGE, len = h.nslots * 8 - off;
-				uint32_t c = pkv__crc32c(0, data + h.index_off + off,
+				uint64_t ioff = pg * SNAP_IPAGE, len = h.nslots * 8 - ioff;
+				uint32_t c = pkv__crc32c(0, data + h.index_off + ioff,
 							 len < SNAP_IPAGE ? len : SNAP_IPAGE);
 
 				if (pwrite(fd, &c, 4, (off_t)(h.pcrc_off + pg * 4)) != 4)
