@@ -8,8 +8,11 @@
  * segments roll) and no automatic compaction: open; 300 puts over 250 keys (values of 100 .. 600
  * bytes, each unique to its write); 50 deletes of present keys; compact; check; 100 puts and
  * overwrites; sync; close; open (recovery from the snapshot and the WAL tail); check; 50 puts,
- * 20 deletes; compact; check; heal; 50 puts; sync; check; close. "check" reads every key back;
- * "heal" ends the disk-full fault (below) and does nothing for the others.
+ * 20 deletes; compact; check; 40 puts; crash; open (recovery after a crash); check; heal; 50
+ * puts; sync; check; close. "check" reads every key back; "crash" ends the child with the store
+ * open (process-crash semantics: what was written stays in the page cache) and the runner forks
+ * a new child that goes on with the history and the fault; "heal" ends the disk-full fault
+ * (below) and does nothing for the others.
  *
  * Counting runs (no fault) give T, the number of matching operations of a whole run (the largest
  * of three). Then for every N in 1..T a child installs faultfs (tests/faultfs.h) armed with one
@@ -48,6 +51,9 @@
  *      recovered last_seq names it); a failed open is retried: after a one-time fault it must
  *      succeed, after a persistent one it must once the faults are gone (the fault is disarmed).
  *  E.8 no crash and no hang: each child runs under alarm(); a signal or sanitizer exit fails it.
+ *  E.9 the first open after the crash makes what it recovered durable before it returns
+ *      (recovery.c R.8), as durable_seq then says: every WAL segment found after the crash that
+ *      is still there was fdatasynced by an open attempt since (hooks see every fdatasync).
  * Each write that took a number is reported to the runner with that number and its result; after
  * the child has exited the runner (which never installs faultfs) checks:
  *  P.1 a reopen with the production file-system table succeeds and recovers a prefix of the
@@ -69,6 +75,7 @@
 #define _GNU_SOURCE
 #endif
 
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -93,6 +100,7 @@
 #define MAX_VAL 640
 #define CHILD_FAILED 3
 #define HOOK_FDS 4096
+#define CRASH_WAL 64
 #define MAX_FAIL_PRINT 20
 #define NMODES 3
 #define COUNTING_RUNS 3
@@ -108,11 +116,13 @@ enum step_kind {
 	ST_SYNC,
 	ST_CHECK,
 	ST_HEAL,
+	ST_CRASH,
 };
 
 static const char *const step_names[] = {
-	[ST_OPEN] = "open",	  [ST_CLOSE] = "close", [ST_PUT] = "put",     [ST_DEL] = "del",
-	[ST_COMPACT] = "compact", [ST_SYNC] = "sync",	[ST_CHECK] = "check", [ST_HEAL] = "heal",
+	[ST_OPEN] = "open",   [ST_CLOSE] = "close",	[ST_PUT] = "put",
+	[ST_DEL] = "del",     [ST_COMPACT] = "compact", [ST_SYNC] = "sync",
+	[ST_CHECK] = "check", [ST_HEAL] = "heal",	[ST_CRASH] = "crash",
 };
 
 struct step {
@@ -186,6 +196,10 @@ static void build_workload(void)
 	add_puts(50, 350, &r, present);
 	add_dels(20, 350, &r, present);
 	add_step(ST_COMPACT, 0, present);
+	add_step(ST_CHECK, 0, present);
+	add_puts(40, 350, &r, present);
+	add_step(ST_CRASH, 0, present);
+	add_step(ST_OPEN, 0, present);
 	add_step(ST_CHECK, 0, present);
 	add_step(ST_HEAL, 0, present);
 	add_puts(50, 350, &r, present);
@@ -413,6 +427,7 @@ enum cmsg_type {
 	CM_RESET, /* an open recovered seqs 1..seq: the history is cut there */
 	CM_FAIL, /* a check failed (the child exits next) */
 	CM_DONE, /* the workload ended; counters */
+	CM_CRASH, /* the child dies with the store open (ST_CRASH); counters to carry on */
 };
 
 /* Child -> runner, one write() each (below PIPE_BUF); only the child's main thread sends. */
@@ -424,6 +439,9 @@ struct cmsg {
 	uint64_t seq; /* STEP: the seq the write took (0: none); RESET: the recovered last_seq */
 	uint64_t ops, heal_ops, injected, fault_index;
 	int32_t fault_op, open_failed, open_healed, ever_ro;
+	int32_t fresh_failures, disarmed;
+	uint64_t matched; /* CRASH: operations that matched the fault (the next child arms N - this)
+			   */
 	uint64_t live_faults; /* failed fdatasyncs of WAL segments (E.3) */
 	uint64_t per[FFS_NOPS];
 	char text[480];
@@ -444,6 +462,11 @@ static struct {
 	uint64_t live_main; /* those the child's main thread ran itself */
 	int first_op; /* the first injected fault */
 	uint64_t first_index;
+	/* E.9: the WAL segments found after a crash, which of them an fdatasync of the child's
+	 * main thread (pkv_open's recovery) made durable, and which were removed since. */
+	char crash_wal[CRASH_WAL][32];
+	bool crash_synced[CRASH_WAL], crash_removed[CRASH_WAL];
+	int ncrash_wal;
 } H = { .mu = PTHREAD_MUTEX_INITIALIZER, .first_op = -1 };
 
 static bool ends_with(const char *s, const char *suffix)
@@ -465,10 +488,33 @@ static void hook_pre(void *ctx, const struct ffs_call *c)
 	}
 }
 
+/* Index of the segment found after the crash that @path names, or -1. H.mu held. */
+static int crash_wal_of(const char *path)
+{
+	char name[40];
+
+	for (int j = 0; path && j < H.ncrash_wal; j++) {
+		snprintf(name, sizeof(name), "/%s", H.crash_wal[j]);
+		if (ends_with(path, name))
+			return j;
+	}
+	return -1;
+}
+
 static void hook_post(void *ctx, const struct ffs_call *c)
 {
+	int j;
+
 	(void)ctx;
 	pthread_mutex_lock(&H.mu);
+	/* E.9: a name removed (or replaced) may come back as a new segment: it no longer counts. */
+	if ((c->op == FFS_UNLINK && c->result == 0 && (j = crash_wal_of(c->path)) >= 0) ||
+	    (c->op == FFS_RENAME && c->result == 0 && (j = crash_wal_of(c->path2)) >= 0))
+		H.crash_removed[j] = true;
+	if (c->op == FFS_FDATASYNC && c->result == 0 && c->injected == FFS_NONE && c->fd >= 0 &&
+	    c->fd < HOOK_FDS && pthread_equal(pthread_self(), H.main) &&
+	    (j = crash_wal_of(H.path[c->fd])) >= 0 && !H.crash_removed[j])
+		H.crash_synced[j] = true;
 	if (c->op == FFS_OPEN && c->result >= 0 && c->result < HOOK_FDS && c->path) {
 		free(H.path[c->result]);
 		H.path[c->result] = strdup(c->path);
@@ -517,6 +563,8 @@ static struct {
 	bool ever_ro, disarmed;
 	int open_failed, open_healed;
 	uint64_t heal_ops;
+	struct cmsg base; /* what the child before the crash counted (zero without a crash) */
+	bool after_crash; /* the next successful open is the first after a crash (E.9) */
 	pthread_mutex_t log_mu;
 	char log[400]; /* the library's last log line */
 } C = { .log_mu = PTHREAD_MUTEX_INITIALIZER };
@@ -536,6 +584,7 @@ static void child_send(const struct cmsg *m)
 		_exit(4); /* the runner is gone */
 }
 
+static void child_counts(struct cmsg *m);
 static void child_fail(int step, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3), noreturn));
 
@@ -549,10 +598,7 @@ static void child_fail(int step, const char *fmt, ...)
 	memset(&m, 0, sizeof(m));
 	m.type = CM_FAIL;
 	m.step = step;
-	pthread_mutex_lock(&H.mu);
-	m.fault_op = H.first_op;
-	m.fault_index = H.first_index;
-	pthread_mutex_unlock(&H.mu);
+	child_counts(&m);
 	n = snprintf(m.text, sizeof(m.text), "step %d (%s): ", step,
 		     step >= 0 && step < nsteps ? step_names[steps[step].kind] : "-");
 	va_start(ap, fmt);
@@ -580,7 +626,9 @@ static void child_report(uint32_t type, int step, int rc, uint64_t seq)
 	m.rc = rc;
 	m.ro = C.db ? C.st.readonly_reason : 0;
 	m.seq = seq;
-	if (cfg.verbose)
+	if (cfg.verbose && type == CM_RESET)
+		fprintf(stderr, "child: step %3d recovered last_seq %" PRIu64 "\n", step, seq);
+	else if (cfg.verbose)
 		fprintf(stderr, "child: step %3d %-7s key %3u -> %d (%s), seq %" PRIu64 ", ro %d\n",
 			step, step >= 0 ? step_names[steps[step].kind] : "-",
 			step >= 0 ? steps[step].key : 0, rc, pkv_strerror(rc), seq, m.ro);
@@ -588,9 +636,14 @@ static void child_report(uint32_t type, int step, int rc, uint64_t seq)
 }
 
 /* Is @rc the injected fault's code, with a fault injected (E.1)? */
+static uint64_t injected_total(void)
+{
+	return C.base.injected + ffs_injected();
+}
+
 static bool fault_code(int rc)
 {
-	return C.fk->action == FFS_FAIL && rc == -C.fk->err && ffs_injected() > 0;
+	return C.fk->action == FFS_FAIL && rc == -C.fk->err && injected_total() > 0;
 }
 
 static pkv_stats child_stats(int step)
@@ -792,6 +845,47 @@ static void child_close(int i)
 	child_report(CM_STEP, i, rc, 0);
 }
 
+/*
+ * E.9 (recovery.c R.8): the first open after a crash makes what it recovered power-loss durable
+ * before it returns, as durable_seq then says. So every WAL segment found after the crash that
+ * is still there must have been fdatasynced by an open attempt since (a failed attempt's sync
+ * counts: the records are durable either way).
+ */
+static void child_check_synced(int step)
+{
+	pthread_mutex_lock(&H.mu);
+	for (int j = 0; j < H.ncrash_wal; j++) {
+		if (H.crash_removed[j] || H.crash_synced[j])
+			continue;
+		pthread_mutex_unlock(&H.mu);
+		child_fail(step,
+			   "E.9 wal/%s survived the crash and was replayed, but no fdatasync of it "
+			   "succeeded before pkv_open returned 0 (R.8); durable_seq %" PRIu64
+			   " says its records are durable",
+			   H.crash_wal[j], C.st.durable_seq);
+	}
+	pthread_mutex_unlock(&H.mu);
+}
+
+/* The WAL segments on disk now (after a crash): E.9 follows each of them. */
+static void child_list_wal(const char *dir)
+{
+	char path[4200];
+	struct dirent *e;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "%s/wal", dir);
+	d = opendir(path);
+	if (d == NULL)
+		return; /* no store was made before the crash */
+	pthread_mutex_lock(&H.mu);
+	while ((e = readdir(d)) != NULL && H.ncrash_wal < CRASH_WAL)
+		if (ends_with(e->d_name, ".wal") && strlen(e->d_name) < sizeof(H.crash_wal[0]))
+			strcpy(H.crash_wal[H.ncrash_wal++], e->d_name);
+	pthread_mutex_unlock(&H.mu);
+	closedir(d);
+}
+
 /* One attempt; on success, check the recovered prefix (E.7) and cut the history there. */
 static int child_open_once(int i, const char *dir)
 {
@@ -825,6 +919,10 @@ static int child_open_once(int i, const char *dir)
 	C.h.len = k;
 	model_of(&C.h, k, C.model);
 	child_check_state(i, "after the open");
+	if (C.after_crash) {
+		child_check_synced(i);
+		C.after_crash = false;
+	}
 	if (C.st.readonly_reason != 0 && hook_live(false) == C.handle_live)
 		child_fail(i, "E.3 opened read-only (%d)", C.st.readonly_reason);
 	child_report(CM_STEP, i, 0, 0);
@@ -849,9 +947,61 @@ static void child_open(int i, const char *dir)
 		child_fail(i, "E.7 the store does not open once the faults are gone");
 }
 
-/* Run the workload with the fault of @fk armed at @n (0: count only). Does not return. */
+/* The counters of this run, the child's before a crash included, into @m. */
+static void child_counts(struct cmsg *m)
+{
+	const struct cmsg *b = &C.base;
+
+	m->ops = b->ops + ffs_total();
+	m->heal_ops = C.heal_ops;
+	m->injected = injected_total();
+	pthread_mutex_lock(&H.mu);
+	m->fault_op = b->injected ? b->fault_op : H.first_op;
+	m->fault_index = b->injected ? b->fault_index :
+				       H.first_index + (H.first_op < 0 ? 0 : b->ops);
+	m->live_faults = b->live_faults + H.live_faults;
+	pthread_mutex_unlock(&H.mu);
+	m->open_failed = C.open_failed;
+	m->open_healed = C.open_healed;
+	m->ever_ro = C.ever_ro;
+	m->fresh_failures = C.fresh_failures;
+	m->disarmed = C.disarmed;
+	for (int op = 0; op < FFS_NOPS; op++)
+		m->per[op] = b->per[op] + ffs_count((enum ffs_op)op);
+}
+
+/*
+ * ST_CRASH: die with the store open (process-crash semantics: what was written stays in the
+ * page cache), after reporting what the runner's next child needs to go on. The fault is
+ * disarmed first, so that the store's threads cannot take, while this process ends, a fault
+ * that the next child will arm.
+ */
+__attribute__((noreturn)) static void child_crash(int i)
+{
+	struct cmsg m;
+
+	ffs_disarm();
+	memset(&m, 0, sizeof(m));
+	m.type = CM_CRASH;
+	m.step = i;
+	child_counts(&m);
+	m.matched = C.base.matched + ffs_matched();
+	if (cfg.verbose)
+		fprintf(stderr, "child: step %3d crash with the store open\n", i);
+	child_send(&m);
+	_exit(0);
+}
+
+/*
+ * Run the workload from step @start with the fault of @fk armed at @n (0: count only). After a
+ * crash (@start > 0) @h is the history so far and @base what the child before counted: the
+ * fault goes on from where it was (N - the matching operations done, or at once if it is
+ * persistent and was reached). Does not return.
+ */
 __attribute__((noreturn)) static void child_main(const char *dir, enum pkv_durability mode,
-						 const struct fkind_def *fk, uint64_t n, int fd)
+						 const struct fkind_def *fk, uint64_t n, int fd,
+						 int start, const struct history *h,
+						 const struct cmsg *base)
 {
 	struct ffs_hooks hooks = { .pre = hook_pre, .post = hook_post };
 	struct ffs_fault f = {
@@ -871,12 +1021,30 @@ __attribute__((noreturn)) static void child_main(const char *dir, enum pkv_durab
 	ffs_install();
 	ffs_set_sync_elide(true);
 	ffs_set_hooks(&hooks);
-	if (n)
-		ffs_arm(&f);
 	for (int i = 0; i < NKEYS; i++)
 		C.model[i] = -1;
+	if (base) {
+		C.base = *base;
+		C.h = *h;
+		model_of(&C.h, C.h.len, C.model);
+		C.fresh_failures = base->fresh_failures;
+		C.ever_ro = base->ever_ro;
+		C.disarmed = base->disarmed;
+		C.open_failed = base->open_failed;
+		C.open_healed = base->open_healed;
+		C.after_crash = true;
+		child_list_wal(dir);
+		if (base->injected == 0 && n > base->matched)
+			f.nth = n - base->matched;
+		else if (base->injected && fk->persistent && !base->disarmed)
+			f.nth = 1;
+		else
+			f.nth = 0;
+	}
+	if (n && f.nth)
+		ffs_arm(&f);
 
-	for (int i = 0; i < nsteps; i++) {
+	for (int i = start; i < nsteps; i++) {
 		switch (steps[i].kind) {
 		case ST_OPEN:
 			child_open(i, dir);
@@ -898,17 +1066,20 @@ __attribute__((noreturn)) static void child_main(const char *dir, enum pkv_durab
 			child_check_state(i, "at a check point");
 			break;
 		case ST_HEAL:
-			C.heal_ops = ffs_count(FFS_FALLOCATE) + ffs_count(FFS_PWRITE);
+			C.heal_ops = C.base.per[FFS_FALLOCATE] + C.base.per[FFS_PWRITE] +
+				     ffs_count(FFS_FALLOCATE) + ffs_count(FFS_PWRITE);
 			if (fk == &fkinds[FK_FULL]) { /* space is freed */
 				ffs_disarm();
 				C.disarmed = true;
 			}
 			break;
+		case ST_CRASH:
+			child_crash(i);
 		}
 	}
 
 	/* E.5 */
-	if (ffs_injected() == 0 && C.fresh_failures)
+	if (injected_total() == 0 && C.fresh_failures)
 		child_fail(-1, "E.5 %d calls failed without a fault", C.fresh_failures);
 	if (!fk->persistent && !C.ever_ro && C.fresh_failures > 1)
 		child_fail(-1,
@@ -921,19 +1092,7 @@ __attribute__((noreturn)) static void child_main(const char *dir, enum pkv_durab
 
 	memset(&m, 0, sizeof(m));
 	m.type = CM_DONE;
-	m.ops = ffs_total();
-	m.heal_ops = C.heal_ops;
-	m.injected = ffs_injected();
-	pthread_mutex_lock(&H.mu);
-	m.fault_op = H.first_op;
-	m.fault_index = H.first_index;
-	m.live_faults = H.live_faults;
-	pthread_mutex_unlock(&H.mu);
-	m.open_failed = C.open_failed;
-	m.open_healed = C.open_healed;
-	m.ever_ro = C.ever_ro;
-	for (int op = 0; op < FFS_NOPS; op++)
-		m.per[op] = ffs_count((enum ffs_op)op);
+	child_counts(&m);
 	child_send(&m);
 	_exit(0);
 }
@@ -1098,85 +1257,103 @@ static bool runner_check(const char *dir, enum pkv_durability mode, const struct
 	return true;
 }
 
-/* Fork the child, collect its reports into @h and @res, then check the store. */
+/*
+ * Fork the child, collect its reports into @h and @res; after a crash step fork the next child,
+ * which goes on with the history and the fault; then check the store.
+ */
 static void run_case(const char *dir, enum pkv_durability mode, enum fkind kind, uint64_t n,
 		     struct result *res)
 {
 	struct history h;
-	struct cmsg m;
-	int fds[2], status, last_step = -1;
+	struct cmsg m, crash;
+	int status = 0, last_step = -1, start = 0;
 	bool done = false;
-	pid_t pid;
 
 	memset(&h, 0, sizeof(h));
-	if (pipe(fds) != 0) {
-		rfail(res, "pipe: %s", strerror(errno));
-		return;
-	}
-	pid = fork();
-	if (pid < 0) {
-		rfail(res, "fork: %s", strerror(errno));
-		return;
-	}
-	if (pid == 0) {
-		close(fds[0]);
-		child_main(dir, mode, &fkinds[kind], n, fds[1]);
-	}
-	close(fds[1]);
-	while (read_all(fds[0], &m, sizeof(m))) {
-		m.text[sizeof(m.text) - 1] = '\0';
-		switch (m.type) {
-		case CM_STEP:
-			last_step = m.step;
-			res->calls[rc_class_of(m.rc)]++;
-			if (m.step < 0 || m.step >= nsteps) {
-				rfail(res, "bad step %d in a report", m.step);
-				break;
-			}
-			if (!is_write(&steps[m.step]) || m.seq == 0)
-				break;
-			if (m.seq != h.len + 1 || m.seq > MAX_STEPS) {
-				rfail(res, "report of seq %" PRIu64 " after %" PRIu64, m.seq,
-				      h.len);
-				break;
-			}
-			h.len = m.seq;
-			h.write[m.seq] = steps[m.step].write;
-			h.acked[m.seq] = m.rc == 0;
-			break;
-		case CM_RESET:
-			if (m.seq > h.len)
-				rfail(res, "reset to seq %" PRIu64 " beyond %" PRIu64, m.seq,
-				      h.len);
-			else
-				h.len = m.seq;
-			break;
-		case CM_FAIL:
-			rfail(res, "%s", m.text);
-			res->fault_op = m.fault_op;
-			res->fault_index = m.fault_index;
-			break;
-		case CM_DONE:
-			done = true;
-			res->ops = m.ops;
-			res->heal_ops = m.heal_ops;
-			res->injected = m.injected;
-			res->fault_op = m.fault_op;
-			res->fault_index = m.fault_index;
-			res->live_faults = m.live_faults;
-			res->ever_ro = m.ever_ro;
-			res->open_failed = m.open_failed;
-			res->open_healed = m.open_healed;
-			memcpy(res->per, m.per, sizeof(res->per));
-			break;
-		default:
-			rfail(res, "garbled report (type %u)", m.type);
-			break;
+	memset(&crash, 0, sizeof(crash));
+	for (;;) {
+		bool crashed = false;
+		int fds[2];
+		pid_t pid;
+
+		if (pipe(fds) != 0) {
+			rfail(res, "pipe: %s", strerror(errno));
+			return;
 		}
+		pid = fork();
+		if (pid < 0) {
+			rfail(res, "fork: %s", strerror(errno));
+			return;
+		}
+		if (pid == 0) {
+			close(fds[0]);
+			child_main(dir, mode, &fkinds[kind], n, fds[1], start, &h,
+				   start ? &crash : NULL);
+		}
+		close(fds[1]);
+		while (read_all(fds[0], &m, sizeof(m))) {
+			m.text[sizeof(m.text) - 1] = '\0';
+			switch (m.type) {
+			case CM_STEP:
+				last_step = m.step;
+				res->calls[rc_class_of(m.rc)]++;
+				if (m.step < 0 || m.step >= nsteps) {
+					rfail(res, "bad step %d in a report", m.step);
+					break;
+				}
+				if (!is_write(&steps[m.step]) || m.seq == 0)
+					break;
+				if (m.seq != h.len + 1 || m.seq > MAX_STEPS) {
+					rfail(res, "report of seq %" PRIu64 " after %" PRIu64,
+					      m.seq, h.len);
+					break;
+				}
+				h.len = m.seq;
+				h.write[m.seq] = steps[m.step].write;
+				h.acked[m.seq] = m.rc == 0;
+				break;
+			case CM_RESET:
+				if (m.seq > h.len)
+					rfail(res, "reset to seq %" PRIu64 " beyond %" PRIu64,
+					      m.seq, h.len);
+				else
+					h.len = m.seq;
+				break;
+			case CM_FAIL:
+				rfail(res, "%s", m.text);
+				res->fault_op = m.fault_op;
+				res->fault_index = m.fault_index;
+				break;
+			case CM_CRASH:
+				crashed = true;
+				crash = m;
+				last_step = m.step;
+				break;
+			case CM_DONE:
+				done = true;
+				res->ops = m.ops;
+				res->heal_ops = m.heal_ops;
+				res->injected = m.injected;
+				res->fault_op = m.fault_op;
+				res->fault_index = m.fault_index;
+				res->live_faults = m.live_faults;
+				res->ever_ro = m.ever_ro;
+				res->open_failed = m.open_failed;
+				res->open_healed = m.open_healed;
+				memcpy(res->per, m.per, sizeof(res->per));
+				break;
+			default:
+				rfail(res, "garbled report (type %u)", m.type);
+				break;
+			}
+		}
+		close(fds[0]);
+		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+			;
+		if (!crashed || !WIFEXITED(status) || WEXITSTATUS(status) != 0 || !res->ok)
+			break;
+		start = crash.step + 1; /* the crash is over: the next child reopens */
 	}
-	close(fds[0]);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
 	res->status = status;
 	if (WIFSIGNALED(status)) {
 		int sig = WTERMSIG(status);
@@ -1331,6 +1508,30 @@ static void print_failure(const struct result *r, uint64_t nfail)
 	       su_durability_name((enum pkv_durability)r->mode), fkinds[r->kind].name, r->n);
 }
 
+/* Failed cases by the check they broke (E.n / P.n: the first such tag in the message). */
+static struct {
+	char tag[8];
+	uint64_t n;
+} broke[32];
+
+static void count_broken(const char *why)
+{
+	char tag[8] = "other";
+	int i;
+
+	for (const char *p = why; *p; p++)
+		if ((p[0] == 'E' || p[0] == 'P') && p[1] == '.' && p[2] >= '1' && p[2] <= '9') {
+			snprintf(tag, sizeof(tag), "%c.%c", p[0], p[2]);
+			break;
+		}
+	for (i = 0; i < 32 && broke[i].n && strcmp(broke[i].tag, tag) != 0; i++)
+		;
+	if (i == 32)
+		return;
+	snprintf(broke[i].tag, sizeof(broke[i].tag), "%s", tag);
+	broke[i].n++;
+}
+
 static void account(const struct result *r, uint64_t *nfail)
 {
 	struct agg *a = &agg[r->mode][r->kind];
@@ -1350,6 +1551,7 @@ static void account(const struct result *r, uint64_t *nfail)
 		a->passed++;
 	} else {
 		a->failed++;
+		count_broken(r->why);
 		print_failure(r, ++*nfail);
 	}
 }
@@ -1672,6 +1874,12 @@ int main(int argc, char **argv)
 	print_table();
 	printf("\nioerr: %" PRIu64 " cases in %.1f s%s\n", passed + failed, su_now() - t0,
 	       cut ? " (cut short by --seconds)" : "");
+	if (failed) {
+		printf("failed cases by the check they broke:");
+		for (int i = 0; i < 32 && broke[i].n; i++)
+			printf(" %s %" PRIu64, broke[i].tag, broke[i].n);
+		printf("\n");
+	}
 	if (failed && cfg.keep)
 		printf("stores of failed cases kept under %s\n", base);
 	else
