@@ -1795,6 +1795,10 @@ int main(int argc, char **argv)
 			if (!c.ok) {
 				printf("FAIL %s: a counting run (no fault): %s\n",
 				       su_durability_name((enum pkv_durability)m), c.why);
+				if (cfg.keep)
+					printf("stores of failed cases kept under %s\n", base);
+				else
+					su_rmtree(base);
 				printf("0 passed, 1 failed\n");
 				return 1;
 			}
