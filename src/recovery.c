@@ -31,7 +31,9 @@
  *       newer than the key's version in the snapshot base (compact.c C.2).
  *  R.8  Every segment replayed is fdatasynced before the open returns: what was recovered from
  *       the page cache after a process crash is then power-loss durable, and `synced` of new
- *       records may say so.
+ *       records may say so. The syncs come before any cut (R.6): a cut leaves a segment that
+ *       looks clean (R.10), so an open that died between a cut and its syncs would otherwise
+ *       let the next open skip them.
  * A read-only open performs R.1 - R.5 only and changes nothing on disk.
  */
 #include <dirent.h>
@@ -668,6 +670,15 @@ int pkv__recover(struct pkv *db, uint64_t base_seq)
 				   (size_t)l->segs[l->keep_si]->fsize <= l->keep_off;
 			all_clean &= l->clean;
 		}
+		/*
+		 * R.8 before any cut: a cut truncates the lane's last segment to the end of its
+		 * data, which is what pkv_close leaves (R.10). Were this open to fail (or the process
+		 * die) after a cut and before these syncs, the next open would take the lane for
+		 * clean, sync nothing, and still report every recovered record as durable.
+		 */
+		for (size_t i = 0; i < c.nlanes && r == 0 && !all_clean; i++)
+			for (size_t k = 0; k <= c.lanes[i].keep_si && r == 0; k++)
+				r = pkv__fs->fdatasync(c.lanes[i].segs[k]->fd);
 		for (size_t i = 0; i < c.nlanes && r == 0; i++) {
 			struct rlane *l = &c.lanes[i];
 			bool ours = l->id < db->wal.nlanes;
@@ -679,10 +690,6 @@ int pkv__recover(struct pkv *db, uint64_t base_seq)
 				r = pkv__fs->fallocate(keep->fd, 0, (off_t)keep->hdr.seg_bytes);
 			if (r == 0 && ours)
 				r = adopt_lane(&c, l);
-			else if (r == 0 && !l->cut && !all_clean)
-				r = pkv__fs->fdatasync(keep->fd); /* R.8 */
-			for (size_t k = 0; k < l->keep_si && r == 0 && !all_clean; k++)
-				r = pkv__fs->fdatasync(l->segs[k]->fd); /* R.8 */
 			/* Full segments: deleted once a snapshot covers them (compact.c C.6). */
 			for (size_t k = 0; k < l->nsegs && r == 0; k++)
 				if (k < l->keep_si || !ours)
