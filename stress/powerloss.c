@@ -164,6 +164,7 @@ struct figures {
 	uint64_t acked; /* acknowledged steps, all checked */
 	uint64_t lost; /* acknowledged but lost, where the mode allows it */
 	uint64_t lost_max; /* most lost by one writer in one cycle */
+	double lost_ms_max; /* the longest span of acknowledged history lost (timing: a figure) */
 	uint64_t unacked; /* a done-but-unacknowledged step survived */
 	uint64_t pages_same, pages_new, pages_old, pages_torn, sizes_new, sizes_old;
 	uint64_t dirops_applied, dirops_dropped;
@@ -325,6 +326,11 @@ static void *child_writer(void *arg)
 		uint64_t n = p / 3;
 		size_t klen, vlen;
 		int rc = 0;
+
+		/* The power is off: nothing starts any more (at most one step per writer was under
+		 * way, and may still be acknowledged: it may be in the image). */
+		while (powerfs_cut_started())
+			pause();
 
 		switch (p % 3) {
 		case 0:
@@ -773,7 +779,27 @@ struct writer_out {
 	uint64_t acked[NWRITERS];
 	bool opened, cut;
 	struct cut_msg cm;
+	/* When each acknowledgement of this cycle arrived (index: step - start), to tell how much
+	 * acknowledged history a loss spans. */
+	double *t[NWRITERS];
+	size_t nt[NWRITERS], capt[NWRITERS];
 };
+
+static void ack_time(struct writer_out *o, unsigned w)
+{
+	if (o->nt[w] == o->capt[w]) {
+		size_t ncap = o->capt[w] ? o->capt[w] * 2 : 1024;
+		double *nt = realloc(o->t[w], ncap * sizeof(*nt));
+
+		if (nt == NULL) {
+			perror("powerloss: realloc");
+			exit(2);
+		}
+		o->t[w] = nt;
+		o->capt[w] = ncap;
+	}
+	o->t[w][o->nt[w]++] = su_now();
+}
 
 static bool run_writer(struct mode_run *m, uint64_t cycle, uint64_t seed,
 		       const struct cut_plan *plan, struct writer_out *o)
@@ -844,6 +870,7 @@ static bool run_writer(struct mode_run *m, uint64_t cycle, uint64_t seed,
 				if (mm.type == MSG_ACK && mm.writer < NWRITERS &&
 				    mm.val == o->acked[mm.writer] + 1) {
 					o->acked[mm.writer] = mm.val;
+					ack_time(o, mm.writer);
 				} else if (mm.type == MSG_OPENED) {
 					o->opened = true;
 				} else if (mm.type == MSG_ERR) {
@@ -956,6 +983,7 @@ static bool cycle_once(struct mode_run *m, uint64_t cycle)
 	uint64_t seed = su_hash3(cfg.seed, (uint64_t)m->d, cycle);
 	struct writer_out o;
 	struct vresult r;
+	bool ok = false;
 	struct cut_plan plan = { .page_bytes = 4096 };
 	uint64_t acked_now = 0;
 	char cut[64];
@@ -977,7 +1005,7 @@ static bool cycle_once(struct mode_run *m, uint64_t cycle)
 	}
 	su_rmtree(m->image);
 	if (!run_writer(m, cycle, seed, &plan, &o))
-		return false;
+		goto out;
 	for (unsigned w = 0; w < NWRITERS; w++)
 		acked_now += o.acked[w] - m->pos[w];
 	if (o.cm.rep.op_kind < 0 && o.cm.ops > m->ops_hint)
@@ -991,7 +1019,7 @@ static bool cycle_once(struct mode_run *m, uint64_t cycle)
 	if (rename(m->image, m->store) != 0 || copy_tree(m->store, m->saved) != 0) {
 		vfail("%s cycle %" PRIu64 ": cannot put the image in place: %s",
 		      su_durability_name(m->d), cycle, strerror(errno));
-		return false;
+		goto out;
 	}
 	if (o.cm.rep.op_kind >= 0)
 		snprintf(cut, sizeof(cut), "at %s #%" PRIu64, ffs_op_name(o.cm.rep.op_kind),
@@ -1009,16 +1037,21 @@ static bool cycle_once(struct mode_run *m, uint64_t cycle)
 		printf("the image as the power cut left it: %s (reopen it: powerloss --open %s)\n",
 		       m->saved, m->saved);
 		cfg.keep = true;
-		return false;
+		goto out;
 	}
 	m->f.acked += acked_now;
 	m->f.lost += r.lost;
 	m->f.unacked += r.unacked;
 	for (unsigned w = 0; w < NWRITERS; w++) {
 		uint64_t lost = r.pos[w] < o.acked[w] ? o.acked[w] - r.pos[w] : 0;
+		/* The acknowledgement of step P (the first lost) is number P - start. */
+		size_t first = (size_t)(r.pos[w] - m->pos[w]);
 
 		if (lost > m->f.lost_max)
 			m->f.lost_max = lost;
+		if (lost && first < o.nt[w] &&
+		    (o.t[w][o.nt[w] - 1] - o.t[w][first]) * 1000.0 > m->f.lost_ms_max)
+			m->f.lost_ms_max = (o.t[w][o.nt[w] - 1] - o.t[w][first]) * 1000.0;
 	}
 	m->f.replayed += r.st.recovered_records;
 	m->f.discarded += r.st.discarded_records;
@@ -1036,7 +1069,11 @@ static bool cycle_once(struct mode_run *m, uint64_t cycle)
 		       r.st.discarded_records);
 	m->pos[0] = r.pos[0];
 	m->pos[1] = r.pos[1];
-	return true;
+	ok = true;
+out:
+	for (unsigned w = 0; w < NWRITERS; w++)
+		free(o.t[w]);
+	return ok;
 }
 
 static void print_figures(const struct mode_run *m)
@@ -1046,9 +1083,10 @@ static void print_figures(const struct mode_run *m)
 	printf("%s: %" PRIu64 " cycles in %.1f s (%" PRIu64 " passed, %" PRIu64 " failed); %" PRIu64
 	       " acknowledged writes checked, %" PRIu64
 	       " lost where the mode allows it (at most %" PRIu64
-	       " by one writer in a cycle), %" PRIu64 " done-but-unacknowledged kept\n",
+	       " by one writer in a cycle, spanning %.1f ms of acknowledgements), %" PRIu64
+	       " done-but-unacknowledged kept\n",
 	       su_durability_name(m->d), f->cycles, f->t, f->passed, f->failed, f->acked, f->lost,
-	       f->lost_max, f->unacked);
+	       f->lost_max, f->lost_ms_max, f->unacked);
 	printf("  cuts: %" PRIu64 " at an operation (faults injected), %" PRIu64
 	       " at a time; %" PRIu64 " during pkv_open; %" PRIu64
 	       " after open with nothing acknowledged. At:",

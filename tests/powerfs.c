@@ -158,7 +158,7 @@ __attribute__((noreturn)) static void pf_block_locked(void)
 static void pf_lock(void)
 {
 	pthread_mutex_lock(&P.mu);
-	if (P.crashed)
+	if (__atomic_load_n(&P.crashed, __ATOMIC_ACQUIRE))
 		pf_block_locked();
 }
 
@@ -802,6 +802,11 @@ static int write_dir(struct pf_node *dir, const char *out, struct powerfs_report
 	return 0;
 }
 
+bool powerfs_cut_started(void)
+{
+	return __atomic_load_n(&P.crashed, __ATOMIC_ACQUIRE);
+}
+
 void powerfs_cut(const struct ffs_call *c)
 {
 	struct powerfs_report rep;
@@ -809,7 +814,7 @@ void powerfs_cut(const struct ffs_call *c)
 
 	/* Whoever gets here second blocks in pf_lock for good (or here, if it is the same cut). */
 	pf_lock();
-	P.crashed = true;
+	__atomic_store_n(&P.crashed, true, __ATOMIC_RELEASE);
 	memset(&rep, 0, sizeof(rep));
 	rep.op_index = c ? c->index : 0;
 	rep.op_kind = c ? (int32_t)c->op : -1;

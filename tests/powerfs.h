@@ -107,4 +107,12 @@ int powerfs_install(const struct powerfs_cfg *cfg);
 /* Cut the power now, from any thread (@c: the operation that was to run, or NULL). */
 __attribute__((noreturn)) void powerfs_cut(const struct ffs_call *c);
 
+/*
+ * True once a cut has begun (the process is about to end). A workload thread checks it before
+ * it starts a step: at a real power cut nothing starts afterwards, while here the threads run on
+ * until the image is written. A step already under way may finish; its record may or may not be
+ * in the image.
+ */
+bool powerfs_cut_started(void);
+
 #endif /* PKV_TEST_POWERFS_H */
