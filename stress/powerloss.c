@@ -552,11 +552,15 @@ static bool state_is(pkv *db, unsigned w, uint64_t p, struct su_rng *rng, unsign
 }
 
 /*
- * Find P with writer w's state = E(P) among the positions its head key allows, highest first.
- * Returns false if there is none (the state is not a prefix of the history).
+ * Find P with writer w's state = E(P) among the positions its head key allows: the highest not
+ * above @hi, or else the lowest above it. Several can match (while n < D the delete step is a
+ * no-op, and E(3n + 1) = E(3n + 2)). Returns false if none does (the state is not a prefix of
+ * the history).
  */
-static bool find_pos(pkv *db, unsigned w, struct su_rng *rng, unsigned char *buf, uint64_t *pos)
+static bool find_pos(pkv *db, unsigned w, uint64_t hi, struct su_rng *rng, unsigned char *buf,
+		     uint64_t *pos)
 {
+	bool found = false;
 	char key[64];
 	size_t klen = head_key(w, key), vlen = 0;
 	uint64_t base = 0;
@@ -572,12 +576,16 @@ static bool find_pos(pkv *db, unsigned w, struct su_rng *rng, unsigned char *buf
 		return false;
 	}
 	for (int k = 2; k >= 0; k--) {
-		if (state_is(db, w, base + (uint64_t)k, rng, buf, NULL)) {
-			*pos = base + (uint64_t)k;
-			return true;
-		}
+		uint64_t p = base + (uint64_t)k;
+
+		if (!state_is(db, w, p, rng, buf, NULL))
+			continue;
+		*pos = p;
+		found = true;
+		if (p <= hi)
+			break;
 	}
-	return false;
+	return found;
 }
 
 /* Check every writer's state; @first: right after recovery, where r->pos is found (later
@@ -594,7 +602,7 @@ static void check_store(pkv *db, enum pkv_durability d, const uint64_t *start,
 	for (unsigned w = 0; w < NWRITERS; w++) {
 		uint64_t p = 0, lo = d == PKV_DURABLE_POWER ? acked[w] : start[w];
 
-		if (!find_pos(db, w, rng, buf, &p)) {
+		if (!find_pos(db, w, acked[w] + 1, rng, buf, &p)) {
 			why_add(r,
 				"%s: writer %u (%" PRIu64 " steps acknowledged, %" PRIu64
 				" at the start): the state is no prefix of its history; against E(%" PRIu64
