@@ -28,8 +28,11 @@
  * steps acknowledged and S steps in place when the cycle started, the verifier must find E(P)
  * for some P:
  *   PKV_DURABLE_POWER     P = A or A + 1 (no acknowledged write lost; one more may be done);
- *   PROCESS and PERIODIC  S <= P <= A + 1 (acknowledged writes may be lost, always a suffix;
- *                         never what the cycle started with: that was all on the disk).
+ *   PROCESS and PERIODIC  max(S, D) <= P <= A + 1: acknowledged writes may be lost, always a
+ *                         suffix, but never what the cycle started with (that was all on the
+ *                         disk), nor the D steps acknowledged as durable: now and then a write
+ *                         is made with PKV_WRITE_POWER, or a step is followed by pkv_sync()
+ *                         before it is acknowledged.
  * Anything else is a lost write, a hole, a resurrected delete or a wrong value. The store's key
  * count must match E(P) exactly, pkv_verify() must pass, and the open must succeed: a torn,
  * unsynced tail is not corruption, so PKV_ECORRUPT is a failure (and a finding).
@@ -106,7 +109,7 @@ struct msg {
 	uint32_t type;
 	uint32_t writer; /* MSG_ERR: NWRITERS = compact, + 1 = open */
 	uint64_t val; /* MSG_ACK: steps done by the writer; MSG_ERR: step number */
-	int64_t code;
+	int64_t code; /* MSG_ACK: 1 if these steps are power-loss durable; MSG_ERR: the error */
 };
 
 struct cut_msg {
@@ -162,6 +165,7 @@ static struct cfg cfg = {
 struct figures {
 	uint64_t cycles, passed, failed;
 	uint64_t acked; /* acknowledged steps, all checked */
+	uint64_t marks; /* acknowledged as durable outside POWER (PKV_WRITE_POWER or pkv_sync) */
 	uint64_t lost; /* acknowledged but lost, where the mode allows it */
 	uint64_t lost_max; /* most lost by one writer in one cycle */
 	double lost_ms_max; /* the longest span of acknowledged history lost (timing: a figure) */
@@ -273,6 +277,7 @@ struct cut_plan {
 struct child {
 	pkv *db;
 	int fd;
+	bool power; /* PKV_DURABLE_POWER: every write is durable on return */
 	uint64_t start[NWRITERS];
 	uint64_t seed;
 	double cut_ms;
@@ -324,6 +329,13 @@ static void *child_writer(void *arg)
 	}
 	for (uint64_t p = c->start[w];; p++) {
 		uint64_t n = p / 3;
+		uint64_t h = su_hash3(w, p, 0xD0);
+		/* Outside POWER, now and then a write asks to be durable on return, or a step is
+		 * followed by pkv_sync(): its acknowledgement then says the steps so far survive
+		 * power loss. */
+		unsigned flags = !c->power && h % 256 == 0 ? PKV_WRITE_POWER : 0;
+		bool sync_after = !c->power && (h >> 8) % 512 == 0;
+		bool durable = c->power || sync_after;
 		size_t klen, vlen;
 		int rc = 0;
 
@@ -336,25 +348,30 @@ static void *child_writer(void *arg)
 		case 0:
 			klen = seq_key(w, n, key);
 			vlen = make_value(w, n, KIND_SEQ, val);
-			rc = pkv_put(c->db, key, klen, val, vlen);
+			rc = pkv_put_ex(c->db, key, klen, val, vlen, flags);
+			durable |= flags != 0;
 			break;
 		case 1:
 			if (n >= DEL_LAG) {
 				klen = seq_key(w, n - DEL_LAG, key);
-				rc = pkv_del(c->db, key, klen);
+				rc = pkv_del_ex(c->db, key, klen, flags);
+				durable |= flags != 0;
 			}
 			break;
 		default:
 			klen = head_key(w, key);
 			vlen = make_value(w, n, KIND_HEAD, val);
-			rc = pkv_put(c->db, key, klen, val, vlen);
+			rc = pkv_put_ex(c->db, key, klen, val, vlen, flags);
+			durable |= flags != 0;
 			break;
 		}
+		if (rc == 0 && sync_after)
+			rc = pkv_sync(c->db);
 		if (rc != 0) {
 			send_msg(c->fd, MSG_ERR, w, p, rc);
 			_exit(3);
 		}
-		send_msg(c->fd, MSG_ACK, w, p + 1, 0);
+		send_msg(c->fd, MSG_ACK, w, p + 1, durable);
 	}
 	return NULL;
 }
@@ -402,7 +419,9 @@ child_main(int fd, const char *store, const char *image, enum pkv_durability d,
 	   const uint64_t *start, uint64_t seed, const struct cut_plan *plan)
 {
 	static int cut_fd;
-	struct child c = { .fd = fd, .seed = seed, .cut_ms = plan->cut_ms };
+	struct child c = {
+		.fd = fd, .power = d == PKV_DURABLE_POWER, .seed = seed, .cut_ms = plan->cut_ms
+	};
 	struct powerfs_cfg pc = {
 		.root = store,
 		.out = image,
@@ -590,8 +609,8 @@ static bool find_pos(pkv *db, unsigned w, uint64_t hi, struct su_rng *rng, unsig
 
 /* Check every writer's state; @first: right after recovery, where r->pos is found (later
  * checks must find the same positions). */
-static void check_store(pkv *db, enum pkv_durability d, const uint64_t *start,
-			const uint64_t *acked, struct su_rng *rng, unsigned char *buf,
+static void check_store(pkv *db, const uint64_t *start, const uint64_t *acked,
+			const uint64_t *durable, struct su_rng *rng, unsigned char *buf,
 			struct vresult *r, bool first)
 {
 	const char *when = first ? "after recovery" : "after compact";
@@ -600,7 +619,9 @@ static void check_store(pkv *db, enum pkv_durability d, const uint64_t *start,
 	int rc;
 
 	for (unsigned w = 0; w < NWRITERS; w++) {
-		uint64_t p = 0, lo = d == PKV_DURABLE_POWER ? acked[w] : start[w];
+		/* Steps acknowledged as power-loss durable (every one under POWER), and what the
+		 * cycle started with (all on the disk), must be there. */
+		uint64_t p = 0, lo = durable[w] > start[w] ? durable[w] : start[w];
 
 		if (!find_pos(db, w, acked[w] + 1, rng, buf, &p)) {
 			why_add(r,
@@ -614,8 +635,9 @@ static void check_store(pkv *db, enum pkv_durability d, const uint64_t *start,
 		if (p < lo || p > acked[w] + 1) {
 			why_add(r,
 				"%s: writer %u: the state is E(%" PRIu64 "), but %" PRIu64
-				" steps were acknowledged (%" PRIu64 " at the start): %s",
-				when, w, p, acked[w], start[w],
+				" steps were acknowledged (%" PRIu64 " of them as durable, %" PRIu64
+				" at the start): %s",
+				when, w, p, acked[w], durable[w], start[w],
 				p > acked[w] + 1 ? "steps that were never written" :
 				p < start[w]	 ? "a durable step of an earlier cycle is lost" :
 						   "an acknowledged power-durable step is lost");
@@ -641,7 +663,7 @@ static void check_store(pkv *db, enum pkv_durability d, const uint64_t *start,
 
 static void __attribute__((noreturn))
 verifier_main(int fd, const char *store, enum pkv_durability d, const uint64_t *start,
-	      const uint64_t *acked, uint64_t cycle, uint64_t seed)
+	      const uint64_t *acked, const uint64_t *durable, uint64_t cycle, uint64_t seed)
 {
 	static struct vresult r;
 	unsigned char *buf = malloc(2 * MAX_VAL);
@@ -672,7 +694,7 @@ verifier_main(int fd, const char *store, enum pkv_durability d, const uint64_t *
 		goto out;
 	}
 	(void)pkv_get_stats(db, &r.st);
-	check_store(db, d, start, acked, &rng, buf, &r, true);
+	check_store(db, start, acked, durable, &rng, buf, &r, true);
 	if (!r.ok)
 		goto out;
 	rc = pkv_verify(db);
@@ -684,7 +706,7 @@ verifier_main(int fd, const char *store, enum pkv_durability d, const uint64_t *
 		if (rc != 0)
 			why_add(&r, "pkv_compact after recovery = %d (%s)", rc, pkv_strerror(rc));
 		else
-			check_store(db, d, start, acked, &rng, buf, &r, false);
+			check_store(db, start, acked, durable, &rng, buf, &r, false);
 	}
 out:
 	if (db != NULL) {
@@ -785,6 +807,8 @@ struct mode_run {
 
 struct writer_out {
 	uint64_t acked[NWRITERS];
+	uint64_t durable[NWRITERS]; /* steps acknowledged as power-loss durable */
+	uint64_t marks; /* durable acknowledgements outside POWER (PKV_WRITE_POWER, pkv_sync) */
 	bool opened, cut;
 	struct cut_msg cm;
 	/* When each acknowledgement of this cycle arrived (index: step - start), to tell how much
@@ -879,6 +903,10 @@ static bool run_writer(struct mode_run *m, uint64_t cycle, uint64_t seed,
 				    mm.val == o->acked[mm.writer] + 1) {
 					o->acked[mm.writer] = mm.val;
 					ack_time(o, mm.writer);
+					if (mm.code == 1) {
+						o->durable[mm.writer] = mm.val;
+						o->marks += m->d != PKV_DURABLE_POWER;
+					}
 				} else if (mm.type == MSG_OPENED) {
 					o->opened = true;
 				} else if (mm.type == MSG_ERR) {
@@ -923,8 +951,8 @@ static bool run_writer(struct mode_run *m, uint64_t cycle, uint64_t seed,
 	return ok;
 }
 
-static bool run_verifier(struct mode_run *m, uint64_t cycle, uint64_t seed, const uint64_t *acked,
-			 struct vresult *r)
+static bool run_verifier(struct mode_run *m, uint64_t cycle, uint64_t seed,
+			 const struct writer_out *o, struct vresult *r)
 {
 	int pfd[2], status;
 	bool got;
@@ -942,7 +970,7 @@ static bool run_verifier(struct mode_run *m, uint64_t cycle, uint64_t seed, cons
 	}
 	if (pid == 0) {
 		close(pfd[0]);
-		verifier_main(pfd[1], m->store, m->d, m->pos, acked, cycle, seed);
+		verifier_main(pfd[1], m->store, m->d, m->pos, o->acked, o->durable, cycle, seed);
 	}
 	close(pfd[1]);
 	got = read_full(pfd[0], r, sizeof(*r)) == 0;
@@ -998,7 +1026,7 @@ static bool cycle_once(struct mode_run *m, uint64_t cycle)
 
 	memset(&o, 0, sizeof(o));
 	for (unsigned w = 0; w < NWRITERS; w++)
-		o.acked[w] = m->pos[w];
+		o.acked[w] = o.durable[w] = m->pos[w];
 	/* Half the cycles cut at an operation (any thread's), half at a time; an operation that
 	 * is never reached falls back on the time. */
 	plan.cut_ms = cfg.max_ms * (double)su_rng_below(&m->rng, 10001) / 10000.0;
@@ -1034,7 +1062,7 @@ static bool cycle_once(struct mode_run *m, uint64_t cycle)
 			 o.cm.rep.op_index);
 	else
 		snprintf(cut, sizeof(cut), "at %.0f ms", plan.cut_ms);
-	if (!run_verifier(m, cycle, seed, o.acked, &r)) {
+	if (!run_verifier(m, cycle, seed, &o, &r)) {
 		vfail("%s cycle %" PRIu64 " (seed %" PRIu64 ", cut %s%s, acknowledged w0 %" PRIu64
 		      " w1 %" PRIu64 ", start w0 %" PRIu64 " w1 %" PRIu64 "): %s",
 		      su_durability_name(m->d), cycle, cfg.seed, cut,
@@ -1048,6 +1076,7 @@ static bool cycle_once(struct mode_run *m, uint64_t cycle)
 		goto out;
 	}
 	m->f.acked += acked_now;
+	m->f.marks += o.marks;
 	m->f.lost += r.lost;
 	m->f.unacked += r.unacked;
 	for (unsigned w = 0; w < NWRITERS; w++) {
@@ -1095,6 +1124,10 @@ static void print_figures(const struct mode_run *m)
 	       " done-but-unacknowledged kept\n",
 	       su_durability_name(m->d), f->cycles, f->t, f->passed, f->failed, f->acked, f->lost,
 	       f->lost_max, f->lost_ms_max, f->unacked);
+	if (m->d != PKV_DURABLE_POWER)
+		printf("  %" PRIu64 " acknowledgements said durable (PKV_WRITE_POWER or pkv_sync),"
+		       " each a lower bound the state had to reach\n",
+		       f->marks);
 	printf("  cuts: %" PRIu64 " at an operation (faults injected), %" PRIu64
 	       " at a time; %" PRIu64 " during pkv_open; %" PRIu64
 	       " after open with nothing acknowledged. At:",
