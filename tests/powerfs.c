@@ -14,9 +14,9 @@
  * A file node's buffers are released once no name (current or durable) and no pending operation
  * refers to it: nothing can bring it back any more.
  *
- * The hooks never hold the lock while reading a file for a sync (that copy is made through the
- * library's own descriptor, valid for the duration of the call), and every hook checks the
- * crashed flag right after taking the lock (powerfs.h: the race the cut must win).
+ * The hooks never hold the lock while reading a file for a sync (that copy is made through a
+ * duplicate of the node's descriptor, taken under the lock), and every hook checks the crashed
+ * flag right after taking the lock (powerfs.h: the race the cut must win).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -478,7 +478,8 @@ static void on_rename(const struct ffs_call *c)
 	if (dira == dirb) {
 		op_add(dira, na, nb, n);
 	} else {
-		/* Two directories, two journal entries: the new name first, as Linux orders it. */
+		/* Two directories, each made durable by its own fsync: the model lets the new
+		 * name survive without the old one's removal (both names), never the reverse. */
 		op_add(dirb, NULL, nb, n);
 		op_add(dira, na, NULL, NULL);
 	}
@@ -507,6 +508,7 @@ static void pf_pre(void *ctx, const struct ffs_call *c)
 {
 	struct pf_node *n;
 	uint64_t stamp;
+	int fd;
 
 	(void)ctx;
 	if (c->injected == FFS_CRASH)
@@ -529,11 +531,15 @@ static void pf_pre(void *ctx, const struct ffs_call *c)
 			tl_dirsync_stamp = stamp;
 			break;
 		}
+		/* What the sync is sure to write: the contents as it starts. Read through a
+		 * duplicate of the node's own descriptor (read-only whatever the library's is),
+		 * taken under the lock: a release may close the original meanwhile. */
+		fd = n->pfd >= 0 ? fcntl(n->pfd, F_DUPFD_CLOEXEC, 0) : -1;
 		pthread_mutex_unlock(&P.mu);
-		/* What the sync is sure to write: the contents as it starts. The library's
-		 * descriptor is valid until the call returns. */
 		tl_staged = (struct pf_staged){ .node = n, .stamp = stamp };
-		tl_staged.ok = pf_read_all(c->fd, &tl_staged.buf, &tl_staged.len) == 0;
+		tl_staged.ok = fd >= 0 && pf_read_all(fd, &tl_staged.buf, &tl_staged.len) == 0;
+		if (fd >= 0)
+			close(fd);
 		return;
 	default:
 		break;
