@@ -173,7 +173,8 @@ struct figures {
 	uint64_t pages_same, pages_new, pages_old, pages_torn, sizes_new, sizes_old;
 	uint64_t dirops_applied, dirops_dropped;
 	uint64_t sector_cuts; /* cuts that chose old or new per 512-byte sector, not per page */
-	uint64_t faults; /* FFS_CRASH cuts */
+	uint64_t planned; /* cycles that armed an FFS_CRASH */
+	uint64_t faults; /* FFS_CRASH cuts (faults injected) */
 	uint64_t timed; /* timer cuts */
 	uint64_t in_open; /* cut before pkv_open returned */
 	uint64_t no_ack; /* opened, yet no write acknowledged before the cut */
@@ -800,7 +801,7 @@ struct mode_run {
 	enum pkv_durability d;
 	char dir[PL_PATH], store[PL_PATH], image[PL_PATH], saved[PL_PATH];
 	uint64_t pos[NWRITERS];
-	uint64_t ops_hint;
+	uint64_t ops_hint; /* operations a cycle reaches: FFS_CRASH picks among 1 .. ops_hint */
 	struct su_rng rng;
 	struct figures f;
 };
@@ -1032,6 +1033,7 @@ static bool cycle_once(struct mode_run *m, uint64_t cycle)
 	plan.cut_ms = cfg.max_ms * (double)su_rng_below(&m->rng, 10001) / 10000.0;
 	if (su_rng_below(&m->rng, 2)) {
 		plan.crash_at = 1 + su_rng_below(&m->rng, m->ops_hint);
+		m->f.planned++;
 		plan.cut_ms = cfg.max_ms;
 	}
 	/* A quarter of the cuts choose per sector: any subset of a page's sectors, not a prefix. */
@@ -1044,8 +1046,11 @@ static bool cycle_once(struct mode_run *m, uint64_t cycle)
 		goto out;
 	for (unsigned w = 0; w < NWRITERS; w++)
 		acked_now += o.acked[w] - m->pos[w];
+	/* Timed cuts show how far a cycle gets; an operation never reached, that it got less far. */
 	if (o.cm.rep.op_kind < 0 && o.cm.ops > m->ops_hint)
 		m->ops_hint = o.cm.ops;
+	if (plan.crash_at && o.cm.injected == 0 && m->ops_hint > 64)
+		m->ops_hint -= m->ops_hint / 8;
 	add_cut(&m->f, &o);
 	m->f.no_ack += o.opened && acked_now == 0;
 
@@ -1128,10 +1133,10 @@ static void print_figures(const struct mode_run *m)
 		printf("  %" PRIu64 " acknowledgements said durable (PKV_WRITE_POWER or pkv_sync),"
 		       " each a lower bound the state had to reach\n",
 		       f->marks);
-	printf("  cuts: %" PRIu64 " at an operation (faults injected), %" PRIu64
-	       " at a time; %" PRIu64 " during pkv_open; %" PRIu64
-	       " after open with nothing acknowledged. At:",
-	       f->faults, f->timed, f->in_open, f->no_ack);
+	printf("  cuts: %" PRIu64 " at an operation (faults injected; %" PRIu64
+	       " were planned, the rest fell back on the timer), %" PRIu64 " at a time; %" PRIu64
+	       " during pkv_open; %" PRIu64 " after open with nothing acknowledged. At:",
+	       f->faults, f->planned, f->timed, f->in_open, f->no_ack);
 	for (int k = 0; k < FFS_NOPS; k++)
 		if (f->at_kind[k])
 			printf(" %s %" PRIu64, ffs_op_name(k), f->at_kind[k]);
