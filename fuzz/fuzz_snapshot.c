@@ -21,7 +21,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static char path[64];
+static char path[4096];
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -31,8 +31,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint64_t off = 0;
 	int fd;
 
-	if (path[0] == '\0')
-		snprintf(path, sizeof(path), "/tmp/pkv-fuzz-snap-%d.snap", (int)getpid());
+	if (path[0] == '\0') {
+		/* One file per process, rewritten per input: $TMPDIR on a tmpfs keeps it off the disk. */
+		const char *tmp = getenv("TMPDIR");
+
+		snprintf(path, sizeof(path), "%s/pkv-fuzz-snap-%d.snap", tmp && *tmp ? tmp : "/tmp",
+			 (int)getpid());
+	}
 	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
 	if (fd < 0 || write(fd, data, size) != (ssize_t)size)
 		abort();
