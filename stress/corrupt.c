@@ -88,7 +88,8 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the on-disk formats a
 
 /* ---- the history --------------------------------------------------------------------------- */
 
-#define NKA 192 /* "a/NNNN": written before the snapshot (and some in the tail) */
+#define NKA 192 /* "a/NNNN": written before the snapshot */
+#define NKA_TAIL 96 /* the first NKA_TAIL of them are written in the tail too, the rest not */
 #define NKB 160 /* "b/NNNN": written only in the tail */
 #define NKC 8 /* "c/NNNN": never written, must stay absent */
 #define NKEYS (NKA + NKB + NKC)
@@ -593,23 +594,23 @@ static void gen_history(void)
 			if (r < 25)
 				del = (key = pick_present(&rng, present, 0, NKA)) >= 0;
 		} else if (r < 30) {
-			key = (int)su_rng_below(&rng, NKA);
+			key = (int)su_rng_below(&rng, NKA_TAIL);
 		} else if (r < 45) {
-			del = (key = pick_present(&rng, present, 0, NKA)) >= 0;
+			del = (key = pick_present(&rng, present, 0, NKA_TAIL)) >= 0;
 		} else if (r < 75) {
 			key = NKA + (int)su_rng_below(&rng, NKB);
 		} else if (r < 88) {
 			del = (key = pick_present(&rng, present, NKA, NKA + NKB)) >= 0;
 		} else {
 			/* bring back a deleted snapshot-era key, if any */
-			unsigned start = (unsigned)su_rng_below(&rng, NKA);
+			unsigned start = (unsigned)su_rng_below(&rng, NKA_TAIL);
 
-			for (unsigned t = 0; t < NKA && key < 0; t++)
-				if (!present[(start + t) % NKA])
-					key = (int)((start + t) % NKA);
+			for (unsigned t = 0; t < NKA_TAIL && key < 0; t++)
+				if (!present[(start + t) % NKA_TAIL])
+					key = (int)((start + t) % NKA_TAIL);
 		}
 		if (key < 0)
-			key = (int)su_rng_below(&rng, i <= HIST_A ? NKA : NKA + NKB);
+			key = (int)su_rng_below(&rng, i <= HIST_A ? NKA : NKA_TAIL);
 		w->key = (uint16_t)key;
 		w->del = del;
 		w->vlen = del ? 0 : vlen_of(i);
@@ -2360,6 +2361,9 @@ int main(int argc, char **argv)
 			passed++;
 		else
 			failed++;
+		if ((i + 1) % 1000 == 0 && cfg.only < 0)
+			printf("corrupt: %" PRIu64 " cases, %" PRIu64 " failed, %.0f s\n", i + 1,
+			       failed, su_now() - t0);
 	}
 	print_figures(su_now() - t0, passed, failed);
 	if (cfg.keep) {
