@@ -2163,8 +2163,8 @@ static bool run_case(uint64_t i)
 			if (r.log[0] != '\0')
 				printf("      log:\n%s", r.log);
 			printf("      reproduce: corrupt --seed %" PRIu64 " --only-case %" PRIu64
-			       " --keep\n",
-			       cfg.seed, i);
+			       "%s --keep\n",
+			       cfg.seed, i, cfg.strict ? " --strict" : "");
 		}
 	}
 	return ok;
