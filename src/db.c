@@ -400,12 +400,15 @@ int pkv__db_plan_locked(struct pkv *db, struct map_shard *s, uint64_t hash, cons
 	if (live == NULL || rec == NULL) {
 		const struct pkv_snap *b;
 		const struct snap_rec_disk *br;
+		uint64_t base_max = 0;
 		int f = PKV_NOTFOUND;
 
 		pkv__rcu_read_lock();
 		b = pkv__db_base_rcu(db);
-		if (b)
+		if (b) {
 			f = pkv__snap_find(b, hash, key, klen, &br);
+			base_max = b->max_seq;
+		}
 		if (f == 0) {
 			in_base = true;
 			base_seq = br->seq;
@@ -413,11 +416,13 @@ int pkv__db_plan_locked(struct pkv *db, struct map_shard *s, uint64_t hash, cons
 		pkv__rcu_read_unlock();
 		if (f == PKV_ECORRUPT) {
 			/*
-			 * The base's version of the key cannot be read. Replay cannot tell whether its
-			 * record is newer: refuse rather than maybe bring back an older value. A live
-			 * write supersedes it whatever it was: count it as present.
+			 * The base's version of the key cannot be read (N.4). No version in the base
+			 * is newer than its header's checksummed max_seq, so a replayed record above
+			 * it supersedes the damaged one, as a live write does (count the key as
+			 * present); one at or below it might be older: refuse rather than maybe bring
+			 * back an older value.
 			 */
-			if (replay_seq)
+			if (replay_seq && replay_seq <= base_max)
 				return PKV_ECORRUPT;
 			in_base = true;
 		}

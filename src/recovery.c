@@ -314,6 +314,11 @@ static int apply(struct pkv *db, const struct wal_rec *w, uint64_t h)
 	}
 	if (rc == 0)
 		rc = pkv__db_commit_locked(db, s, h, w->key, w->klen, &plan, w->seq);
+	if (rc == PKV_ECORRUPT)
+		pkv__log(db, PKV_LOG_ERROR,
+			 "recovery: %s: the snapshot's version of the key of seq %" PRIu64
+			 " is damaged and may be newer: cannot tell which one holds (R.9)",
+			 db->dir, w->seq);
 out:
 	if (plan.rec && plan.rec != r)
 		pkv__rec_free(plan.rec);
