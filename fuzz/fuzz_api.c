@@ -31,6 +31,10 @@
  *       against the recovered last_seq.
  *  A.6  stats.keys is the number of present keys; puts/dels count this session's writes;
  *       durable_seq is at least the last acknowledged durable write or successful pkv_sync.
+ *  A.7  A crash here never tears a record (every call that took a number has copied its
+ *       record before it returns), so recovery discards nothing and finds no gap.
+ *  A.8  A compaction that returned 0 wrote a snapshot of every present key up to the last
+ *       write: stats.snapshot_seq and snapshot_keys say so.
  *
  * A crash: a persistent EIO on every file-system operation is armed (the background threads
  * included), then pkv_close: from that point nothing reaches the files, while what the WAL
@@ -491,6 +495,11 @@ static void resolve(void)
 	CHECK(L - F.stable_seq <= F.ntail,
 	      "recovered up to seq %" PRIu64 ", but only %" PRIu64 " was ever written", L,
 	      F.stable_seq + F.ntail);
+	/* Every record was complete when the store went down (A.7): nothing to discard. */
+	CHECK(st.discarded_records == 0 && st.discarded_bytes == 0 && st.recovery_gap_seq == 0,
+	      "recovery discarded %" PRIu64 " records, %" PRIu64 " bytes (gap at seq %" PRIu64
+	      "), yet no record was torn",
+	      st.discarded_records, st.discarded_bytes, st.recovery_gap_seq);
 	k = L - F.stable_seq;
 	CHECK(k >= need, "recovered up to seq %" PRIu64 ", but seq %" PRIu64 " was acknowledged", L,
 	      F.tail[need - 1].seq);
@@ -710,6 +719,14 @@ static void op_compact(void)
 		CHECK(r == 0 || fault_code(r), "compact under a fault: %s", pkv_strerror(r));
 	compare_all(); /* a compaction, failed or not, changes no value */
 	check_stats();
+	if (r == 0 && F.seq > 0) { /* every live key, up to the last write (A.8) */
+		pkv_stats st = stats();
+
+		CHECK(st.snapshot_seq == F.seq && st.snapshot_keys == model_count(&F.live),
+		      "after a compaction: snapshot_seq %" PRIu64 " keys %" PRIu64
+		      ", expected %" PRIu64 " and %u",
+		      st.snapshot_seq, st.snapshot_keys, F.seq, model_count(&F.live));
+	}
 }
 
 static void op_verify(void)
