@@ -148,6 +148,11 @@ SEEDS = {
     + reopen(opts(PROCESS, 1, SEG16M)) + [COMPARE, BADARGS],
 }
 
+# All of the above in one input (their first two bytes, the options, left out): a long program
+# lets the fuzzer start from longer inputs, where calls act on the states earlier ones left.
+SEEDS["all"] = opts(PROCESS, 2) + sum((SEEDS[n][2:] for n in (
+    "basic", "roll-fault", "power", "limits", "compact-fault", "sync-fault", "open-fault")), [])
+
 
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
