@@ -906,6 +906,10 @@ static void op_badargs(void)
 	CHECK(pkv_get_stats(NULL, &st) == PKV_EINVAL, "get_stats(NULL db)");
 	CHECK(pkv_get_stats(F.db, NULL) == PKV_EINVAL, "get_stats(NULL out)");
 	CHECK(pkv_close(NULL) == 0, "close(NULL)");
+	/* Not bad, but here: the thread leaves RCU and is registered again by its next call. */
+	CHECK(pkv_thread_detach() == 0 && pkv_thread_detach() == 0, "thread_detach");
+	get_check(0, 5, 0);
+	CHECK(pkv_thread_attach() == 0 && pkv_thread_attach() == 0, "thread_attach");
 	CHECK(pkv_open(F.dir, NULL, NULL) == PKV_EINVAL, "open(NULL db_out)");
 	CHECK(pkv_open("", NULL, &other) == PKV_EINVAL && other == NULL, "open(\"\")");
 	for (int i = 0; i < 7; i++) {
