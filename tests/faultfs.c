@@ -361,6 +361,9 @@ void ffs_reset(void)
 	S.last_kind = -1;
 	S.last_index = 0;
 	for (int i = 0; i < FFS_MAX_FDS; i++) {
+		/* Skip the empty slots: under ASan every free(), even of NULL, unwinds the stack. */
+		if (S.paths[i] == NULL)
+			continue;
 		free(S.paths[i]);
 		S.paths[i] = NULL;
 	}

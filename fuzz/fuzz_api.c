@@ -1,0 +1,1132 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fuzz_api.c - differential libFuzzer target for the public API of one store.
+ *
+ * The input is decoded into a sequence of calls (at most MAX_OPS) on a store in a fresh
+ * directory, and every result is compared with a model: a map from a small alphabet of keys to
+ * values that the target generates from a seed, so that calls collide on keys and a value seen is
+ * always the one written. The calls: put and del (plain, and _ex with and without
+ * PKV_WRITE_POWER), get (buffers of every size relative to the value), sync, compact, verify,
+ * stats, reopen with other options (durability mode, lanes, small segments, NO_AUTOCOMPACT,
+ * READONLY), fault injection through tests/faultfs (fail or shorten the n-th operation of some
+ * kinds, once or from then on), a crash, an open under a fault, and calls with bad arguments.
+ *
+ * What the model expects (each rule is checked after every call):
+ *  A.1  A call that no failure reached (no FAIL fault took an operation in this session;
+ *       short transfers are legal and must be retried) succeeds as the contract says: writes
+ *       return 0, sync/compact/verify/close return 0, gets return exactly the model's value.
+ *  A.2  Argument errors (empty key, key > PKV_MAX_KEY, value > PKV_MAX_VALUE, NULL pointers,
+ *       unknown flags, bad options) return their code and take no sequence number.
+ *  A.3  A write takes exactly one sequence number (stats.last_seq + 1) iff it was applied;
+ *       one that returned 0 took it. Under a fault a write may fail with -EIO, -ENOSPC or
+ *       PKV_EREADONLY: if it took no number, nothing was applied (its key reads as before);
+ *       if it did (the record was written but its fdatasync failed), it is applied in the
+ *       running store and unacknowledged: after a crash it may or may not survive.
+ *  A.4  Once stats.readonly_reason is set, every write returns PKV_EREADONLY; after a failed
+ *       pkv_sync it is set.
+ *  A.5  After any reopen (clean, crash, or an open that failed under a fault and was retried),
+ *       the state is the state after a prefix of the history of applied writes that contains
+ *       every acknowledged one, and stats.last_seq names that prefix exactly. The unacknowledged
+ *       writes are kept as a "tail" behind the last state known to be durable and resolved
+ *       against the recovered last_seq.
+ *  A.6  stats.keys is the number of present keys; puts/dels count this session's writes;
+ *       durable_seq is at least the last acknowledged durable write or successful pkv_sync.
+ *  A.7  A crash here never tears a record (every call that took a number has copied its
+ *       record before it returns), so recovery discards nothing and finds no gap.
+ *  A.8  A compaction that returned 0 wrote a snapshot of every present key up to the last
+ *       write: stats.snapshot_seq and snapshot_keys say so.
+ *
+ * A crash: a persistent EIO on every file-system operation is armed (the background threads
+ * included), then pkv_close: from that point nothing reaches the files, while what the WAL
+ * mapping already holds stays in the page cache, as when the process dies. faultfs is then
+ * uninstalled, the store reopened with the production table and compared (A.5), closed, and
+ * reopened with faultfs for the next calls. Syncs are elided while faultfs is installed: under
+ * process-crash semantics they change nothing about what survives.
+ *
+ * A mismatch prints what was expected, the recent log messages of the store, and aborts (the
+ * fuzzer keeps the input). PKV_FUZZ_TRACE=1 prints every call as it runs. The store lives in a
+ * directory made once per process under $TMPDIR (default /tmp); a tmpfs there makes it faster.
+ */
+#include <errno.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "faultfs.h"
+#include "pkv.h"
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define MAX_OPS 256
+#define MAX_REOPENS 12 /* reopens, crashes and faulted opens per input */
+#define MAX_HUGE 3 /* values above 256 KiB per input: each costs a segment of its own */
+#define NKEYS 17 /* 16 short keys and one of PKV_MAX_KEY bytes */
+#define CANARY 0xa5
+#define GBUF_SLACK 128
+
+/* Loops over value bytes: no coverage feedback (it says nothing) and no per-byte callbacks. */
+#define NOCOV __attribute__((no_sanitize("coverage")))
+
+/* ---- input --------------------------------------------------------------------------------- */
+
+struct in {
+	const uint8_t *p;
+	size_t n, off;
+};
+
+static uint8_t in_byte(struct in *in)
+{
+	return in->off < in->n ? in->p[in->off++] : 0;
+}
+
+/* ---- the model ----------------------------------------------------------------------------- */
+
+struct slot {
+	bool present;
+	uint32_t len;
+	uint32_t seed;
+};
+
+struct model {
+	struct slot k[NKEYS];
+};
+
+/* An applied write kept until a reopen decides whether it survived (A.5). */
+struct wr {
+	uint8_t kid;
+	bool del;
+	bool acked;
+	uint32_t len, seed;
+	uint64_t seq;
+};
+
+static struct {
+	char root[PATH_MAX]; /* made once per process */
+	char dir[PATH_MAX]; /* root/db, removed at the start of every input */
+	bool trace;
+	pkv *db;
+	pkv_options opts;
+	bool ro_open;
+	bool fail_armed; /* a FAIL fault was armed in this session */
+	uint64_t seq; /* expected stats.last_seq */
+	struct model live; /* what the running store shows */
+	struct model stable; /* the state every acknowledged write reached ... */
+	uint64_t stable_seq; /* ... and its last_seq */
+	struct wr tail[MAX_OPS];
+	size_t ntail;
+	uint64_t puts_applied, puts_acked, dels_applied, dels_acked; /* this session */
+	uint64_t durable_min; /* A.6, this session */
+	uint32_t serial;
+	unsigned op, reopens, huge;
+	const char *what;
+} F;
+
+static uint8_t keys[NKEYS][PKV_MAX_KEY + 1];
+static const uint16_t key_len[NKEYS] = { 1,  1,	 2,  3,	 4,  5,	  7,   8,	   9,
+					 15, 16, 17, 31, 64, 100, 255, PKV_MAX_KEY };
+static uint8_t *vbuf; /* a put's value: PKV_MAX_VALUE + 1 bytes */
+static uint8_t *ebuf; /* an expected value */
+static uint8_t *gbuf; /* a get's destination, with room for canaries */
+
+/* ---- the store's log: the last few messages, printed with a failure ------------------------ */
+
+#define LOG_KEEP 8
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static char log_ring[LOG_KEEP][256];
+static unsigned log_next;
+
+static void log_cb(void *ctx, int level, const char *msg)
+{
+	(void)ctx;
+	pthread_mutex_lock(&log_mu);
+	snprintf(log_ring[log_next++ % LOG_KEEP], sizeof(log_ring[0]), "[%d] %s", level, msg);
+	pthread_mutex_unlock(&log_mu);
+	if (F.trace)
+		fprintf(stderr, "    log[%d] %s\n", level, msg);
+}
+
+__attribute__((format(printf, 2, 3), noreturn)) static void fail_at(int line, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "\nfuzz_api: MISMATCH at op %u (%s), fuzz_api.c:%d: ", F.op,
+		F.what ? F.what : "setup", line);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr,
+		"\n  options: durability %d, lanes %u, segment %zu, shards %u, flags %#x;"
+		" faults armed: %s, injected %" PRIu64 " (last: %s)\n",
+		(int)F.opts.durability, F.opts.wal_lanes, F.opts.wal_segment_bytes, F.opts.shards,
+		F.opts.flags, F.fail_armed ? "yes" : "no", ffs_injected(),
+		ffs_op_name(ffs_last_kind()));
+	pthread_mutex_lock(&log_mu);
+	for (unsigned i = 0; i < LOG_KEEP; i++) {
+		const char *m = log_ring[(log_next + i) % LOG_KEEP];
+		if (m[0])
+			fprintf(stderr, "  log: %s\n", m);
+	}
+	pthread_mutex_unlock(&log_mu);
+	abort();
+}
+
+#define FAIL(...) fail_at(__LINE__, __VA_ARGS__)
+#define CHECK(cond, ...)                   \
+	do {                               \
+		if (!(cond))               \
+			FAIL(__VA_ARGS__); \
+	} while (0)
+
+static void trace(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void trace(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!F.trace)
+		return;
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	va_start(ap, fmt);
+	fprintf(stderr, "%6lld.%03ld op %3u: ", (long long)t.tv_sec % 100000, t.tv_nsec / 1000000,
+		F.op);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+/* Every code pkv returns is 0 or negative and has a message. */
+static int code(int r)
+{
+	const char *m = pkv_strerror(r);
+
+	CHECK(r <= 0, "positive return code %d", r);
+	CHECK(m != NULL && m[0] != '\0', "no message for code %d", r);
+	return r;
+}
+
+/* A.1: has a FAIL fault taken an operation in this session? */
+static bool faulted(void)
+{
+	return F.fail_armed && ffs_injected() > 0;
+}
+
+/* What a failure (a FAIL fault taking the call, or the store refusing writes) may return. */
+static bool fault_code(int r)
+{
+	return r == -EIO || r == -ENOSPC || r == PKV_EREADONLY;
+}
+
+/* ---- values -------------------------------------------------------------------------------- */
+
+NOCOV static void fill(uint8_t *p, size_t n, uint32_t seed)
+{
+	uint64_t x = seed * 0x9e3779b97f4a7c15ull + n;
+
+	for (size_t i = 0; i < n; i += 8) {
+		uint64_t z = (x += 0x9e3779b97f4a7c15ull);
+
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+		z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+		z ^= z >> 31;
+		memcpy(p + i, &z, n - i < 8 ? n - i : 8);
+	}
+}
+
+/* The first index in [from, to) where @p is not @c; @to if none. */
+NOCOV static size_t first_not(const uint8_t *p, uint8_t c, size_t from, size_t to)
+{
+	while (from < to && p[from] == c)
+		from++;
+	return from;
+}
+
+NOCOV static size_t first_diff(const uint8_t *a, const uint8_t *b, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n && a[i] == b[i])
+		i++;
+	return i;
+}
+
+/* A value length: mostly small, sometimes around a 64 KiB segment's room, rarely the limits. */
+static uint32_t pick_len(struct in *in)
+{
+	uint8_t c = in_byte(in), x = in_byte(in);
+	unsigned cls = c & 15, hi = c >> 4;
+	uint32_t len;
+
+	if (cls == 0)
+		return 0;
+	if (cls <= 8)
+		return 1 + x % 64;
+	if (cls <= 12)
+		return 1 + (((uint32_t)x << 4) | hi) % 4096;
+	if (cls == 13) /* a record that (nearly) fills a 64 KiB segment, or just does not fit */
+		return 65536 - 64 - 32 - 256 + x + hi * 16;
+	if (cls == 14)
+		return 4096 + (uint32_t)x * 256 + hi;
+	if (hi < 8)
+		len = PKV_MAX_VALUE;
+	else if (hi < 12)
+		len = PKV_MAX_VALUE + 1;
+	else
+		len = PKV_MAX_VALUE - x;
+	if (len <= PKV_MAX_VALUE && F.huge >= MAX_HUGE)
+		return x;
+	if (len <= PKV_MAX_VALUE)
+		F.huge++;
+	return len;
+}
+
+/* ---- keys ---------------------------------------------------------------------------------- */
+
+#define K_EMPTY (-1)
+#define K_LONG (-2)
+
+/* A key id (0 .. NKEYS-1), or K_EMPTY / K_LONG for the keys the contract refuses. */
+static int pick_key(struct in *in, const uint8_t **k, size_t *klen)
+{
+	uint8_t b = in_byte(in);
+
+	if (b >= 252) {
+		*k = keys[NKEYS - 1];
+		*klen = PKV_MAX_KEY + 1;
+		return K_LONG;
+	}
+	if (b >= 248) {
+		*k = keys[0];
+		*klen = 0;
+		return K_EMPTY;
+	}
+	if (b >= 240) {
+		*k = keys[NKEYS - 1];
+		*klen = PKV_MAX_KEY;
+		return NKEYS - 1;
+	}
+	*k = keys[b % 16];
+	*klen = key_len[b % 16];
+	return b % 16;
+}
+
+static int key_error(int kid)
+{
+	return kid == K_EMPTY ? PKV_EINVAL : kid == K_LONG ? PKV_ETOOBIG : 0;
+}
+
+/* ---- model operations ---------------------------------------------------------------------- */
+
+static void model_apply(struct model *m, const struct wr *w)
+{
+	struct slot *s = &m->k[w->kid];
+
+	s->present = !w->del;
+	s->len = w->del ? 0 : w->len;
+	s->seed = w->del ? 0 : w->seed;
+}
+
+static unsigned model_count(const struct model *m)
+{
+	unsigned n = 0;
+
+	for (int i = 0; i < NKEYS; i++)
+		n += m->k[i].present;
+	return n;
+}
+
+/* Record an applied write (A.3): into the live state, and the stable one if nothing before it
+ * is still undecided. */
+static void model_write(int kid, bool del, uint32_t len, uint32_t seed, bool acked)
+{
+	struct wr w = { .kid = (uint8_t)kid,
+			.del = del,
+			.acked = acked,
+			.len = len,
+			.seed = seed,
+			.seq = ++F.seq };
+
+	model_apply(&F.live, &w);
+	if (acked && F.ntail == 0) {
+		model_apply(&F.stable, &w);
+		F.stable_seq = w.seq;
+	} else {
+		F.tail[F.ntail++] = w;
+	}
+}
+
+static pkv_stats stats(void)
+{
+	pkv_stats st;
+	int r = code(pkv_get_stats(F.db, &st));
+
+	CHECK(r == 0, "pkv_get_stats: %s", pkv_strerror(r));
+	return st;
+}
+
+/*
+ * Get @kid with a buffer of a size chosen by @mode, and compare with the live model: the return
+ * code, *vlen, the min(cap, len) bytes copied and not one byte more.
+ */
+static void get_check(int kid, unsigned mode, unsigned extra)
+{
+	const struct slot *s = &F.live.k[kid];
+	uint32_t len = s->present ? s->len : 0;
+	size_t cap, vlen = (size_t)-1, copied;
+	uint8_t *buf = gbuf;
+	int r;
+
+	switch (mode % 6) {
+	case 0:
+		cap = 0;
+		buf = NULL;
+		break;
+	case 1:
+		cap = 0;
+		break;
+	case 2:
+		cap = len / 2;
+		break;
+	case 3:
+		cap = len ? len - 1 : extra % 64;
+		break;
+	case 4:
+		cap = len;
+		break;
+	default:
+		cap = len + 1 + extra % 64;
+		break;
+	}
+	if (cap > PKV_MAX_VALUE + GBUF_SLACK - 16)
+		cap = PKV_MAX_VALUE + GBUF_SLACK - 16;
+	memset(gbuf, CANARY, cap + 16);
+	r = code(pkv_get(F.db, keys[kid], key_len[kid], buf, cap, &vlen));
+	if (!s->present) {
+		CHECK(r == PKV_NOTFOUND, "get key %d: %s, expected NOTFOUND (vlen %zu)", kid,
+		      pkv_strerror(r), vlen);
+		copied = 0;
+	} else {
+		CHECK(r == 0, "get key %d: %s, expected a value of %u bytes", kid, pkv_strerror(r),
+		      len);
+		CHECK(vlen == len, "get key %d: *vlen %zu, expected %u (cap %zu)", kid, vlen, len,
+		      cap);
+		copied = cap < len ? cap : len;
+		fill(ebuf, len, s->seed);
+		if (memcmp(gbuf, ebuf, copied) != 0) {
+			size_t i = first_diff(gbuf, ebuf, copied);
+
+			FAIL("get key %d: value differs at byte %zu of %u (cap %zu, seed %u)", kid,
+			     i, len, cap, s->seed);
+		}
+	}
+	{
+		size_t i = first_not(gbuf, CANARY, copied, cap + 16);
+
+		CHECK(i == cap + 16, "get key %d: byte %zu written (cap %zu, value %u bytes)", kid,
+		      i, cap, len);
+	}
+}
+
+/* Every key against the live model, and the key count (A.6). */
+static void compare_all(void)
+{
+	for (int kid = 0; kid < NKEYS; kid++)
+		get_check(kid, 5, 0);
+	{
+		pkv_stats st = stats();
+
+		CHECK(st.keys == model_count(&F.live), "stats.keys %" PRIu64 ", model has %u",
+		      st.keys, model_count(&F.live));
+	}
+}
+
+/* A.6 */
+static void check_stats(void)
+{
+	pkv_stats st = stats();
+
+	CHECK(st.last_seq == F.seq, "stats.last_seq %" PRIu64 ", expected %" PRIu64, st.last_seq,
+	      F.seq);
+	CHECK(st.keys == model_count(&F.live), "stats.keys %" PRIu64 ", model has %u", st.keys,
+	      model_count(&F.live));
+	CHECK(st.durable_seq <= st.last_seq, "durable_seq %" PRIu64 " > last_seq %" PRIu64,
+	      st.durable_seq, st.last_seq);
+	CHECK(st.durable_seq >= F.durable_min,
+	      "durable_seq %" PRIu64 ", but seq %" PRIu64 " was acknowledged as durable",
+	      st.durable_seq, F.durable_min);
+	CHECK(st.puts >= F.puts_acked && st.puts <= F.puts_applied,
+	      "stats.puts %" PRIu64 ", expected %" PRIu64 " .. %" PRIu64, st.puts, F.puts_acked,
+	      F.puts_applied);
+	CHECK(st.dels >= F.dels_acked && st.dels <= F.dels_applied,
+	      "stats.dels %" PRIu64 ", expected %" PRIu64 " .. %" PRIu64, st.dels, F.dels_acked,
+	      F.dels_applied);
+	if (F.ro_open)
+		CHECK(st.readonly_reason == PKV_EREADONLY, "read-only open: readonly_reason %d",
+		      st.readonly_reason);
+	else if (!faulted())
+		CHECK(st.readonly_reason == 0, "no fault, yet readonly_reason %d (%s)",
+		      st.readonly_reason, pkv_strerror(st.readonly_reason));
+}
+
+/* A.5: after an open, find the prefix the store recovered and make it the model's state. */
+static void resolve(void)
+{
+	pkv_stats st = stats();
+	uint64_t L = st.last_seq, k;
+	size_t need = 0;
+	struct model m = F.stable;
+
+	for (size_t i = 0; i < F.ntail; i++)
+		if (F.tail[i].acked)
+			need = i + 1;
+	CHECK(L >= F.stable_seq,
+	      "recovered up to seq %" PRIu64 ", but seq %" PRIu64 " was acknowledged", L,
+	      F.stable_seq);
+	CHECK(L - F.stable_seq <= F.ntail,
+	      "recovered up to seq %" PRIu64 ", but only %" PRIu64 " was ever written", L,
+	      F.stable_seq + F.ntail);
+	/* Every record was complete when the store went down (A.7): nothing to discard. */
+	CHECK(st.discarded_records == 0 && st.discarded_bytes == 0 && st.recovery_gap_seq == 0,
+	      "recovery discarded %" PRIu64 " records, %" PRIu64 " bytes (gap at seq %" PRIu64
+	      "), yet no record was torn",
+	      st.discarded_records, st.discarded_bytes, st.recovery_gap_seq);
+	k = L - F.stable_seq;
+	CHECK(k >= need, "recovered up to seq %" PRIu64 ", but seq %" PRIu64 " was acknowledged", L,
+	      F.tail[need - 1].seq);
+	for (size_t i = 0; i < k; i++)
+		model_apply(&m, &F.tail[i]);
+	trace("recovered up to seq %" PRIu64 " (%zu undecided writes, %" PRIu64 " kept)", L,
+	      F.ntail, k);
+	F.live = F.stable = m;
+	F.stable_seq = F.seq = L;
+	F.ntail = 0;
+	compare_all();
+}
+
+/* ---- opening and closing ------------------------------------------------------------------- */
+
+static void decode_opts(struct in *in, pkv_options *o, bool allow_ro)
+{
+	static const unsigned lanes[8] = { 1, 2, 3, 4, 0, 1, 1, 2 };
+	uint8_t a = in_byte(in), b = in_byte(in);
+
+	pkv_options_default(o);
+	o->durability = (enum pkv_durability)((a & 3) == 3 ? PKV_DURABLE_PROCESS : a & 3);
+	if (o->durability == PKV_DURABLE_PERIODIC)
+		o->sync_interval_ms = 1 + b % 16;
+	o->wal_lanes = lanes[(a >> 2) & 7];
+	switch ((a >> 5) & 7) {
+	case 5:
+	case 6:
+		o->wal_segment_bytes = 192u << 10;
+		break;
+	case 7:
+		o->wal_segment_bytes = 0; /* the default, 16 MiB */
+		break;
+	default:
+		o->wal_segment_bytes = 64u << 10; /* the smallest: records roll segments */
+		break;
+	}
+	o->shards = b & 1 ? 1 : b & 2 ? 4 : 0;
+	o->capacity_hint = b & 4 ? 64 : 0;
+	o->compact_wal_bytes = b & 8 ? 1u << 20 : 0;
+	o->flags = b & 0x10 ? PKV_OPEN_NO_AUTOCOMPACT : 0;
+	if (allow_ro && (b & 0xe0) == 0xe0)
+		o->flags |= PKV_OPEN_READONLY;
+	o->log_fn = log_cb;
+}
+
+static void session_begin(const pkv_options *o)
+{
+	F.opts = *o;
+	F.ro_open = o->flags & PKV_OPEN_READONLY;
+	F.puts_applied = F.puts_acked = F.dels_applied = F.dels_acked = 0;
+	F.durable_min = 0;
+}
+
+/* Open with faultfs installed and disarmed (a fresh count): must succeed; resolve (A.5). */
+static void open_store(const pkv_options *o)
+{
+	int r;
+
+	ffs_install();
+	ffs_set_sync_elide(true);
+	F.fail_armed = false;
+	session_begin(o);
+	r = code(pkv_open(F.dir, o, &F.db));
+	CHECK(r == 0, "open (no fault): %s", pkv_strerror(r));
+	resolve();
+}
+
+/* Close; with no failure in the session it must succeed. */
+static void close_store(void)
+{
+	int r;
+
+	if (F.db == NULL)
+		return;
+	r = code(pkv_close(F.db));
+	F.db = NULL;
+	trace("close: %s", pkv_strerror(r));
+	if (!faulted())
+		CHECK(r == 0, "close (no fault): %s", pkv_strerror(r));
+	else
+		CHECK(r == 0 || fault_code(r), "close under a fault: %s", pkv_strerror(r));
+}
+
+/* ---- the calls ----------------------------------------------------------------------------- */
+
+static void op_write(struct in *in, bool del, bool ex)
+{
+	const uint8_t *k;
+	size_t klen;
+	int kid = pick_key(in, &k, &klen);
+	uint32_t len = del ? 0 : pick_len(in);
+	unsigned flags = ex && (in_byte(in) & 1) ? PKV_WRITE_POWER : 0;
+	uint32_t seed = ++F.serial;
+	bool durable = flags || F.opts.durability == PKV_DURABLE_POWER;
+	int expect = key_error(kid);
+	pkv_stats st0, st1;
+	uint64_t took;
+	int r;
+
+	if (expect == 0 && len > PKV_MAX_VALUE)
+		expect = PKV_ETOOBIG;
+	if (!del && len <= PKV_MAX_VALUE)
+		fill(vbuf, len, seed);
+	st0 = stats();
+	CHECK(st0.last_seq == F.seq, "last_seq %" PRIu64 " before a write, expected %" PRIu64,
+	      st0.last_seq, F.seq);
+	if (del)
+		r = ex ? pkv_del_ex(F.db, k, klen, flags) : pkv_del(F.db, k, klen);
+	else
+		r = ex ? pkv_put_ex(F.db, k, klen, vbuf, len, flags) :
+			 pkv_put(F.db, k, klen, vbuf, len);
+	code(r);
+	st1 = stats();
+	took = st1.last_seq - st0.last_seq;
+	trace("%s%s key %d (%zu bytes)%s%s value %u bytes seed %u: %s, took %" PRIu64 " seq",
+	      del ? "del" : "put", ex ? "_ex" : "", kid, klen, flags ? " POWER" : "",
+	      durable ? " durable" : "", len, seed, pkv_strerror(r), took);
+	CHECK(st1.last_seq >= st0.last_seq && took <= 1,
+	      "a write moved last_seq from %" PRIu64 " to %" PRIu64, st0.last_seq, st1.last_seq);
+
+	if (expect) { /* A.2 */
+		/* a bad key and a bad value: either code */
+		CHECK(r == expect || (kid < 0 && len > PKV_MAX_VALUE && r == PKV_ETOOBIG),
+		      "bad argument: %s, expected %s", pkv_strerror(r), pkv_strerror(expect));
+		CHECK(took == 0, "a refused write took a sequence number");
+		return;
+	}
+	if (F.ro_open || st0.readonly_reason) { /* A.4 */
+		CHECK(r == PKV_EREADONLY, "write to a store refusing writes (%d): %s",
+		      st0.readonly_reason, pkv_strerror(r));
+		CHECK(took == 0, "a refused write took a sequence number");
+		get_check(kid, 5, 0);
+		return;
+	}
+	if (del && !F.live.k[kid].present) {
+		CHECK(r == PKV_NOTFOUND || (faulted() && r == PKV_EREADONLY),
+		      "del of an absent key: %s", pkv_strerror(r));
+		CHECK(took == 0, "del of an absent key took a sequence number");
+		get_check(kid, 5, 0);
+		return;
+	}
+	if (r == 0) {
+		CHECK(took == 1, "a write returned 0 without taking a sequence number");
+	} else {
+		CHECK(faulted(), "write failed with no fault injected: %s", pkv_strerror(r));
+		CHECK(fault_code(r), "write under a fault: %s", pkv_strerror(r));
+	}
+	if (took) {
+		model_write(kid, del, len, seed, r == 0);
+		if (del) {
+			F.dels_applied++;
+			F.dels_acked += r == 0;
+		} else {
+			F.puts_applied++;
+			F.puts_acked += r == 0;
+		}
+		if (r == 0 && durable)
+			F.durable_min = F.seq;
+	}
+	get_check(kid, 5, 0);
+}
+
+static void op_get(struct in *in)
+{
+	const uint8_t *k;
+	size_t klen, vlen = 7;
+	int kid = pick_key(in, &k, &klen);
+	uint8_t mode = in_byte(in), extra = in_byte(in);
+	int r;
+
+	trace("get key %d mode %u", kid, mode % 6);
+	if (kid < 0) {
+		r = code(pkv_get(F.db, k, klen, gbuf, 16, &vlen));
+		CHECK(r == key_error(kid), "get of a bad key: %s, expected %s", pkv_strerror(r),
+		      pkv_strerror(key_error(kid)));
+		return;
+	}
+	get_check(kid, mode, extra);
+}
+
+static void op_sync(void)
+{
+	int r = code(pkv_sync(F.db));
+
+	trace("sync: %s", pkv_strerror(r));
+	if (F.ro_open) {
+		CHECK(r == PKV_EREADONLY, "sync of a read-only store: %s", pkv_strerror(r));
+		return;
+	}
+	if (!faulted())
+		CHECK(r == 0, "sync (no fault): %s", pkv_strerror(r));
+	else
+		CHECK(r == 0 || fault_code(r), "sync under a fault: %s", pkv_strerror(r));
+	if (r == 0) {
+		F.durable_min = F.seq;
+	} else { /* A.4: a failed sync is final */
+		pkv_stats st = stats();
+
+		CHECK(st.readonly_reason != 0, "sync failed (%s), the store still takes writes",
+		      pkv_strerror(r));
+	}
+}
+
+static void op_compact(void)
+{
+	pkv_stats st0 = stats();
+	int r = code(pkv_compact(F.db));
+
+	trace("compact: %s", pkv_strerror(r));
+	if (F.ro_open || st0.readonly_reason)
+		CHECK(r == PKV_EREADONLY, "compact of a store refusing writes: %s",
+		      pkv_strerror(r));
+	else if (!faulted())
+		CHECK(r == 0, "compact (no fault): %s", pkv_strerror(r));
+	else
+		CHECK(r == 0 || fault_code(r), "compact under a fault: %s", pkv_strerror(r));
+	compare_all(); /* a compaction, failed or not, changes no value */
+	check_stats();
+	if (r == 0 && F.seq > 0) { /* every live key, up to the last write (A.8) */
+		pkv_stats st = stats();
+
+		CHECK(st.snapshot_seq == F.seq && st.snapshot_keys == model_count(&F.live),
+		      "after a compaction: snapshot_seq %" PRIu64 " keys %" PRIu64
+		      ", expected %" PRIu64 " and %u",
+		      st.snapshot_seq, st.snapshot_keys, F.seq, model_count(&F.live));
+	}
+}
+
+static void op_verify(void)
+{
+	int r = code(pkv_verify(F.db));
+
+	trace("verify: %s", pkv_strerror(r));
+	CHECK(r == 0, "verify: %s", pkv_strerror(r));
+}
+
+static bool reopen_allowed(void)
+{
+	if (F.reopens >= MAX_REOPENS)
+		return false;
+	F.reopens++;
+	return true;
+}
+
+static void op_reopen(struct in *in)
+{
+	pkv_options o;
+
+	decode_opts(in, &o, true);
+	if (!reopen_allowed())
+		return;
+	trace("reopen: durability %d lanes %u segment %zu shards %u flags %#x", (int)o.durability,
+	      o.wal_lanes, o.wal_segment_bytes, o.shards, o.flags);
+	close_store();
+	open_store(&o);
+}
+
+static const unsigned fault_kinds[] = {
+	0, /* every kind */
+	FFS_BIT(FFS_FDATASYNC) | FFS_BIT(FFS_FSYNC),
+	FFS_BIT(FFS_FDATASYNC),
+	FFS_BIT(FFS_FSYNC),
+	FFS_BIT(FFS_PWRITE),
+	FFS_BIT(FFS_PREAD),
+	FFS_BIT(FFS_FALLOCATE),
+	FFS_BIT(FFS_OPEN),
+	FFS_BIT(FFS_RENAME),
+	FFS_BIT(FFS_UNLINK),
+	FFS_BIT(FFS_MMAP),
+	FFS_BIT(FFS_FTRUNCATE),
+	FFS_BIT(FFS_CLOSE) | FFS_BIT(FFS_MUNMAP),
+	FFS_BIT(FFS_FSTAT_SIZE) | FFS_BIT(FFS_FLOCK) | FFS_BIT(FFS_MKDIR),
+};
+
+static void decode_fault(struct in *in, struct ffs_fault *f)
+{
+	uint8_t a = in_byte(in), b = in_byte(in), c = in_byte(in);
+
+	memset(f, 0, sizeof(*f));
+	f->action = (c & 0x18) == 0x18 ? FFS_SHORT : FFS_FAIL;
+	f->kinds = fault_kinds[a % (sizeof(fault_kinds) / sizeof(fault_kinds[0]))];
+	f->nth = 1 + b % 32;
+	f->err = c & 1 ? ENOSPC : EIO;
+	f->persistent = c & 2;
+	f->this_thread = c & 4;
+}
+
+static void arm(const struct ffs_fault *f)
+{
+	trace("arm: %s operation %" PRIu64 " of kinds %#x%s%s%s%s",
+	      f->action == FFS_SHORT ? "shorten" : "fail", f->nth, f->kinds,
+	      f->persistent ? " and every later one" : "", f->this_thread ? ", this thread's" : "",
+	      f->action == FFS_FAIL ? " with " : "", f->action == FFS_FAIL ? strerror(f->err) : "");
+	if (f->action == FFS_FAIL)
+		F.fail_armed = true;
+	ffs_arm(f);
+}
+
+static void op_fault(struct in *in)
+{
+	struct ffs_fault f;
+
+	decode_fault(in, &f);
+	arm(&f);
+}
+
+static void op_disarm(void)
+{
+	trace("disarm");
+	ffs_disarm(); /* what a fault did stays: the session stays "faulted" (A.1) */
+}
+
+/*
+ * A crash: every operation fails from now on (background threads included), the store is
+ * closed, and reopened with the production table (A.5); then closed and opened again with
+ * faultfs for the calls that follow.
+ */
+static void op_crash(struct in *in)
+{
+	struct ffs_fault f = { .action = FFS_FAIL, .nth = 1, .persistent = true };
+	pkv_options o;
+	int r;
+
+	f.err = in_byte(in) & 1 ? ENOSPC : EIO;
+	decode_opts(in, &o, true);
+	if (!reopen_allowed())
+		return;
+	arm(&f);
+	r = code(pkv_close(F.db));
+	F.db = NULL;
+	trace("crash: close %s; reopen: durability %d lanes %u segment %zu flags %#x",
+	      pkv_strerror(r), (int)o.durability, o.wal_lanes, o.wal_segment_bytes, o.flags);
+	ffs_uninstall();
+	F.fail_armed = false;
+	session_begin(&o);
+	r = code(pkv_open(F.dir, &o, &F.db));
+	CHECK(r == 0, "open after a crash: %s", pkv_strerror(r));
+	resolve();
+	r = code(pkv_close(F.db));
+	F.db = NULL;
+	CHECK(r == 0, "close after the recovery: %s", pkv_strerror(r));
+	open_store(&o);
+}
+
+/* Open under a fault: it succeeds (the session goes on with the fault armed) or fails with a
+ * clean code, and then a plain open must succeed (A.5 either way). */
+static void op_open_fault(struct in *in)
+{
+	struct ffs_fault f;
+	pkv_options o;
+	int r;
+
+	decode_opts(in, &o, true);
+	decode_fault(in, &f);
+	if (!reopen_allowed())
+		return;
+	trace("open under a fault: durability %d lanes %u segment %zu flags %#x", (int)o.durability,
+	      o.wal_lanes, o.wal_segment_bytes, o.flags);
+	close_store();
+	ffs_install();
+	ffs_set_sync_elide(true);
+	F.fail_armed = false;
+	arm(&f);
+	session_begin(&o);
+	r = code(pkv_open(F.dir, &o, &F.db));
+	trace("open under a fault: %s", pkv_strerror(r));
+	if (r == 0) {
+		resolve();
+		return;
+	}
+	CHECK(f.action == FFS_FAIL && ffs_injected() > 0, "open failed with no fault injected: %s",
+	      pkv_strerror(r));
+	CHECK(r == -EIO || r == -ENOSPC, "open under a fault: %s", pkv_strerror(r));
+	F.db = NULL;
+	open_store(&o);
+}
+
+/* A.2 for the pointers, flags and options the key/value pickers do not reach. */
+static void op_badargs(void)
+{
+	static const uint8_t k[1] = { 'k' };
+	pkv_options o;
+	pkv_stats st;
+	size_t vlen;
+	pkv *other = NULL;
+	int r;
+
+	trace("bad arguments");
+	CHECK(pkv_put(NULL, k, 1, k, 1) == PKV_EINVAL, "put(NULL db)");
+	CHECK(pkv_put(F.db, NULL, 1, k, 1) == PKV_EINVAL, "put(NULL key)");
+	CHECK(pkv_put(F.db, k, 1, NULL, 5) == PKV_EINVAL, "put(NULL value, 5)");
+	CHECK(pkv_put_ex(F.db, k, 1, k, 1, 0x80) == PKV_EINVAL, "put_ex(unknown flag)");
+	CHECK(pkv_del(NULL, k, 1) == PKV_EINVAL, "del(NULL db)");
+	CHECK(pkv_del(F.db, NULL, 1) == PKV_EINVAL, "del(NULL key)");
+	CHECK(pkv_del_ex(F.db, k, 1, 2) == PKV_EINVAL, "del_ex(unknown flag)");
+	CHECK(pkv_get(NULL, k, 1, gbuf, 1, &vlen) == PKV_EINVAL, "get(NULL db)");
+	CHECK(pkv_get(F.db, NULL, 1, gbuf, 1, &vlen) == PKV_EINVAL, "get(NULL key)");
+	CHECK(pkv_get(F.db, k, 1, NULL, 5, &vlen) == PKV_EINVAL, "get(NULL buf, 5)");
+	CHECK(pkv_get(F.db, k, 1, gbuf, 1, NULL) == PKV_EINVAL, "get(NULL vlen)");
+	CHECK(pkv_sync(NULL) == PKV_EINVAL, "sync(NULL)");
+	CHECK(pkv_compact(NULL) == PKV_EINVAL, "compact(NULL)");
+	CHECK(pkv_verify(NULL) == PKV_EINVAL, "verify(NULL)");
+	CHECK(pkv_get_stats(NULL, &st) == PKV_EINVAL, "get_stats(NULL db)");
+	CHECK(pkv_get_stats(F.db, NULL) == PKV_EINVAL, "get_stats(NULL out)");
+	CHECK(pkv_close(NULL) == 0, "close(NULL)");
+	/* Not bad, but here: the thread leaves RCU and is registered again by its next call. */
+	CHECK(pkv_thread_detach() == 0 && pkv_thread_detach() == 0, "thread_detach");
+	get_check(0, 5, 0);
+	CHECK(pkv_thread_attach() == 0 && pkv_thread_attach() == 0, "thread_attach");
+	CHECK(pkv_open(F.dir, NULL, NULL) == PKV_EINVAL, "open(NULL db_out)");
+	CHECK(pkv_open("", NULL, &other) == PKV_EINVAL && other == NULL, "open(\"\")");
+	for (int i = 0; i < 7; i++) {
+		pkv_options_default(&o);
+		switch (i) {
+		case 0:
+			o.durability = (enum pkv_durability)7;
+			break;
+		case 1:
+			o.durability = PKV_DURABLE_PERIODIC;
+			o.sync_interval_ms = 3600001;
+			break;
+		case 2:
+			o.wal_lanes = 65;
+			break;
+		case 3:
+			o.wal_segment_bytes = 4096;
+			break;
+		case 4:
+			o.shards = 3;
+			break;
+		case 5:
+			o.compact_wal_bytes = 4096;
+			break;
+		default:
+			o.flags = 0x100;
+			break;
+		}
+		r = code(pkv_open(F.dir, &o, &other));
+		CHECK(r == PKV_EINVAL && other == NULL, "open with bad option %d: %s", i,
+		      pkv_strerror(r));
+	}
+	/* A second handle on the open directory. */
+	pkv_options_default(&o);
+	o.flags = F.opts.flags & PKV_OPEN_READONLY;
+	r = code(pkv_open(F.dir, &o, &other));
+	CHECK(other == NULL, "a second open of %s succeeded", F.dir);
+	if (!faulted())
+		CHECK(r == PKV_ELOCKED, "a second open: %s, expected ELOCKED", pkv_strerror(r));
+	else
+		CHECK(r == PKV_ELOCKED || r == -EIO || r == -ENOSPC, "a second open: %s",
+		      pkv_strerror(r));
+	check_stats(); /* nothing of this took a sequence number */
+}
+
+/* ---- the driver ---------------------------------------------------------------------------- */
+
+enum call {
+	C_PUT,
+	C_PUT_EX,
+	C_GET,
+	C_DEL,
+	C_DEL_EX,
+	C_SYNC,
+	C_COMPACT,
+	C_VERIFY,
+	C_STATS,
+	C_REOPEN,
+	C_CRASH,
+	C_FAULT,
+	C_DISARM,
+	C_OPEN_FAULT,
+	C_BADARGS,
+	C_COMPARE,
+};
+
+static const char *const call_names[] = {
+	[C_PUT] = "put",
+	[C_PUT_EX] = "put_ex",
+	[C_GET] = "get",
+	[C_DEL] = "del",
+	[C_DEL_EX] = "del_ex",
+	[C_SYNC] = "sync",
+	[C_COMPACT] = "compact",
+	[C_VERIFY] = "verify",
+	[C_STATS] = "stats",
+	[C_REOPEN] = "reopen",
+	[C_CRASH] = "crash",
+	[C_FAULT] = "fault",
+	[C_DISARM] = "disarm",
+	[C_OPEN_FAULT] = "open under a fault",
+	[C_BADARGS] = "bad arguments",
+	[C_COMPARE] = "compare",
+};
+
+/* A call's byte (mod 32) -> the call: writes and gets most often. */
+static const uint8_t call_of[32] = {
+	C_PUT,	  C_PUT,	C_PUT,	   C_PUT,     C_PUT,   C_PUT,	 C_PUT_EX, C_PUT_EX,
+	C_GET,	  C_GET,	C_GET,	   C_GET,     C_GET,   C_DEL,	 C_DEL,	   C_DEL,
+	C_DEL_EX, C_SYNC,	C_COMPACT, C_VERIFY,  C_STATS, C_REOPEN, C_CRASH,  C_FAULT,
+	C_DISARM, C_OPEN_FAULT, C_BADARGS, C_COMPARE, C_PUT,   C_PUT,	 C_PUT,	   C_PUT_EX,
+};
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static void rm_tree(const char *path)
+{
+	(void)nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void cleanup_root(void)
+{
+	if (F.root[0])
+		rm_tree(F.root);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	const char *tmp = getenv("TMPDIR");
+
+	(void)argc;
+	(void)argv;
+	snprintf(F.root, sizeof(F.root), "%s/pkv-fuzz-api-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
+	if (mkdtemp(F.root) == NULL) {
+		perror("fuzz_api: mkdtemp");
+		abort();
+	}
+	snprintf(F.dir, sizeof(F.dir), "%s/db", F.root);
+	atexit(cleanup_root);
+	F.trace = getenv("PKV_FUZZ_TRACE") && getenv("PKV_FUZZ_TRACE")[0] == '1';
+	vbuf = malloc(PKV_MAX_VALUE + 1);
+	ebuf = malloc(PKV_MAX_VALUE + 1);
+	gbuf = malloc(PKV_MAX_VALUE + GBUF_SLACK);
+	if (vbuf == NULL || ebuf == NULL || gbuf == NULL)
+		abort();
+	for (int i = 0; i < NKEYS; i++)
+		for (int j = 0; j <= (int)PKV_MAX_KEY; j++) /* key 0 is a single NUL byte */
+			keys[i][j] = (uint8_t)(i * 37 + j * 11 + (j >> 3));
+	return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct in in = { .p = data, .n = size };
+	pkv_options o;
+
+	rm_tree(F.dir);
+	memset(&F.live, 0, sizeof(F.live));
+	memset(&F.stable, 0, sizeof(F.stable));
+	F.stable_seq = F.seq = 0;
+	F.ntail = 0;
+	F.serial = 0;
+	F.op = F.reopens = F.huge = 0;
+	F.what = "open";
+	pthread_mutex_lock(&log_mu);
+	memset(log_ring, 0, sizeof(log_ring));
+	pthread_mutex_unlock(&log_mu);
+
+	decode_opts(&in, &o, false);
+	trace("open: durability %d lanes %u segment %zu shards %u flags %#x", (int)o.durability,
+	      o.wal_lanes, o.wal_segment_bytes, o.shards, o.flags);
+	open_store(&o);
+	while (in.off < in.n && F.op < MAX_OPS) {
+		uint8_t b = in_byte(&in);
+
+		F.op++;
+		F.what = call_names[call_of[b % 32]];
+		switch (call_of[b % 32]) {
+		case C_PUT:
+			op_write(&in, false, false);
+			break;
+		case C_PUT_EX:
+			op_write(&in, false, true);
+			break;
+		case C_GET:
+			op_get(&in);
+			break;
+		case C_DEL:
+			op_write(&in, true, false);
+			break;
+		case C_DEL_EX:
+			op_write(&in, true, true);
+			break;
+		case C_SYNC:
+			op_sync();
+			break;
+		case C_COMPACT:
+			op_compact();
+			break;
+		case C_VERIFY:
+			op_verify();
+			break;
+		case C_STATS:
+			check_stats();
+			break;
+		case C_REOPEN:
+			op_reopen(&in);
+			break;
+		case C_CRASH:
+			op_crash(&in);
+			break;
+		case C_FAULT:
+			op_fault(&in);
+			break;
+		case C_DISARM:
+			op_disarm();
+			break;
+		case C_OPEN_FAULT:
+			op_open_fault(&in);
+			break;
+		case C_BADARGS:
+			op_badargs();
+			break;
+		default:
+			compare_all();
+			break;
+		}
+	}
+	F.what = "final close";
+	ffs_disarm();
+	close_store();
+	ffs_uninstall();
+	return 0;
+}
