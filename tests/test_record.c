@@ -267,7 +267,7 @@ Test(record, round_trip_and_layout)
 		cr_assert_eq(get64(p + 8), seq);
 		cr_assert_eq(p[16], sh->type);
 		cr_assert_eq(p[17], 0);
-		cr_assert_eq(p[18] | p[19] << 8, sh->klen);
+		cr_assert_eq((unsigned)(p[18] | p[19] << 8), (unsigned)sh->klen);
 		cr_assert_eq(get32(p + 20), sh->vlen);
 		cr_assert_eq(get64(p + 24), synced);
 		cr_assert(!memcmp(p + 32, key, sh->klen));
