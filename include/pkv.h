@@ -222,7 +222,11 @@ PKV_EXPORT int pkv_close(pkv *db);
  *
  * Returns: 0; PKV_EINVAL (NULL @db or @key, @klen 0, NULL @val with @vlen > 0); PKV_ETOOBIG;
  * PKV_EREADONLY (read-only open, or writes stopped after an I/O error); -ENOSPC / -EIO / -ENOMEM
- * when the record could not be written (nothing was applied; the store stays usable).
+ * when the record could not be written (nothing was applied; the store stays usable); or, for a
+ * power-durable write (PKV_DURABLE_POWER, PKV_WRITE_POWER), the -errno of the fdatasync that
+ * failed after the record was written: the write is applied and visible but not known to be
+ * durable (it may or may not survive a power loss), and the store refuses every later write
+ * with PKV_EREADONLY.
  * Context: any thread; writers of keys in the same shard are serialized for a few hundred
  * nanoseconds. Under PKV_DURABLE_POWER it blocks for one (shared) fdatasync.
  */
