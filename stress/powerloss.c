@@ -71,30 +71,12 @@
 #include "stress_util.h"
 
 #define NWRITERS 2
-#define DEL_LAG 16 /* D: the seq key of operation n is deleted at operation n + D */
 #define VMAGIC 0x4c50504bu
-#define MAX_BODY 16384u
+#include "history.h" /* the writer history: keys, values, E(P) */
 #define OLD_SAMPLE 64 /* deleted seq keys probed at random per writer per verification */
 #define MAX_FAIL_PRINT 40
 #define HANG_S 120.0 /* a child silent this long is hung */
 #define LOG_CAP 3000
-
-enum kind {
-	KIND_SEQ = 1,
-	KIND_HEAD = 2
-};
-
-struct vhdr {
-	uint32_t magic;
-	uint32_t writer;
-	uint32_t kind;
-	uint32_t body_len;
-	uint64_t n;
-	uint64_t sum;
-};
-_Static_assert(sizeof(struct vhdr) == 32, "value header is 32 bytes");
-#define HDR ((size_t)sizeof(struct vhdr))
-#define MAX_VAL (HDR + MAX_BODY)
 
 /* Child -> parent messages. Each is one write() of at most PIPE_BUF bytes, so the writers' and
  * the cutting thread's messages never interleave. */
@@ -206,52 +188,6 @@ static void vfail(const char *fmt, ...)
 }
 
 /* ---- history ---------------------------------------------------------------------------- */
-
-static size_t seq_key(unsigned w, uint64_t n, char *buf)
-{
-	return (size_t)snprintf(buf, 64, "w%u/seq/%010" PRIu64, w, n);
-}
-
-static size_t head_key(unsigned w, char *buf)
-{
-	return (size_t)snprintf(buf, 64, "w%u/head", w);
-}
-
-static uint32_t body_len_of(unsigned w, uint64_t n, unsigned kind)
-{
-	uint64_t h = su_hash3(w, n, kind);
-
-	if ((h & 63) == 0)
-		return (uint32_t)((h >> 8) % (MAX_BODY + 1));
-	return (uint32_t)((h >> 8) % 600);
-}
-
-static size_t make_value(unsigned w, uint64_t n, unsigned kind, unsigned char *buf /* OUT */)
-{
-	struct vhdr h = {
-		.magic = VMAGIC,
-		.writer = w,
-		.kind = kind,
-		.body_len = body_len_of(w, n, kind),
-		.n = n,
-	};
-
-	su_fill(buf + HDR, h.body_len, su_hash3(w + 100, n, kind));
-	h.sum = su_fnv(su_fnv(SU_FNV_INIT, &h, 24), buf + HDR, h.body_len);
-	memcpy(buf, &h, HDR);
-	return HDR + h.body_len;
-}
-
-/* E(P) for one writer: seq keys [*lo, *hi) present, head = *heads - 1 (absent if 0). */
-static void expected(uint64_t p, uint64_t *lo, uint64_t *hi, uint64_t *heads)
-{
-	uint64_t puts = (p + 2) / 3; /* ops n with 3n < p */
-	uint64_t cut = (p + 1) / 3; /* ops n with 3n + 1 < p */
-
-	*lo = cut > DEL_LAG ? cut - DEL_LAG : 0;
-	*hi = puts;
-	*heads = p / 3; /* ops n with 3n + 2 < p */
-}
 
 static uint64_t expected_keys(const uint64_t *pos)
 {
@@ -721,22 +657,6 @@ out:
 }
 
 /* ---- parent: files ---------------------------------------------------------------------- */
-
-static int read_full(int fd, void *buf, size_t len)
-{
-	size_t got = 0;
-
-	while (got < len) {
-		ssize_t n = read(fd, (char *)buf + got, len - got);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		got += (size_t)n;
-	}
-	return 0;
-}
 
 /* A path into @out (PL_PATH bytes); a path that does not fit ends the run. */
 static void path_fmt(char *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

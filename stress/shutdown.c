@@ -87,28 +87,10 @@
 #define WHO_COMPACT 3
 #define WHO_OPEN 4
 #define NWHO 5
-#define DEL_LAG 16
 #define VMAGIC 0x54554853u
-#define MAX_BODY 16384u
+#include "history.h" /* the writer history: keys, values, E(P) */
 #define MAX_FAIL_PRINT 40
 #define GRACE_MS 3000 /* how long the child gets to report its errors after the shutdown */
-
-enum kind {
-	KIND_SEQ = 1,
-	KIND_HEAD = 2
-};
-
-struct vhdr {
-	uint32_t magic;
-	uint32_t writer;
-	uint32_t kind;
-	uint32_t body_len;
-	uint64_t n;
-	uint64_t sum;
-};
-_Static_assert(sizeof(struct vhdr) == 32, "value header is 32 bytes");
-#define HDR ((size_t)sizeof(struct vhdr))
-#define MAX_VAL (HDR + MAX_BODY)
 
 enum msg_type {
 	MSG_ACK = 1, /* val: steps done; aux (POWER writers): writer 2's steps done before this one */
@@ -188,43 +170,6 @@ static void vfail(uint64_t *failed, const char *fmt, ...)
 }
 
 /* ---- history ------------------------------------------------------------------------------ */
-
-static size_t seq_key(unsigned w, uint64_t n, char *buf)
-{
-	return (size_t)snprintf(buf, 64, "w%u/seq/%010" PRIu64, w, n);
-}
-
-static size_t head_key(unsigned w, char *buf)
-{
-	return (size_t)snprintf(buf, 64, "w%u/head", w);
-}
-
-static size_t make_value(unsigned w, uint64_t n, unsigned kind, unsigned char *buf /* OUT */)
-{
-	uint64_t h = su_hash3(w, n, kind);
-	struct vhdr v = {
-		.magic = VMAGIC,
-		.writer = w,
-		.kind = kind,
-		.body_len = (uint32_t)((h & 63) == 0 ? (h >> 8) % (MAX_BODY + 1) : (h >> 8) % 600),
-		.n = n,
-	};
-
-	su_fill(buf + HDR, v.body_len, su_hash3(w + 100, n, kind));
-	v.sum = su_fnv(su_fnv(SU_FNV_INIT, &v, 24), buf + HDR, v.body_len);
-	memcpy(buf, &v, HDR);
-	return HDR + v.body_len;
-}
-
-/* E(P): seq keys [*lo, *hi) present, head = *heads - 1 (absent if *heads == 0). */
-static void expected(uint64_t p, uint64_t *lo, uint64_t *hi, uint64_t *heads)
-{
-	uint64_t puts = (p + 2) / 3, cut = (p + 1) / 3;
-
-	*lo = cut > DEL_LAG ? cut - DEL_LAG : 0;
-	*hi = puts;
-	*heads = p / 3;
-}
 
 /* ---- writer child ------------------------------------------------------------------------- */
 
@@ -737,22 +682,6 @@ static void save_cut(const char *dst)
 		close(out);
 	}
 	close(in);
-}
-
-static int read_full(int fd, void *buf, size_t len)
-{
-	size_t got = 0;
-
-	while (got < len) {
-		ssize_t n = read(fd, (char *)buf + got, len - got);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		got += (size_t)n;
-	}
-	return 0;
 }
 
 /* Errors after the shutdown, by code. */
