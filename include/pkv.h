@@ -53,6 +53,10 @@ extern "C" {
 #define PKV_ELOCKED (-30004)   /* the directory is already open (this or another process) */
 #define PKV_ECORRUPT (-30005)  /* files are damaged beyond a torn, unacknowledged tail */
 #define PKV_EREADONLY (-30006) /* opened read-only, or writes were stopped after an I/O error */
+#define PKV_ECONFLICT (-30007) /* a condition of pkv_write did not hold; nothing was written */
+
+/** pkv_batch_expect(): any version, as long as the key is present. */
+#define PKV_ANY UINT64_MAX
 
 /* ------------------------------------------------------------------------------------------ */
 /* Options                                                                                       */

@@ -17,7 +17,8 @@
 	XX(ETOOBIG, -30003, "key or value too large")                                          \
 	XX(ELOCKED, -30004, "store directory is locked by another open handle")               \
 	XX(ECORRUPT, -30005, "store files are corrupt")                                       \
-	XX(EREADONLY, -30006, "store is read-only (opened read-only, or writes stopped after an I/O error)")
+	XX(EREADONLY, -30006, "store is read-only (opened read-only, or writes stopped after an I/O error)")  \
+	XX(ECONFLICT, -30007, "a condition of the write did not hold; nothing was written")
 
 /* errno values never reach this far down; PKV_* codes live below it. */
 #define PKV__ERRNO_MAX 4095

@@ -14,7 +14,7 @@
 #include "pkv.h"
 
 static const int codes[] = {
-	PKV_NOTFOUND, PKV_EINVAL, PKV_ETOOBIG, PKV_ELOCKED, PKV_ECORRUPT, PKV_EREADONLY,
+	PKV_NOTFOUND, PKV_EINVAL, PKV_ETOOBIG, PKV_ELOCKED, PKV_ECORRUPT, PKV_EREADONLY, PKV_ECONFLICT,
 };
 #define NCODES (sizeof(codes) / sizeof(codes[0]))
 
