@@ -205,7 +205,8 @@ PKV_EXPORT void pkv_options_default(pkv_options *opts);
  * Returns: 0; PKV_EINVAL (NULL @db_out, bad option); PKV_ELOCKED (the directory is open, in this
  * process or another); PKV_ECORRUPT (damage that is not a torn tail, or that proves the loss of a
  * synced write; the log callback names the file and offset); -ENOENT (PKV_OPEN_NOCREATE and no
- * store); -ENOMEM; other -errno from the file system.
+ * store); -ENOMEM; other -errno from the file system; PKV_EINVAL inside a read section (see
+ * pkv_read_begin()).
  * Context: any thread; blocks for the duration of recovery.
  */
 PKV_EXPORT int pkv_open(const char *dir, const pkv_options *opts, pkv **db_out);
@@ -215,7 +216,10 @@ PKV_EXPORT int pkv_open(const char *dir, const pkv_options *opts, pkv **db_out);
  * DIR/LOCK and free the handle. No other thread may use @db during or after the call.
  * @db: handle, or NULL (a no-op returning 0).
  * Returns: 0; or the -errno of the final fdatasync (the handle is freed all the same), or the
- * code that made the store read-only earlier.
+ * code that made the store read-only earlier; PKV_EINVAL if the calling thread is inside a read
+ * section (on any store): nothing is done and the handle stays open.
+ * Context: closing waits for every thread's read sections to end: close no store while another
+ * thread has a section open on it (that thread would be using a handle being closed).
  */
 PKV_EXPORT int pkv_close(pkv *db);
 
@@ -230,7 +234,8 @@ PKV_EXPORT int pkv_close(pkv *db);
  * power-durable write (PKV_DURABLE_POWER, PKV_WRITE_POWER), the -errno of the fdatasync that
  * failed after the record was written: the write is applied and visible but not known to be
  * durable (it may or may not survive a power loss), and the store refuses every later write
- * with PKV_EREADONLY.
+ * with PKV_EREADONLY. PKV_EINVAL for a power-durable write inside a read section (nothing is
+ * written; see pkv_read_begin()).
  * Context: any thread; writers of keys in the same shard are serialized for a few hundred
  * nanoseconds. Under PKV_DURABLE_POWER it blocks for one (shared) fdatasync.
  */
@@ -257,6 +262,115 @@ PKV_EXPORT int pkv_put_ex(pkv *db, const void *key, size_t klen, const void *val
  */
 PKV_EXPORT int pkv_get(pkv *db, const void *key, size_t klen, void *buf, size_t cap, size_t *vlen);
 
+/* ------------------------------------------------------------------------------------------ */
+/* Read sections: zero-copy reads                                                                */
+
+/** How many stores one thread may have read sections open on at the same time. */
+#define PKV_READ_MAX_STORES 8u
+
+/**
+ * pkv_read_begin() - open a read section on @db in the calling thread.
+ * @db: store.
+ *
+ * Inside a section the thread reads without copying: pkv_get_ref() and pkv_get_many() hand out
+ * pointers into the store (into a record of the live map, or straight into the mapped snapshot)
+ * that stay valid, their bytes unchanged, until the thread's outermost pkv_read_end(), whatever
+ * writers, deletes and compactions do meanwhile: what they replace is freed, and a replaced
+ * snapshot unmapped, only after every section that could see it has ended.
+ *
+ * Sections are per thread and nest: each begin needs one pkv_read_end() on the same store, from
+ * the same thread. A thread may have sections open on up to PKV_READ_MAX_STORES stores at once.
+ *
+ * Inside any section (on any store) a thread may call pkv_get(), pkv_get_ref(), pkv_get_many(),
+ * pkv_get_stats(), nested begin/end, and writes that do not wait for durability (pkv_put(),
+ * pkv_del() and their _ex forms without PKV_WRITE_POWER on a store not opened with
+ * PKV_DURABLE_POWER). A call that would wait for readers to leave their sections, or for
+ * another thread that may be waiting for them, returns PKV_EINVAL there at once instead of
+ * waiting for itself forever: pkv_open(), pkv_close(), pkv_compact(), pkv_verify(), pkv_sync(),
+ * a power-durable put or delete, pkv_thread_detach(). A section holds back the reclamation of
+ * every replaced record and compactions' completion in the whole process while it lasts: keep
+ * sections short (microseconds to milliseconds), as a section of any RCU.
+ *
+ * Returns: 0; PKV_EINVAL (NULL @db; sections already open on PKV_READ_MAX_STORES other stores;
+ * nesting deeper than UINT_MAX).
+ * Context: any thread; no lock, no syscall (the thread's first pkv call registers it with RCU).
+ */
+PKV_EXPORT int pkv_read_begin(pkv *db);
+
+/**
+ * pkv_read_end() - close the innermost read section the calling thread has open on @db.
+ * @db: store.
+ *
+ * When it closes the thread's outermost section (over all stores), every pointer handed out
+ * inside becomes invalid.
+ * Returns: 0; PKV_EINVAL (NULL @db, or no section of this thread is open on @db: nothing changes).
+ * Context: the thread that called pkv_read_begin(); no lock, no syscall (apart from, at most once
+ * per grace period, waking a compaction or close that waits for this thread's section to end).
+ */
+PKV_EXPORT int pkv_read_end(pkv *db);
+
+/**
+ * pkv_get_ref() - find @key and point at its value, without copying it.
+ * @db, @key, @klen: store and key (1 .. PKV_MAX_KEY bytes).
+ * @val:  OUT: the value's first byte (NULL when not found); valid until the calling thread's
+ *        outermost pkv_read_end(). Never written through: the bytes belong to the store. Not
+ *        aligned in any particular way, and not NUL-terminated.
+ * @vlen: OUT: the value's length (0 when not found).
+ * @seq:  OUT, may be NULL: the sequence number of the version found (0 when not found). A batch
+ *        (pkv_write) gives every key it writes its one sequence number.
+ *
+ * Returns: 0; PKV_NOTFOUND; PKV_EINVAL (NULL @db, @key, @val or @vlen, @klen 0, or the calling
+ * thread has no read section open on @db); PKV_ETOOBIG (@klen > PKV_MAX_KEY); PKV_ECORRUPT (as
+ * pkv_get()). Whatever it returns, *@val, *@vlen and *@seq are set when their pointers are not
+ * NULL.
+ * Context: inside a read section on @db (pkv_read_begin()); lock-free as pkv_get(), no syscall.
+ * Sees every write that returned before it started.
+ */
+PKV_EXPORT int pkv_get_ref(pkv *db, const void *key, size_t klen, const void **val, size_t *vlen,
+			   uint64_t *seq);
+
+/**
+ * struct pkv_item - one key of a pkv_get_many() call.
+ * @key, @klen:  IN: the key.
+ * @val, @vlen:  OUT: the value (NULL and 0 unless @rc is 0); valid until the calling thread's
+ *               outermost pkv_read_end(), as with pkv_get_ref().
+ * @seq:         OUT: the sequence number of the version found (0 if absent).
+ * @expires_ms:  OUT: the version's expiry, in milliseconds since the epoch; 0 = never.
+ * @rc:          OUT: 0; PKV_NOTFOUND; PKV_ECORRUPT (as pkv_get()); PKV_EINVAL (NULL @key or
+ *               @klen 0); PKV_ETOOBIG (@klen > PKV_MAX_KEY).
+ */
+typedef struct pkv_item {
+	const void *key;
+	size_t klen;
+	const void *val;
+	size_t vlen;
+	uint64_t seq;
+	uint64_t expires_ms;
+	int rc;
+} pkv_item;
+
+/**
+ * pkv_get_many() - look up @n keys at once, without copying their values.
+ * @db:    store.
+ * @items: the keys (in) and, per key, the result (out; see struct pkv_item). A key may appear
+ *         more than once.
+ * @n:     number of items, 1 .. INT_MAX.
+ *
+ * Faster than @n gets for more than a few keys: it hashes the keys of a group, prefetches their
+ * table slots, then their records (or the snapshot's index entries and records), and only then
+ * reads them, so that the memory misses of a group overlap. The results are as of one moment
+ * with respect to batches: they never show a batch (pkv_write) in part, only all of its keys or
+ * none. Single puts and deletes that run meanwhile may show or not, each on its own, as with
+ * @n calls of pkv_get_ref().
+ *
+ * Returns: how many items have @rc 0 (0 .. @n); PKV_EINVAL (NULL @db or @items, @n 0 or larger
+ * than INT_MAX, or the calling thread has no read section open on @db: no item is touched). A bad
+ * key fails its own item only.
+ * Context: inside a read section on @db (pkv_read_begin()); no lock, no syscall; waits (spinning
+ * briefly) while a batch is being published.
+ */
+PKV_EXPORT int pkv_get_many(pkv *db, pkv_item *items, size_t n);
+
 /**
  * pkv_del() - remove @key.
  * Returns: 0; PKV_NOTFOUND (nothing was written); otherwise as pkv_put().
@@ -269,8 +383,9 @@ PKV_EXPORT int pkv_del_ex(pkv *db, const void *key, size_t klen, unsigned flags)
 
 /**
  * pkv_sync() - make every write that returned before this call power-loss durable.
- * Returns: 0; PKV_EINVAL (NULL @db); PKV_EREADONLY or the -errno of a failed fdatasync (after
- * which the store refuses writes: a failed fdatasync is never retried and pretended away).
+ * Returns: 0; PKV_EINVAL (NULL @db, or inside a read section); PKV_EREADONLY or the -errno of a
+ * failed fdatasync (after which the store refuses writes: a failed fdatasync is never retried
+ * and pretended away).
  * Context: any thread; joins or leads a group commit.
  */
 PKV_EXPORT int pkv_sync(pkv *db);
@@ -284,7 +399,8 @@ PKV_EXPORT int pkv_sync(pkv *db);
  * Readers are never blocked; each writer shard is paused once, for the time it takes to list its
  * live records. Runs one at a time (a call during a background compaction waits for it).
  *
- * Returns: 0 (also a no-op for an in-memory store); PKV_EINVAL; PKV_EREADONLY; -ENOSPC and other
+ * Returns: 0 (also a no-op for an in-memory store); PKV_EINVAL (NULL @db, or inside a read
+ * section: a compaction waits for every section to end); PKV_EREADONLY; -ENOSPC and other
  * -errno (nothing changed: the previous snapshot and the WAL stay authoritative).
  * Context: any thread; blocks for the duration of the compaction.
  */
@@ -293,7 +409,8 @@ PKV_EXPORT int pkv_compact(pkv *db);
 /**
  * pkv_verify() - check every checksum of the current snapshot (header, index, records) and that
  * its index and records agree. The WAL is checked record by record at every open.
- * Returns: 0; PKV_EINVAL; PKV_ECORRUPT (the log callback names the file and the damage).
+ * Returns: 0; PKV_EINVAL (NULL @db, or inside a read section); PKV_ECORRUPT (the log callback
+ * names the file and the damage).
  * Context: any thread; reads the whole snapshot.
  */
 PKV_EXPORT int pkv_verify(pkv *db);
@@ -314,7 +431,8 @@ PKV_EXPORT int pkv_thread_attach(void);
 
 /**
  * pkv_thread_detach() - unregister the calling thread (pkv would do it at thread exit). The thread
- * may call into pkv again later; it is then registered again. Returns 0.
+ * may call into pkv again later; it is then registered again.
+ * Returns: 0; PKV_EINVAL inside a read section (the thread stays registered).
  */
 PKV_EXPORT int pkv_thread_detach(void);
 

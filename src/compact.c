@@ -444,7 +444,7 @@ void pkv__compactor_kick(struct pkv *db)
 
 PKV_EXPORT int pkv_compact(pkv *db)
 {
-	if (db == NULL)
+	if (db == NULL || pkv__in_read_section()) /* read.c RD.4: it waits for a grace period */
 		return PKV_EINVAL;
 	if (db->in_memory)
 		return 0;
@@ -459,7 +459,8 @@ PKV_EXPORT int pkv_verify(pkv *db)
 	const char *why = NULL;
 	int r = 0;
 
-	if (db == NULL)
+	/* read.c RD.4: compact_mu may be held by a compaction waiting for a grace period. */
+	if (db == NULL || pkv__in_read_section())
 		return PKV_EINVAL;
 	if (db->in_memory)
 		return 0;

@@ -83,6 +83,8 @@ PKV_EXPORT int pkv_thread_attach(void)
 
 PKV_EXPORT int pkv_thread_detach(void)
 {
+	if (pkv__in_read_section())
+		return PKV_EINVAL; /* read.c RD.4: unregistering would end the sections under it */
 	if (pkv__rcu_registered) {
 		urcu_memb_unregister_thread();
 		pkv__rcu_registered = false;
@@ -252,7 +254,8 @@ PKV_EXPORT int pkv_open(const char *dir, const pkv_options *opts, pkv **db_out)
 	bool create;
 	int r;
 
-	if (db_out == NULL || (dir != NULL && dir[0] == '\0'))
+	/* read.c RD.4: a failed open waits for RCU callbacks (pkv__map_destroy). */
+	if (db_out == NULL || (dir != NULL && dir[0] == '\0') || pkv__in_read_section())
 		return PKV_EINVAL;
 	db = calloc(1, sizeof(*db));
 	if (db == NULL)
@@ -361,6 +364,8 @@ PKV_EXPORT int pkv_close(pkv *db)
 
 	if (db == NULL)
 		return 0;
+	if (pkv__in_read_section())
+		return PKV_EINVAL; /* read.c RD.4: closing waits for every reader; nothing changed */
 	pkv__rcu_enter();
 	if (!db->in_memory && !db->readonly_open) {
 		pkv__compactor_stop(db);
@@ -494,6 +499,8 @@ static int db_write(struct pkv *db, enum wal_rec_type type, const void *key, siz
 	pkv__rcu_enter();
 	durable = !db->in_memory &&
 		  (db->opts.durability == PKV_DURABLE_POWER || (flags & PKV_WRITE_POWER));
+	if (durable && pkv__in_read_section())
+		return PKV_EINVAL; /* read.c RD.4: it waits for other threads that may wait for us */
 	if (durable) /* sync.c S.5: a group commit waits for writers counted here */
 		__atomic_add_fetch(&db->sync.inflight, 1, __ATOMIC_RELEASE);
 	if (type == WAL_PUT) {
@@ -587,66 +594,13 @@ PKV_EXPORT int pkv_del(pkv *db, const void *key, size_t klen)
 	return pkv_del_ex(db, key, klen, 0);
 }
 
-/* ---- the read path ----------------------------------------------------------------- */
-
-PKV_EXPORT int pkv_get(pkv *db, const void *key, size_t klen, void *buf, size_t cap, size_t *vlen)
-{
-	const struct pkv_rec *rec;
-	const void *val = NULL;
-	uint32_t n = 0;
-	uint64_t h;
-	int r;
-
-	if (db == NULL || vlen == NULL || (buf == NULL && cap > 0))
-		return PKV_EINVAL;
-	r = check_key(key, klen);
-	if (r < 0)
-		return r;
-	pkv__rcu_enter();
-	h = pkv__map_hash(&db->map, key, klen);
-	pkv__rcu_read_lock();
-	rec = pkv__map_get_rcu(&db->map, h, key, klen);
-	if (rec != NULL) {
-		if (!(rec->flags & PKV_REC_TOMB)) {
-			val = pkv__rec_val(rec);
-			n = rec->vlen;
-		}
-	} else {
-		/* Loaded after the live-map miss: never older than what the miss saw (C.7). */
-		const struct pkv_snap *base = pkv__db_base_rcu(db);
-		const struct snap_rec_disk *sr;
-
-		/* N.4: checked bytes or PKV_ECORRUPT, never damaged bytes and never a false miss. */
-		if (base && (r = pkv__snap_find(base, h, key, klen, &sr)) == 0) {
-			val = pkv__snap_rec_val(sr);
-			n = sr->vlen;
-		} else if (r == PKV_NOTFOUND) {
-			r = 0;
-		}
-	}
-	if (val != NULL) {
-		*vlen = n;
-		if (cap > 0 && n > 0) /* buf may be NULL when only the length is asked for */
-			memcpy(buf, val, cap < n ? cap : n);
-	} else {
-		*vlen = 0;
-		if (r == 0)
-			r = PKV_NOTFOUND;
-	}
-	pkv__rcu_read_unlock();
-	if (r == PKV_ECORRUPT)
-		pkv__log(db, PKV_LOG_ERROR, "get: the snapshot of %s is damaged on a key's path",
-			 db->dir);
-	return r;
-}
-
 /* ---- sync, stats ------------------------------------------------------------------- */
 
 PKV_EXPORT int pkv_sync(pkv *db)
 {
 	int r;
 
-	if (db == NULL)
+	if (db == NULL || pkv__in_read_section()) /* read.c RD.4 */
 		return PKV_EINVAL;
 	if (db->in_memory)
 		return 0;

@@ -23,6 +23,16 @@
  *       the key's probe sequence; only relocations and tombstone reuse make ck_ht readers reprobe.
  *  M.6  Growth happens before a write reaches the WAL (pkv__map_reserve_locked), so a write that
  *       took a sequence number is never refused by the table for want of room.
+ *  M.7  Batch visibility: a batch that writes several keys bumps batch_begun (seq_cst) after it
+ *       holds all its shard locks and before it publishes anything, and batch_done (release)
+ *       after it published everything. A multi-get reads done then begun (acquire) and waits
+ *       while they differ; after its lookups it reloads begun: if any record it saw belonged to
+ *       a batch begun since, that record's acquire load of seq (M.2) made the increment visible,
+ *       so begun differs and it looks up again. Equal counts mean every batch it may have seen
+ *       was complete when done was read, and every record of those was published before.
+ *  M.8  Readers probe inline (map.h pkv__ck_probe_rcu): the loads and restarts of
+ *       ck_ht_get_spmc over a mirror of ck_ht's table header, checked against a fresh table at
+ *       init; without a match every lookup calls ck_ht_get_spmc.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -145,6 +155,26 @@ static void retire_locked(struct map_shard *s, void *p)
 
 /* ---- the map -------------------------------------------------------------------------- */
 
+/*
+ * M.8: does struct pkv__ck_map describe the table ck_ht_init just made for @cap slots? Every
+ * field the inline probe reads is checked against what it must be in an empty table.
+ */
+static bool ck_map_mirror_ok(const ck_ht_t *ht, uint64_t cap)
+{
+	const struct pkv__ck_map *map = (const struct pkv__ck_map *)ht->map;
+	uintptr_t first = ((uintptr_t)(map + 1) + 63) & ~(uintptr_t)63;
+	uint64_t step = 0;
+
+	while ((1ull << step) < cap)
+		step++;
+	return map->mode == CK_HT_MODE_BYTESTRING && map->capacity == cap &&
+	       map->mask == cap - 1 && map->step == step && map->n_entries == 0 &&
+	       map->deletions == 0 && map->probe_maximum == 0 && map->probe_bound == NULL &&
+	       map->probe_limit >= 1 && (uintptr_t)map->entries == first &&
+	       map->size >= sizeof(*map) + cap * sizeof(ck_ht_entry_t) &&
+	       sizeof(ck_ht_entry_t) == 32;
+}
+
 int pkv__map_init(struct pkv_map *m, unsigned nshards, size_t capacity_hint)
 {
 	uint64_t per_shard;
@@ -159,9 +189,13 @@ int pkv__map_init(struct pkv_map *m, unsigned nshards, size_t capacity_hint)
 	for (unsigned n = nshards; n > 1; n >>= 1)
 		m->shard_shift--;
 
-	/* ck_ht keeps its load factor under 1/2; leave ~25% slack for uneven shards. */
-	per_shard = (uint64_t)capacity_hint / nshards;
-	per_shard = per_shard * 2 + per_shard / 2;
+	/*
+	 * ck_ht keeps its load factor under 1/2: two slots per key, rounded up to a power of two
+	 * (so usually with room to spare). A shard that the hash favours beyond that grows alone,
+	 * before its write reaches the WAL (M.6). No further slack: a slot is 32 bytes, and a
+	 * table twice the size costs 32 more bytes per key in every store that sets the hint.
+	 */
+	per_shard = (uint64_t)capacity_hint / nshards * 2;
 	if (per_shard < 64)
 		per_shard = 64;
 
@@ -180,6 +214,7 @@ int pkv__map_init(struct pkv_map *m, unsigned nshards, size_t capacity_hint)
 		while (s->cap < per_shard) /* ck_ht rounds its capacity up to a power of two */
 			s->cap <<= 1;
 	}
+	m->inline_probe = ck_map_mirror_ok(&m->shards[0].ht, m->shards[0].cap);
 	return 0;
 fail:
 	while (i-- > 0) {
@@ -211,22 +246,6 @@ void pkv__map_destroy(struct pkv_map *m)
 	urcu_memb_barrier();
 	free(m->shards);
 	m->shards = NULL;
-}
-
-const struct pkv_rec *pkv__map_get_rcu(struct pkv_map *m, uint64_t hash, const void *key,
-				       size_t klen)
-{
-	struct map_shard *s = pkv__map_shard(m, hash);
-	ck_ht_hash_t h = { hash };
-	ck_ht_entry_t e;
-	const struct pkv_rec *r;
-
-	ck_ht_entry_key_set(&e, key, (uint16_t)klen);
-	if (!ck_ht_get_spmc(&s->ht, h, &e))
-		return NULL;
-	r = ck_ht_entry_value(&e);
-	(void)__atomic_load_n(&r->seq, __ATOMIC_ACQUIRE); /* M.2 */
-	return r;
 }
 
 struct pkv_rec *pkv__rec_new(const void *key, size_t klen, const void *val, size_t vlen)

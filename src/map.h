@@ -13,10 +13,13 @@
 #define PKV_MAP_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <ck_ht.h>
+#include <ck_pr.h>
 
 /*
  * A stored version of a key: key bytes, then value bytes. seq is written last, with release
@@ -63,8 +66,53 @@ struct pkv_map {
 	struct map_shard *shards;
 	unsigned nshards;
 	unsigned shard_shift; /* shard = hash >> shard_shift */
+	bool inline_probe;    /* struct pkv__ck_map matches this ck_ht (checked at init) */
 	struct ck_malloc alloc;
+	/*
+	 * Batch visibility to multi-gets (map.c M.7): bumped only by batches that write more than
+	 * one key, each counter alone in its cache line.
+	 */
+	uint64_t batch_begun __attribute__((aligned(64)));
+	uint64_t batch_done __attribute__((aligned(64)));
 };
+
+/*
+ * Batch visibility (map.c M.7). A batch that writes more than one key calls
+ * pkv__map_batch_begin_locked once it holds every shard lock it needs and has its sequence
+ * number, publishes its records, then calls pkv__map_batch_end_locked before unlocking.
+ */
+static inline void pkv__map_batch_begin_locked(struct pkv_map *m)
+{
+	__atomic_fetch_add(&m->batch_begun, 1, __ATOMIC_SEQ_CST);
+}
+
+static inline void pkv__map_batch_end_locked(struct pkv_map *m)
+{
+	__atomic_fetch_add(&m->batch_done, 1, __ATOMIC_RELEASE);
+}
+
+/*
+ * A multi-get starts here: waits (pausing) while a batch is in flight, and returns the batch
+ * count to hand to pkv__map_batch_read_retry_rcu after the lookups.
+ */
+static inline uint64_t pkv__map_batch_read_begin_rcu(struct pkv_map *m)
+{
+	for (;;) {
+		uint64_t d = __atomic_load_n(&m->batch_done, __ATOMIC_ACQUIRE);
+		uint64_t b = __atomic_load_n(&m->batch_begun, __ATOMIC_ACQUIRE);
+
+		if (b == d)
+			return b;
+		ck_pr_stall();
+	}
+}
+
+/* After the lookups: true if a batch began since @begun (the lookups must be redone). */
+static inline bool pkv__map_batch_read_retry_rcu(struct pkv_map *m, uint64_t begun)
+{
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	return __atomic_load_n(&m->batch_begun, __ATOMIC_ACQUIRE) != begun;
+}
 
 /* Set up @m with @nshards (a power of two) sized for @capacity_hint keys; 0 or -ENOMEM. */
 int pkv__map_init(struct pkv_map *m, unsigned nshards, size_t capacity_hint);
@@ -85,9 +133,134 @@ static inline struct map_shard *pkv__map_shard(struct pkv_map *m, uint64_t hash)
 	return &m->shards[m->shard_shift >= 64 ? 0 : hash >> m->shard_shift];
 }
 
-/* The current record of @key, or NULL. Valid until the caller leaves its read-side section. */
-const struct pkv_rec *pkv__map_get_rcu(struct pkv_map *m, uint64_t hash, const void *key,
-				       size_t klen);
+/*
+ * ck_ht 0.7's private table header (struct ck_ht_map in ck_ht.c), mirrored so that readers can
+ * probe inline and a multi-get can prefetch slots. pkv__map_init checks the mirror against a
+ * table it has just made (capacity, mask, where the slots start: ht_malloc returned that block);
+ * when the check fails (a different ck), m->inline_probe stays false and every lookup goes
+ * through ck_ht_get_spmc instead. Readers only load from it.
+ */
+struct pkv__ck_map {
+	unsigned int mode;
+	uint64_t deletions;
+	uint64_t probe_maximum;
+	uint64_t probe_length;
+	uint64_t probe_limit;
+	uint64_t size;
+	uint64_t n_entries;
+	uint64_t mask;
+	uint64_t capacity;
+	uint64_t step;
+	void *probe_bound; /* NULL: pkv never asks for CK_HT_WORKLOAD_DELETE */
+	ck_ht_entry_t *entries;
+};
+
+#ifdef CK_HT_PP
+#error "pkv's inline probe mirrors ck_ht without pointer packing (Debian's build)"
+#endif
+#define PKV_CK_BUCKET 2u /* ck_ht entries per 64-byte line without pointer packing */
+
+/* ck_ht_map_probe_next(), as ck_ht.c computes the next bucket of a probe sequence. */
+static inline uint64_t pkv__ck_probe_next(const struct pkv__ck_map *map, uint64_t offset,
+					  uint64_t h, uint64_t probes)
+{
+	unsigned long level = (unsigned long)probes >> 1;
+	uint64_t r = (h >> map->step) >> level;
+	uint64_t stride = (r & ~(uint64_t)(PKV_CK_BUCKET - 1)) << 1 | (r & (PKV_CK_BUCKET - 1));
+
+	return (offset + level + (stride | PKV_CK_BUCKET)) & map->mask;
+}
+
+/* The 64-byte line of @ht's slots where the probe for @hash starts (for prefetching). */
+static inline const void *pkv__map_slot_line_rcu(const ck_ht_t *ht, uint64_t hash)
+{
+	const struct pkv__ck_map *map = __atomic_load_n((struct pkv__ck_map **)&ht->map,
+							 __ATOMIC_ACQUIRE);
+
+	return (const void *)((uintptr_t)(map->entries + (hash & map->mask)) & ~(uintptr_t)63);
+}
+
+/*
+ * The reader's probe of ck_ht_get_spmc (ck_ht.c: ck_ht_map_probe_rd without pointer packing),
+ * inline and with the key compared in place: the same loads in the same order, the same
+ * restarts when the table's deletion counter moves (a slot relocated or a tombstone reused,
+ * M.5). Returns the record, or NULL.
+ */
+static inline const struct pkv_rec *pkv__ck_probe_rcu(const ck_ht_t *ht, uint64_t h,
+						      const void *key, size_t klen)
+{
+	const struct pkv__ck_map *map;
+	const ck_ht_entry_t *bucket, *cursor;
+	uint64_t d, d_inner, probe_max, offset, probes, i, value;
+	uintptr_t k;
+
+restart:
+	map = __atomic_load_n((struct pkv__ck_map **)&ht->map, __ATOMIC_ACQUIRE);
+	d = __atomic_load_n(&map->deletions, __ATOMIC_ACQUIRE);
+retry:
+	probe_max = __atomic_load_n(&map->probe_maximum, __ATOMIC_RELAXED);
+	offset = h & map->mask;
+	probes = 0;
+	for (i = 0; i < map->probe_limit; i++) {
+		bucket = (const ck_ht_entry_t *)((uintptr_t)(map->entries + offset) &
+						 ~(uintptr_t)63);
+		for (unsigned j = 0; j < PKV_CK_BUCKET; j++) {
+			if (probes++ > probe_max)
+				goto miss;
+			cursor = bucket + ((j + offset) & (PKV_CK_BUCKET - 1));
+			d_inner = __atomic_load_n(&map->deletions, __ATOMIC_ACQUIRE);
+			k = __atomic_load_n(&cursor->key, __ATOMIC_ACQUIRE); /* ck: fence_load */
+			if (k == CK_HT_KEY_TOMBSTONE)
+				continue;
+			if (k == CK_HT_KEY_EMPTY)
+				goto miss;
+			if (__atomic_load_n(&cursor->key_length, __ATOMIC_RELAXED) != klen ||
+			    __atomic_load_n(&cursor->hash, __ATOMIC_RELAXED) != h)
+				continue;
+			value = __atomic_load_n(&cursor->value, __ATOMIC_RELAXED);
+			if (__atomic_load_n(&map->deletions, __ATOMIC_ACQUIRE) != d_inner)
+				goto retry;
+			if (memcmp((const void *)k, key, klen) == 0) {
+				if (__atomic_load_n(&map->deletions, __ATOMIC_ACQUIRE) != d)
+					goto restart;
+				return (const struct pkv_rec *)value;
+			}
+		}
+		offset = pkv__ck_probe_next(map, offset, h, probes);
+	}
+miss:
+	if (__atomic_load_n(&map->deletions, __ATOMIC_ACQUIRE) != d)
+		goto restart;
+	return NULL;
+}
+
+/*
+ * The current record of @key, or NULL. Valid until the caller leaves its read-side section.
+ * Inline: with the hash and the copy, it is the whole get path.
+ */
+static inline const struct pkv_rec *pkv__map_get_rcu(struct pkv_map *m, uint64_t hash,
+						     const void *key, size_t klen)
+{
+	struct map_shard *s = pkv__map_shard(m, hash);
+	const struct pkv_rec *r;
+
+#ifndef PKV_TSAN
+	/* Under TSan the table's writes happen in uninstrumented libck: read it there too. */
+	if (__builtin_expect(m->inline_probe, 1)) {
+		r = pkv__ck_probe_rcu(&s->ht, hash, key, klen);
+	} else
+#endif
+	{
+		ck_ht_hash_t h = { hash };
+		ck_ht_entry_t e;
+
+		ck_ht_entry_key_set(&e, key, (uint16_t)klen);
+		r = ck_ht_get_spmc(&s->ht, h, &e) ? ck_ht_entry_value(&e) : NULL;
+	}
+	if (r != NULL)
+		(void)__atomic_load_n(&r->seq, __ATOMIC_ACQUIRE); /* map.c M.2 */
+	return r;
+}
 
 /* Allocate an unpublished record holding @key and @val; NULL on ENOMEM. */
 struct pkv_rec *pkv__rec_new(const void *key, size_t klen, const void *val, size_t vlen);

@@ -4,7 +4,12 @@
  *
  * pkv uses the "memb" flavor: read-side sections are a thread-local counter update and a
  * compiler barrier (the writer side pays with sys_membarrier), no signals are taken over, and no
- * quiescent-state announcements are asked of the application's threads.
+ * quiescent-state announcements are asked of the application's threads. The library is built
+ * with _LGPL_SOURCE (CMakeLists.txt), so urcu_memb_read_lock/unlock are liburcu's inline
+ * versions, compiled into pkv's get path instead of called in liburcu's shared object (README,
+ * "Licensing"), and with the initial-exec TLS model, so the reader's counter is one %fs-relative
+ * access. Code built without _LGPL_SOURCE (tests that include this header) calls the library's
+ * functions, which update the same counter.
  *
  * Threads are registered by pkv itself: pkv__rcu_enter() on every public entry point registers
  * the calling thread on its first call and arranges its unregistration at thread exit.
@@ -39,6 +44,19 @@ extern __thread bool pkv__rcu_registered __attribute__((tls_model("initial-exec"
 
 /* Slow path of pkv__rcu_enter: register the thread, arm the exit-time unregistration. */
 void pkv__rcu_register_slow(void);
+
+/*
+ * Read sections (read.c) the calling thread has open, over every store. While it is not 0 the
+ * thread is inside an RCU read-side section, so nothing it calls may wait for a grace period
+ * (synchronize_rcu, rcu_barrier), nor for another thread that might: such calls return
+ * PKV_EINVAL instead (pkv__in_read_section).
+ */
+extern __thread unsigned pkv__read_depth __attribute__((tls_model("initial-exec")));
+
+static inline bool pkv__in_read_section(void)
+{
+	return __builtin_expect(pkv__read_depth != 0, 0);
+}
 
 /* Make sure the calling thread is registered with RCU; cheap after the first call. */
 static inline void pkv__rcu_enter(void)
