@@ -163,9 +163,9 @@ static bool ck_map_mirror_ok(const ck_ht_t *ht, uint64_t cap)
 {
 	const struct pkv__ck_map *map = (const struct pkv__ck_map *)ht->map;
 	uintptr_t first = ((uintptr_t)(map + 1) + 63) & ~(uintptr_t)63;
-	uint64_t step = 0;
+	uint64_t step = 1; /* ck_internal_bsf_64: ffs, one-based */
 
-	while ((1ull << step) < cap)
+	while ((1ull << (step - 1)) < cap)
 		step++;
 	return map->mode == CK_HT_MODE_BYTESTRING && map->capacity == cap &&
 	       map->mask == cap - 1 && map->step == step && map->n_entries == 0 &&
