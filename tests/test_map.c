@@ -1,0 +1,227 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_map.c - the live map's read side, from inside: the inline probe (map.c M.8) against
+ * ck_ht_get_spmc over tables with tombstones, reused slots and growth, and the batch-visibility
+ * counters (M.7) driven directly, as a batch writer drives them, under pkv_get_many.
+ */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "db.h"
+#include "map.h"
+#include "rcu.h"
+#include "testutil.h"
+
+#define T_TIMEOUT 120
+
+TestSuite(map, .timeout = T_TIMEOUT);
+
+static size_t key_of(char *k, unsigned i)
+{
+	return (size_t)snprintf(k, 32, "k%u", i * 2654435761u);
+}
+
+/* Every key, present or not, reads the same through the inline probe and through ck_ht. */
+static void same_answers(struct pkv_map *m, unsigned n)
+{
+	char k[32];
+
+	pkv__rcu_read_lock();
+	for (unsigned i = 0; i < n; i++) {
+		size_t kl = key_of(k, i);
+		uint64_t h = pkv__map_hash(m, k, kl);
+		struct map_shard *s = pkv__map_shard(m, h);
+		ck_ht_hash_t hh = { h };
+		ck_ht_entry_t e;
+		const struct pkv_rec *want = NULL;
+
+		ck_ht_entry_key_set(&e, k, (uint16_t)kl);
+		if (ck_ht_get_spmc(&s->ht, hh, &e))
+			want = ck_ht_entry_value(&e);
+		cr_assert_eq(pkv__ck_probe_rcu(&s->ht, h, k, kl), want, "key %u", i);
+		cr_assert_eq(pkv__map_get_rcu(m, h, k, kl), want, "key %u", i);
+	}
+	pkv__rcu_read_unlock();
+}
+
+static void set_key(struct pkv_map *m, unsigned i, uint64_t seq)
+{
+	char k[32];
+	size_t kl = key_of(k, i);
+	uint64_t h = pkv__map_hash(m, k, kl);
+	struct map_shard *s = pkv__map_shard(m, h);
+	struct pkv_rec *r = pkv__rec_new(k, kl, "v", 1);
+
+	cr_assert_not_null(r);
+	pthread_mutex_lock(&s->lock);
+	cr_assert_eq(pkv__map_reserve_locked(s), 0);
+	cr_assert_eq(pkv__map_set_locked(s, h, r, seq), 0);
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void del_key(struct pkv_map *m, unsigned i)
+{
+	char k[32];
+	size_t kl = key_of(k, i);
+	uint64_t h = pkv__map_hash(m, k, kl);
+	struct map_shard *s = pkv__map_shard(m, h);
+
+	pthread_mutex_lock(&s->lock);
+	(void)pkv__map_del_locked(s, h, k, kl);
+	pthread_mutex_unlock(&s->lock);
+}
+
+Test(map, inline_probe_matches_ck_ht)
+{
+	struct pkv_map m;
+	uint64_t seq = 0;
+
+	pkv__rcu_enter();
+	cr_assert_eq(pkv__map_init(&m, 4, 0), 0); /* small tables: they grow many times */
+	cr_assert(m.inline_probe, "the mirror of ck_ht's table does not match this libck");
+	for (unsigned i = 0; i < 5000; i++)
+		set_key(&m, i, ++seq);
+	same_answers(&m, 6000);
+	for (unsigned i = 0; i < 5000; i += 3)
+		del_key(&m, i); /* tombstones in probe sequences */
+	same_answers(&m, 6000);
+	for (unsigned i = 0; i < 5000; i += 2)
+		set_key(&m, i, ++seq); /* reused tombstones, relocations, overwrites */
+	for (unsigned i = 5000; i < 9000; i++)
+		set_key(&m, i, ++seq); /* more growth */
+	same_answers(&m, 10000);
+	pkv__map_destroy(&m);
+}
+
+/* ---- M.7 from the read side --------------------------------------------------------------- */
+
+struct pair_reader {
+	pkv *db;
+	volatile int stop;
+	long reads, torn;
+	int rc;
+};
+
+static void *pair_reader_main(void *arg)
+{
+	struct pair_reader *p = arg;
+	pkv_item it[2] = { { .key = "pair-a", .klen = 6 }, { .key = "pair-b", .klen = 6 } };
+
+	while (!__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE)) {
+		int n;
+
+		if ((p->rc = pkv_read_begin(p->db)) != 0)
+			break;
+		n = pkv_get_many(p->db, it, 2);
+		if (n != 2) {
+			p->rc = n < 0 ? n : PKV_NOTFOUND;
+			pkv_read_end(p->db);
+			break;
+		}
+		p->reads++;
+		if (it[0].seq != it[1].seq || it[0].vlen != it[1].vlen ||
+		    memcmp(it[0].val, it[1].val, it[0].vlen) != 0)
+			p->torn++;
+		pkv_read_end(p->db);
+	}
+	return NULL;
+}
+
+/* One "batch": both keys under both shard locks, between the counters, one seq. */
+static void write_pair(pkv *db, uint64_t seq, bool use_counters)
+{
+	struct pkv_map *m = &db->map;
+	const char *keys[2] = { "pair-a", "pair-b" };
+	struct map_shard *s[2];
+	uint64_t h[2];
+	char v[32];
+	int n = snprintf(v, sizeof(v), "version-%llu", (unsigned long long)seq);
+
+	for (int i = 0; i < 2; i++) {
+		h[i] = pkv__map_hash(m, keys[i], 6);
+		s[i] = pkv__map_shard(m, h[i]);
+	}
+	if (s[0] > s[1]) { /* ascending shard order */
+		pthread_mutex_lock(&s[1]->lock);
+		pthread_mutex_lock(&s[0]->lock);
+	} else {
+		pthread_mutex_lock(&s[0]->lock);
+		if (s[1] != s[0])
+			pthread_mutex_lock(&s[1]->lock);
+	}
+	if (use_counters)
+		pkv__map_batch_begin_locked(m);
+	for (int i = 0; i < 2; i++) {
+		struct pkv_rec *r = pkv__rec_new(keys[i], 6, v, (size_t)n);
+
+		cr_assert_not_null(r);
+		cr_assert_eq(pkv__map_reserve_locked(s[i]), 0);
+		cr_assert_eq(pkv__map_set_locked(s[i], h[i], r, seq), 0);
+		if (i == 0)
+			ck_pr_stall(); /* widen the window between the two publications */
+	}
+	if (use_counters)
+		pkv__map_batch_end_locked(m);
+	if (s[1] != s[0])
+		pthread_mutex_unlock(&s[1]->lock);
+	pthread_mutex_unlock(&s[0]->lock);
+}
+
+Test(map, get_many_never_shows_a_batch_in_part)
+{
+	struct pair_reader p = { 0 };
+	pthread_t t;
+	uint64_t seq = 1u << 20;
+
+	p.db = tu_open(NULL, NULL);
+	pkv__rcu_enter();
+	write_pair(p.db, seq++, true);
+	cr_assert_eq(pthread_create(&t, NULL, pair_reader_main, &p), 0);
+	for (int i = 0; i < 200000 && p.rc == 0; i++)
+		write_pair(p.db, seq++, true);
+	__atomic_store_n(&p.stop, 1, __ATOMIC_RELEASE);
+	pthread_join(t, NULL);
+	cr_expect_eq(p.rc, 0, "%s", pkv_strerror(p.rc));
+	cr_expect_eq(p.torn, 0, "%ld of %ld multi-gets saw a batch in part", p.torn, p.reads);
+	tu_close(p.db);
+}
+
+struct waiter {
+	pkv *db;
+	int done;
+	int n;
+};
+
+static void *waiter_main(void *arg)
+{
+	struct waiter *w = arg;
+	pkv_item it = { .key = "pair-a", .klen = 6 };
+
+	pkv_read_begin(w->db);
+	w->n = pkv_get_many(w->db, &it, 1);
+	pkv_read_end(w->db);
+	__atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* While a batch is in flight (begun, not done) a multi-get waits; it returns once it is done. */
+Test(map, get_many_waits_for_a_batch_in_flight)
+{
+	struct waiter w = { 0 };
+	pthread_t t;
+
+	w.db = tu_open(NULL, NULL);
+	cr_assert_eq(pkv_put(w.db, "pair-a", 6, "x", 1), 0);
+	pkv__map_batch_begin_locked(&w.db->map);
+	cr_assert_eq(pthread_create(&t, NULL, waiter_main, &w), 0);
+	usleep(50 * 1000);
+	cr_expect_eq(__atomic_load_n(&w.done, __ATOMIC_ACQUIRE), 0,
+		     "a multi-get returned while a batch was in flight");
+	pkv__map_batch_end_locked(&w.db->map);
+	pthread_join(t, NULL);
+	cr_expect_eq(w.n, 1);
+	tu_close(w.db);
+}
