@@ -2,7 +2,10 @@
 /*
  * ad_pkv.c - pkv itself, through its public header only. One system per durability mode:
  * pkv:process, pkv:power, pkv:periodic, and pkv:mem (dir == NULL, the in-memory map with the
- * same API: the cost of the write-ahead log is the difference to pkv:process).
+ * same API: the cost of the write-ahead log is the difference to pkv:process). Two more read
+ * pkv:process differently: pkv:ref (zero copy: a read section, pkv_get_ref, the section's end,
+ * per get; the value is not copied, only its first byte read) and pkv:many (pkv_get_many on
+ * batches of KV_MANY_BATCH consecutive gets of the op stream, in one section per batch).
  */
 #include "bench.h"
 
@@ -86,6 +89,66 @@ static int p_get(void *db, void *t, const void *k, size_t kl, void *buf, size_t 
 	return map_rc(pkv_get(db, k, kl, buf, cap, vl));
 }
 
+/* pkv:ref: what a zero-copy reader does per request. */
+static int p_get_ref(void *db, void *t, const void *k, size_t kl, void *buf, size_t cap,
+		     size_t *vl)
+{
+	const void *v;
+	int rc;
+
+	(void)t;
+	(void)cap;
+	rc = pkv_read_begin(db);
+	if (rc)
+		return rc;
+	rc = pkv_get_ref(db, k, kl, &v, vl, NULL);
+	if (rc == 0 && *vl > 0)
+		*(volatile unsigned char *)buf = *(const volatile unsigned char *)v;
+	pkv_read_end(db);
+	return map_rc(rc);
+}
+
+static int p_get_many(void *db, void *t, const void *const *keys, size_t klen, size_t n,
+		      size_t *vlens, int *rcs)
+{
+	pkv_item it[KV_MANY_MAX];
+	unsigned char sum = 0;
+	int rc;
+
+	(void)t;
+	if (n > KV_MANY_MAX)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		it[i].key = keys[i];
+		it[i].klen = klen;
+	}
+	rc = pkv_read_begin(db);
+	if (rc)
+		return rc;
+	rc = pkv_get_many(db, it, n);
+	for (size_t i = 0; rc >= 0 && i < n; i++) {
+		rcs[i] = map_rc(it[i].rc);
+		vlens[i] = it[i].vlen;
+		if (it[i].rc == 0 && it[i].vlen > 0)
+			sum ^= *(const unsigned char *)it[i].val; /* as pkv:ref: the first byte */
+	}
+	pkv_read_end(db);
+	*(volatile unsigned char *)&sum = sum;
+	return rc < 0 ? rc : 0;
+}
+
+/* pkv:many's single gets (the latency mode): a multi-get of one. */
+static int p_get_one(void *db, void *t, const void *k, size_t kl, void *buf, size_t cap,
+		     size_t *vl)
+{
+	int rc, r1 = 0;
+
+	(void)buf;
+	(void)cap;
+	rc = p_get_many(db, t, &k, kl, 1, vl, &r1);
+	return rc ? rc : r1;
+}
+
 static int p_put(void *db, void *t, const void *k, size_t kl, const void *v, size_t vl)
 {
 	(void)t;
@@ -147,3 +210,26 @@ const struct kv_engine engine_pkv = {
 	.stats = p_stats,
 	.strerror = p_strerror,
 };
+
+#define PKV_READ_VARIANT(var, getfn, manyfn)                                                     \
+	const struct kv_engine var = {                                                           \
+		.name = "pkv",                                                                   \
+		.modes = 1u << DUR_NOSYNC,                                                       \
+		.persistent = 1,                                                                 \
+		.open = p_open,                                                                  \
+		.close = p_close,                                                                \
+		.thread_init = p_thread_init,                                                    \
+		.thread_fini = p_thread_fini,                                                    \
+		.get = getfn,                                                                    \
+		.put = p_put,                                                                    \
+		.del = p_del,                                                                    \
+		.sync = p_sync,                                                                  \
+		.checkpoint = p_checkpoint,                                                      \
+		.stats = p_stats,                                                                \
+		.strerror = p_strerror,                                                          \
+		.get_many = manyfn,                                                              \
+		.reads_only = 1,                                                                 \
+	}
+
+PKV_READ_VARIANT(engine_pkv_ref, p_get_ref, NULL);
+PKV_READ_VARIANT(engine_pkv_many, p_get_one, p_get_many);

@@ -86,7 +86,18 @@ struct kv_engine {
 	int (*stats)(void *db, char *buf, size_t cap);
 	/* Optional: message for an error this adapter returned. */
 	const char *(*strerror)(int rc);
+	/* Optional: look up n (<= KV_MANY_MAX) keys of klen bytes at once; per key, its rc (0,
+	 * KV_NOTFOUND or an error) and value length. Read-only experiments of a closed loop call
+	 * it with KV_MANY_BATCH consecutive gets instead of calling get for each. */
+	int (*get_many)(void *db, void *t, const void *const *keys, size_t klen, size_t n,
+			size_t *vlens, int *rcs);
+	/* A variant that only reads differently (pkv:ref, pkv:many): writes would measure the
+	 * same code as its base system, so experiments that write skip it. */
+	int reads_only;
 };
+
+#define KV_MANY_BATCH 32
+#define KV_MANY_MAX 64
 
 const struct kv_engine *engine_find(const char *name);
 void engine_list(FILE *f); /* every compiled-in engine and its modes */

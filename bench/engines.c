@@ -10,6 +10,8 @@
 
 #ifdef PKVB_HAVE_PKV
 extern const struct kv_engine engine_pkv;
+extern const struct kv_engine engine_pkv_ref;
+extern const struct kv_engine engine_pkv_many;
 #endif
 extern const struct kv_engine engine_ckht;
 extern const struct kv_engine engine_lfht;
@@ -87,6 +89,8 @@ void engine_list(FILE *f)
 		for (int d = DUR_MEM; d <= DUR_PERIODIC; d++)
 			if (engines[i]->modes & (1u << d))
 				fprintf(f, " %s:%s", engines[i]->name, mode_label(engines[i], d));
+		if (!strcmp(engines[i]->name, "pkv"))
+			fprintf(f, " pkv:ref pkv:many");
 		fputc('\n', f);
 	}
 }
@@ -107,6 +111,15 @@ int sys_parse(const char *spec, struct sysdesc *out)
 	const struct kv_engine *e = engine_find(buf);
 	if (!e)
 		return -1;
+#ifdef PKVB_HAVE_PKV
+	/* pkv:ref and pkv:many: pkv:process read through pkv_get_ref / pkv_get_many. */
+	if (e == &engine_pkv && mode && (!strcmp(mode, "ref") || !strcmp(mode, "many"))) {
+		out->eng = !strcmp(mode, "ref") ? &engine_pkv_ref : &engine_pkv_many;
+		out->dur = DUR_NOSYNC;
+		snprintf(out->name, sizeof(out->name), "pkv:%s", mode);
+		return 0;
+	}
+#endif
 	enum dur d;
 	if (!mode || !*mode) {
 		d = e->modes & (1u << DUR_NOSYNC) ? DUR_NOSYNC : DUR_MEM;

@@ -191,9 +191,11 @@ static void plan_quick(struct plan *p, const struct cli *c, const struct bopts *
 	g = group_new(p, "disk", G_FSYNC, 1, "the device: 4 KiB write + fdatasync");
 	g->exps[0].seconds = 1.0;
 
+	/* pkv:ref and pkv:many read through pkv_get_ref and pkv_get_many (batches of 32); they
+	 * skip the experiments that write (session.c), which would repeat pkv:process's. */
 	g = group_new(p, "core", G_INPROC, c->rounds > 0 ? c->rounds : 5,
 		      "pkv vs the hash-table ceilings, one process, %.2g s slices interleaved", si);
-	group_systems(g, "pkv:process,ck_ht,lfht");
+	group_systems(g, "pkv:process,pkv:ref,pkv:many,ck_ht,lfht");
 	exp_add(g, EXP_TPUT, 0, 1, DIST_UNIFORM, si, c, o->theta);
 	exp_add(g, EXP_TPUT, 0, 2, DIST_UNIFORM, si, c, o->theta);
 	exp_add(g, EXP_LAT, 0, 1, DIST_UNIFORM, si, c, o->theta);
@@ -204,6 +206,15 @@ static void plan_quick(struct plan *p, const struct cli *c, const struct bopts *
 	g = group_new(p, "memory", G_SESSION, 1, "resident memory after the load, a fresh process "
 		      "per system");
 	group_systems(g, "pkv:process,ck_ht,lfht");
+
+	/* 1 KiB values, interleaved, on a quarter of the keys (the full profile has 1M). */
+	g = group_new(p, "v1k", G_INPROC, c->rounds > 0 ? c->rounds : 5,
+		      "1 KiB values, one process, %.2g s slices interleaved", si);
+	g->vlen = 1024;
+	g->nkeys = o->nkeys / 4 ? o->nkeys / 4 : 1;
+	group_systems(g, "pkv:process,ck_ht");
+	exp_add(g, EXP_TPUT, 0, 1, DIST_UNIFORM, si, c, o->theta);
+	exp_add(g, EXP_TPUT, 0, 2, DIST_UNIFORM, si, c, o->theta);
 
 	/* Interleaved too: each store is loaded, left at rest (RocksDB's compactions waited for,
 	 * LevelDB compacted) and warmed by a scan before the slices start, so no background work
@@ -240,7 +251,7 @@ static void plan_full(struct plan *p, const struct cli *c, const struct bopts *o
 	g->exps[0].seconds = 2.0;
 
 	const char *sets[2][2] = {
-		{"core", "pkv:process,pkv:mem,ck_ht,lfht"},
+		{"core", "pkv:process,pkv:ref,pkv:many,pkv:mem,ck_ht,lfht"},
 		{"peers", "pkv:process,lmdb:nosync,rocksdb:nosync,leveldb:nosync,sqlite:nosync"},
 	};
 	double si = c->seconds > 0 ? c->seconds : 0.5;
@@ -806,14 +817,29 @@ static double own_cpu_s(void)
 /* ---- goals -------------------------------------------------------------------------------- */
 
 static const struct goal goals[] = {
-	{"get 1 thread: pkv >= 0.85 x raw ck_ht", "core", "pkv:process", "get.t1", "Mops", NULL,
-	 "ck_ht", "get.t1", "Mops", 1, CMP_GE, 0.85},
-	{"get 2 threads: pkv >= 0.85 x raw ck_ht", "core", "pkv:process", "get.t2", "Mops", NULL,
-	 "ck_ht", "get.t2", "Mops", 1, CMP_GE, 0.85},
+	/* Issue 10's goals table, row by row. */
+	{"get 1 thread: pkv >= 0.95 x raw ck_ht", "core", "pkv:process", "get.t1", "Mops", NULL,
+	 "ck_ht", "get.t1", "Mops", 1, CMP_GE, 0.95},
+	{"get 2 threads: pkv >= 0.95 x raw ck_ht", "core", "pkv:process", "get.t2", "Mops", NULL,
+	 "ck_ht", "get.t2", "Mops", 1, CMP_GE, 0.95},
 	{"get 1 thread: pkv >= 1.0 x cds_lfht", "core", "pkv:process", "get.t1", "Mops", NULL,
 	 "lfht", "get.t1", "Mops", 1, CMP_GE, 1.0},
 	{"get 2 threads: pkv >= 1.0 x cds_lfht", "core", "pkv:process", "get.t2", "Mops", NULL,
 	 "lfht", "get.t2", "Mops", 1, CMP_GE, 1.0},
+	{"pkv_get_ref (zero copy) 1 thread >= 1.0 x ck_ht get+copy", "core", "pkv:ref", "get.t1",
+	 "Mops", NULL, "ck_ht", "get.t1", "Mops", 1, CMP_GE, 1.0},
+	{"pkv_get_ref (zero copy) 2 threads >= 1.0 x ck_ht get+copy", "core", "pkv:ref", "get.t2",
+	 "Mops", NULL, "ck_ht", "get.t2", "Mops", 1, CMP_GE, 1.0},
+	{"pkv_get_many, batches of 32, 1 thread >= 3 x ck_ht single gets", "core", "pkv:many",
+	 "get.t1", "Mops", NULL, "ck_ht", "get.t1", "Mops", 1, CMP_GE, 3},
+	{"pkv_get_many, batches of 32, 2 threads >= 3 x ck_ht single gets", "core", "pkv:many",
+	 "get.t2", "Mops", NULL, "ck_ht", "get.t2", "Mops", 1, CMP_GE, 3},
+	{"get p99.9 latency (fixed schedule): pkv <= 1.5 x ck_ht", "core", "pkv:process",
+	 "lat.get.t1", "p999_ns", NULL, "ck_ht", "lat.get.t1", "p999_ns", 1, CMP_LE, 1.5},
+	{"1 KiB values, get 1 thread: pkv >= 0.9 x ck_ht", "v1k", "pkv:process", "get.t1", "Mops",
+	 NULL, "ck_ht", "get.t1", "Mops", 1, CMP_GE, 0.9},
+	{"1 KiB values, get 2 threads: pkv >= 0.9 x ck_ht", "v1k", "pkv:process", "get.t2", "Mops",
+	 NULL, "ck_ht", "get.t2", "Mops", 1, CMP_GE, 0.9},
 	{"get 1 thread: pkv >= 3 x LMDB", "peers", "pkv:process", "get.t1", "Mops", NULL,
 	 "lmdb:nosync", "get.t1", "Mops", 1, CMP_GE, 3},
 	{"get 2 threads: pkv >= 3 x LMDB", "peers", "pkv:process", "get.t2", "Mops", NULL,
@@ -822,12 +848,16 @@ static const struct goal goals[] = {
 	 "leveldb:nosync", "get.t1", "Mops", 1, CMP_GE, 5},
 	{"get 2 threads: pkv >= 5 x LevelDB", "peers", "pkv:process", "get.t2", "Mops", NULL,
 	 "leveldb:nosync", "get.t2", "Mops", 1, CMP_GE, 5},
+	{"resident memory per key after the load: pkv <= 1.0 x ck_ht", "memory", "pkv:process",
+	 "mem", "rss_B_per_key", NULL, "ck_ht", "mem", "rss_B_per_key", 1, CMP_LE, 1.0},
+	{"restart, 50k-record tail, warm: pkv open <= 0.08 x ck_ht insert of the same data",
+	 "restart", "pkv:process", "restart.warm", "open_ms", NULL, "ck_ht", "restart.warm",
+	 "open_ms", 1, CMP_LE, 0.08},
+	/* The other issues' goals and figures for reference. */
 	{"get 1 thread: pkv >= 10 x RocksDB", "peers", "pkv:process", "get.t1", "Mops", NULL,
 	 "rocksdb:nosync", "get.t1", "Mops", 1, CMP_GE, 10},
 	{"get 2 threads: pkv >= 10 x RocksDB", "peers", "pkv:process", "get.t2", "Mops", NULL,
 	 "rocksdb:nosync", "get.t2", "Mops", 1, CMP_GE, 10},
-	{"get p99.9 latency (fixed schedule): pkv <= 1.5 x ck_ht", "core", "pkv:process",
-	 "lat.get.t1", "p999_ns", NULL, "ck_ht", "lat.get.t1", "p999_ns", 1, CMP_LE, 1.5},
 	{"reads while one thread overwrites >= 0.7 x read-only (pkv)", "core", "pkv:process",
 	 "rw.1r1w", "read_Mops", NULL, "pkv:process", "get.t1", "Mops", 1, CMP_GE, 0.7},
 	{"put 1 thread, PROCESS: pkv >= 0.5 x in-memory ck_ht overwrite", "core", "pkv:process",
@@ -848,21 +878,19 @@ static const struct goal goals[] = {
 	 NULL, "rocksdb:nosync", "put.t1", "Mops", 1, CMP_INFO, 0},
 	{"put 1 thread: pkv PROCESS / LMDB NOSYNC", "peers", "pkv:process", "put.t1", "Mops", NULL,
 	 "lmdb:nosync", "put.t1", "Mops", 1, CMP_INFO, 0},
-	{"restart, warm cache: pkv open / ck_ht reload (time, lower is better)", "restart",
-	 "pkv:process", "restart.warm", "open_ms", NULL, "ck_ht", "restart.warm", "open_ms", 1,
-	 CMP_INFO, 0},
+	{"get 1 thread: pkv:ref / pkv:process (what not copying saves)", "core", "pkv:ref",
+	 "get.t1", "Mops", NULL, "pkv:process", "get.t1", "Mops", 1, CMP_INFO, 0},
+	{"get p99.9 latency: pkv:ref / ck_ht", "core", "pkv:ref", "lat.get.t1", "p999_ns", NULL,
+	 "ck_ht", "lat.get.t1", "p999_ns", 1, CMP_INFO, 0},
 	{"restart, cold cache: pkv open / ck_ht reload (time, lower is better)", "restart",
 	 "pkv:process", "restart.cold", "open_ms", NULL, "ck_ht", "restart.cold", "open_ms", 1,
 	 CMP_INFO, 0},
-	{"resident memory per key: pkv / ck_ht (lower is better)", "memory", "pkv:process", "mem",
-	 "rss_B_per_key", NULL, "ck_ht", "mem", "rss_B_per_key", 1, CMP_INFO, 0},
 	{"anonymous memory per key: pkv / ck_ht (lower is better)", "memory", "pkv:process", "mem",
 	 "anon_B_per_key", NULL, "ck_ht", "mem", "anon_B_per_key", 1, CMP_INFO, 0},
 	{"for reference, ck_ht: reads next to one writer / read-only", "core", "ck_ht", "rw.1r1w",
 	 "read_Mops", NULL, "ck_ht", "get.t1", "Mops", 1, CMP_INFO, 0},
 	{"for reference, lfht: reads next to one writer / read-only", "core", "lfht", "rw.1r1w",
 	 "read_Mops", NULL, "lfht", "get.t1", "Mops", 1, CMP_INFO, 0},
-
 };
 #define NGOALS ((int)(sizeof(goals) / sizeof(goals[0])))
 

@@ -3,7 +3,8 @@
 #
 # One chart per group and figure: clustered bars, experiments along x, one bar per system
 # (median over rounds). Charts whose values span more than two decades use a log scale.
-# Output: RESULTS_DIR/charts/<group>-<metric>.{svg,png}
+# Beside them, a latency CDF per fixed-schedule experiment (see the end).
+# Output: RESULTS_DIR/charts/<group>-<metric>.{svg,png}, <group>-<experiment>-cdf.{svg,png}
 set -euo pipefail
 DIR=${1:?usage: plot.sh RESULTS_DIR}
 CSV="$DIR/results.csv"
@@ -88,5 +89,59 @@ GP2
 		done
 		n=$((n + 1))
 	done <<< "$CHARTS"
+done
+# Latency CDFs: one chart per group and fixed-schedule experiment, one line per system, from
+# the cdf_<percentile>_ns metrics. x: latency (log); y: percentile on a "nines" scale
+# (-log10(1 - p)), so that the tail from p99 to p99.99 gets as much room as p0..p90.
+for g in $groups; do
+	exps=$(awk -F, -v g="$g" 'NR > 1 && $1 == g && $4 ~ /^cdf_/ { print $3 }' "$CSV" |
+		awk '!seen[$0]++')
+	for e in $exps; do
+		dat="$OUT/$g-$e-cdf.dat"
+		awk -F, -v g="$g" -v e="$e" '
+			NR > 1 && $1 == g && $3 == e && $4 ~ /^cdf_/ {
+				p = $4; sub(/^cdf_/, "", p); sub(/_ns$/, "", p)
+				if (!(($2) in si)) { si[$2] = ++ns; sn[ns] = $2 }
+				if (!(p in pi)) { pi[p] = ++np; pn[np] = p }
+				v[pi[p], si[$2]] = $6
+			}
+			END {
+				if (np == 0) exit 1
+				printf "nines"
+				for (s = 1; s <= ns; s++) printf "\t%s", sn[s]
+				printf "\n"
+				for (i = 1; i <= np; i++) {
+					q = pn[i] + 0; if (q >= 100) q = 99.9999
+					printf "%.6f", -log(1 - q / 100) / log(10)
+					for (s = 1; s <= ns; s++) printf "\t%s", ((i, s) in v) && v[i, s] > 0 ? v[i, s] : "NaN"
+					printf "\n"
+				}
+			}' "$CSV" | sort -g > "$dat" || { rm -f "$dat"; continue; }
+		[ -s "$dat" ] || { rm -f "$dat"; continue; }
+		ncol=$(head -1 "$dat" | awk -F'\t' '{ print NF }')
+		for term in svg png; do
+			if [ $term = svg ]; then
+				setterm="set terminal svg size 1000,520 dynamic background rgb 'white' font 'Sans,11'"
+			else
+				setterm="set terminal pngcairo size 1000,520 font 'Sans,10'"
+			fi
+			gnuplot <<GP 2>/dev/null || echo "plot.sh: CDF chart $g-$e failed" >&2
+$setterm
+set output '$OUT/$g-$e-cdf.$term'
+set title "$g: $e latency CDF (fixed schedule)" noenhanced
+set xlabel "latency, ns (log scale)"
+set ylabel "percentile"
+set datafile separator "\t"
+set datafile missing "NaN"
+set logscale x
+set key outside right top noenhanced
+set grid xtics ytics
+set ytics ("0" 0, "90" 1, "99" 2, "99.9" 3, "99.99" 4, "99.999" 5)
+set yrange [0:5.2]
+plot for [i=2:$ncol] '$dat' using i:1 with linespoints title columnheader(i)
+GP
+		done
+		n=$((n + 1))
+	done
 done
 echo "plot.sh: $n charts in $OUT (svg and png)"

@@ -101,6 +101,40 @@ err:
 	w->errs++;
 }
 
+/* KV_MANY_BATCH consecutive gets of the stream through the engine's get_many. */
+static void do_many(struct worker *w, void *t, uint64_t pos)
+{
+	const struct store *st = w->st;
+	const void *keys[KV_MANY_BATCH];
+	size_t vl[KV_MANY_BATCH];
+	int rcs[KV_MANY_BATCH];
+	unsigned vlen = st->vp->vlen;
+	int rc;
+
+	for (unsigned i = 0; i < KV_MANY_BATCH; i++)
+		keys[i] = key_at(st->ks, OP_IDX(w->ops[(pos + i) & w->mask]));
+	rc = st->eng->get_many(st->db, t, keys, st->ks->klen, KV_MANY_BATCH, vl, rcs);
+	w->gets += KV_MANY_BATCH;
+	if (rc) {
+		if (!w->errs)
+			w->first_err = rc;
+		w->errs += KV_MANY_BATCH;
+		return;
+	}
+	for (unsigned i = 0; i < KV_MANY_BATCH; i++) {
+		if (rcs[i] == 0) {
+			if (vl[i] != vlen)
+				w->badlen++;
+		} else if (rcs[i] == KV_NOTFOUND) {
+			w->miss++;
+		} else {
+			if (!w->errs)
+				w->first_err = rcs[i];
+			w->errs++;
+		}
+	}
+}
+
 static void reset_counts(struct worker *w)
 {
 	w->n = w->gets = w->puts = w->dels = w->miss = w->badlen = w->errs = 0;
@@ -119,9 +153,16 @@ static void *closed_loop(void *arg)
 
 	int seen = 0;
 	uint64_t pos = (uint64_t)w->idx * 7919u;
+	/* A read-only stream goes to an engine's multi-get, KV_MANY_BATCH gets at a time. */
+	int many = eng->get_many && !timed && w->e->kind == EXP_TPUT && w->e->mix.get == 100;
 	for (;;) {
 		/* Slow (durable) ops look at the phase after each one, fast ones every 8. */
-		int batch = timed ? 1 : 8;
+		int batch = timed ? 1 : many ? 0 : 8;
+		if (many) {
+			do_many(w, t, pos);
+			pos += KV_MANY_BATCH;
+			w->n += KV_MANY_BATCH;
+		}
 		for (int j = 0; j < batch; j++, pos++) {
 			uint64_t s = timed ? now_ns() : 0;
 			do_op(w, t, buf, w->ops[pos & w->mask], pos);
@@ -260,6 +301,16 @@ void emit_lat(struct sink *s, const char *id, const struct hist *h, const struct
 	emit(s, id, "svc_p50_ns", "ns", (double)hist_pct(svc, 50));
 	emit(s, id, "svc_p999_ns", "ns", (double)hist_pct(svc, 99.9));
 	emit(s, id, "samples", "count", (double)h->count);
+	/* The latency CDF, for plot.sh's CDF charts: the latency at each of these percentiles. */
+	static const double cdf[] = {1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 97, 98, 99,
+				     99.5, 99.7, 99.8, 99.9, 99.95, 99.97, 99.99, 99.995, 99.999};
+	for (size_t i = 0; i < sizeof(cdf) / sizeof(cdf[0]); i++) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "cdf_%g_ns", cdf[i]);
+		emit(s, id, name, "ns", (double)hist_pct(h, cdf[i]));
+	}
+	emit(s, id, "cdf_100_ns", "ns", (double)h->max);
 }
 
 static size_t pow2_floor(size_t x)

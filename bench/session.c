@@ -478,6 +478,11 @@ int session_inproc(const struct sysdesc *sds, int nsys, const struct exp *exps, 
 					i = nsys - 1 - i;
 				if (!is[i].db)
 					continue;
+				/* pkv:ref and pkv:many write exactly as pkv:process does. */
+				if (sds[i].eng->reads_only &&
+				    (e->kind == EXP_RW || e->kind == EXP_COMMIT || e->mix.put ||
+				     e->mix.del))
+					continue;
 				struct store st = {.eng = sds[i].eng, .db = is[i].db, .sd = &sds[i],
 						   .ks = &x.ks, .vp = &x.vp};
 				int erc = run_exp(&st, e, o, o->slice_warmup,
