@@ -394,8 +394,10 @@ PKV_EXPORT int pkv_sync(pkv *db);
  * pkv_compact() - write a snapshot now and retire the WAL it covers.
  *
  * Writes every live key's latest version to DIR/snap/ (temporary name, fsync, rename, directory
- * fsync), makes it the base image that gets fall back to, drops from the live map what the
- * snapshot holds unchanged, then deletes the WAL segments and the previous snapshot it covers.
+ * fsync), makes it the base image that gets fall back to for keys the live map lacks (after a
+ * reopen), drops the live map's tombstones the snapshot makes useless, then deletes the WAL
+ * segments and the previous snapshot it covers. Live values stay in the live map, so gets keep
+ * their one-probe speed after a compaction.
  * Readers are never blocked; each writer shard is paused once, for the time it takes to list its
  * live records. Runs one at a time (a call during a background compaction waits for it).
  *

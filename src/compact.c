@@ -24,10 +24,13 @@
  *       period, unmap the old base, delete the WAL segments whose records are all <= S, fsync
  *       wal/, delete the old snapshot. A crash at any point leaves either the old snapshot or
  *       the new one as the newest complete file, and every WAL record newer than it.
- *  C.7  Trimming: a live record whose key the new base holds with the same sequence number is
- *       removed (readers then find the identical version in the base), and a tombstone whose key
- *       the new base lacks is removed. The base is published before any removal, and a reader
- *       loads the base after its live-map miss, so it never falls back to the old base.
+ *  C.7  Trimming: a tombstone whose key the new base lacks is removed. Live records stay in the
+ *       live map even when the new base holds the same version: a get then costs one hash-table
+ *       probe, not a probe that misses and a second one in the base (read.c RD.1), and their
+ *       memory is what a hash table of the same data holds anyway; the base serves what the live
+ *       map lacks (everything after a reopen, until it is written again). The base is published
+ *       before any removal, and a reader loads the base after its live-map miss, so it never
+ *       falls back to the old base.
  *  C.8  A failed compaction changes nothing that matters: the temporary file is removed and the
  *       old base and the WAL stay authoritative.
  */
@@ -223,9 +226,10 @@ static int walk(struct pkv *db, struct snap_writer *w, uint64_t *max_seq)
 }
 
 /*
- * C.7: remove from the live map what the new base holds unchanged. The base is probed outside
- * the shard lock (the listed records stay alive in the read-side section); only the removals
- * take it, each removal checking that the record is still the key's current one.
+ * C.7: remove from the live map the tombstones the new base makes useless. The base is probed
+ * outside the shard lock (the listed records stay alive in the read-side section); only the
+ * removals take it, each removal checking that the record is still the key's current one.
+ * Live values are not probed at all: they stay, and the base's pages stay untouched.
  */
 static void trim(struct pkv *db, const struct pkv_snap *base)
 {
@@ -242,12 +246,14 @@ static void trim(struct pkv *db, const struct pkv_snap *base)
 		pthread_mutex_unlock(&s->lock);
 		for (long k = 0; k < n; k++) {
 			const struct pkv_rec *r = v[k];
-			uint64_t h = pkv__map_hash(m, r->data, r->klen);
 			const struct snap_rec_disk *b;
-			int f = pkv__snap_find(base, h, r->data, r->klen, &b);
+			uint64_t h;
 
-			/* Damage (PKV_ECORRUPT) keeps the live record: it is the one intact copy. */
-			if ((r->flags & PKV_REC_TOMB) ? f == PKV_NOTFOUND : (f == 0 && b->seq == r->seq))
+			if (!(r->flags & PKV_REC_TOMB))
+				continue;
+			h = pkv__map_hash(m, r->data, r->klen);
+			/* Damage (PKV_ECORRUPT) keeps the tombstone: the base may hold the key. */
+			if (pkv__snap_find(base, h, r->data, r->klen, &b) == PKV_NOTFOUND)
 				v[drop++] = r;
 		}
 		pthread_mutex_lock(&s->lock);
