@@ -6,7 +6,8 @@
  * directory, and every result is compared with a model: a map from a small alphabet of keys to
  * values that the target generates from a seed, so that calls collide on keys and a value seen is
  * always the one written. The calls: put and del (plain, and _ex with and without
- * PKV_WRITE_POWER), get (buffers of every size relative to the value), sync, compact, verify,
+ * PKV_WRITE_POWER), get (buffers of every size relative to the value), pkv_get_ref and
+ * pkv_get_many in read sections (with calls that must be PKV_EINVAL there), sync, compact, verify,
  * stats, reopen with other options (durability mode, lanes, small segments, NO_AUTOCOMPACT,
  * READONLY), fault injection through tests/faultfs (fail or shorten the n-th operation of some
  * kinds, once or from then on), a crash, an open under a fault, and calls with bad arguments.
@@ -681,6 +682,109 @@ static void op_get(struct in *in)
 	get_check(kid, mode, extra);
 }
 
+/*
+ * The value a zero-copy read points at, against the model: @r is its return code, @val/@vlen
+ * what it handed out, @seq the version it reports.
+ */
+static void ref_check(const char *call, int kid, int r, const void *val, size_t vlen,
+		      uint64_t seq)
+{
+	const struct slot *s;
+
+	if (kid < 0) {
+		CHECK(r == key_error(kid), "%s of a bad key: %s, expected %s", call,
+		      pkv_strerror(r), pkv_strerror(key_error(kid)));
+		return;
+	}
+	s = &F.live.k[kid];
+	if (!s->present) {
+		CHECK(r == PKV_NOTFOUND, "%s key %d: %s, expected NOTFOUND", call, kid,
+		      pkv_strerror(r));
+		CHECK(val == NULL && vlen == 0 && seq == 0, "%s key %d: absent but outputs set",
+		      call, kid);
+		return;
+	}
+	CHECK(r == 0, "%s key %d: %s, expected a value of %u bytes", call, kid, pkv_strerror(r),
+	      s->len);
+	CHECK(vlen == s->len, "%s key %d: %zu bytes, expected %u", call, kid, vlen, s->len);
+	CHECK(seq >= 1 && seq <= F.seq, "%s key %d: seq %" PRIu64 " outside 1..%" PRIu64, call,
+	      kid, seq, F.seq);
+	fill(ebuf, s->len, s->seed);
+	CHECK(vlen == 0 || memcmp(val, ebuf, vlen) == 0, "%s key %d: value differs (seed %u)",
+	      call, kid, s->seed);
+}
+
+/*
+ * pkv_get_ref in a read section (or outside one: PKV_EINVAL), and a call that waits for
+ * readers inside the section: PKV_EINVAL, nothing changed (read.c RD.4).
+ */
+static void op_get_ref(struct in *in)
+{
+	const uint8_t *k;
+	size_t klen, vlen = 7;
+	int kid = pick_key(in, &k, &klen);
+	uint8_t mode = in_byte(in);
+	const void *val = &vlen;
+	uint64_t seq = 9, last = F.seq;
+	int r;
+
+	trace("get_ref key %d mode %u", kid, mode % 8);
+	if (mode % 8 == 7) {
+		r = code(pkv_get_ref(F.db, k, klen, &val, &vlen, &seq));
+		CHECK(r == PKV_EINVAL, "get_ref outside a section: %s", pkv_strerror(r));
+		return;
+	}
+	CHECK(pkv_read_begin(F.db) == 0, "pkv_read_begin failed");
+	r = code(pkv_get_ref(F.db, k, klen, &val, &vlen, &seq));
+	ref_check("get_ref", kid, r, val, vlen, seq);
+	if (mode % 8 == 1) {
+		int w = code(pkv_compact(F.db));
+
+		CHECK(w == PKV_EINVAL, "compact inside a section: %s", pkv_strerror(w));
+	} else if (mode % 8 == 2) {
+		int w = code(pkv_sync(F.db));
+
+		CHECK(w == PKV_EINVAL, "sync inside a section: %s", pkv_strerror(w));
+	}
+	if (r == 0 && kid >= 0 && vlen > 0) /* still the same bytes before the end */
+		CHECK(memcmp(val, ebuf, vlen) == 0, "get_ref key %d: bytes changed", kid);
+	CHECK(pkv_read_end(F.db) == 0, "pkv_read_end failed");
+	CHECK(pkv_read_end(F.db) == PKV_EINVAL, "a second pkv_read_end succeeded");
+	CHECK(stats().last_seq == last, "a read section took a sequence number");
+}
+
+/* pkv_get_many over 1..24 items (bad keys and repeats among them), against the model. */
+static void op_get_many(struct in *in)
+{
+	pkv_item it[24];
+	int kids[24], n = 1 + in_byte(in) % 24, want = 0, r;
+
+	for (int i = 0; i < n; i++) {
+		const uint8_t *k;
+		size_t klen;
+
+		kids[i] = pick_key(in, &k, &klen);
+		it[i].key = k;
+		it[i].klen = klen;
+		if (kids[i] >= 0 && F.live.k[kids[i]].present)
+			want++;
+	}
+	trace("get_many of %d keys", n);
+	r = code(pkv_get_many(F.db, it, (size_t)n));
+	CHECK(r == PKV_EINVAL, "get_many outside a section: %s", pkv_strerror(r));
+	CHECK(pkv_read_begin(F.db) == 0, "pkv_read_begin failed");
+	r = code(pkv_get_many(F.db, it, 0));
+	CHECK(r == PKV_EINVAL, "get_many of 0 items: %s", pkv_strerror(r));
+	r = code(pkv_get_many(F.db, it, (size_t)n));
+	CHECK(r == want, "get_many found %d of %d keys, expected %d", r, n, want);
+	for (int i = 0; i < n && r >= 0; i++) {
+		code(it[i].rc);
+		ref_check("get_many", kids[i], it[i].rc, it[i].val, it[i].vlen, it[i].seq);
+		CHECK(it[i].expires_ms == 0, "get_many: an expiry nobody set");
+	}
+	CHECK(pkv_read_end(F.db) == 0, "pkv_read_end failed");
+}
+
 static void op_sync(void)
 {
 	int r = code(pkv_sync(F.db));
@@ -974,6 +1078,8 @@ enum call {
 	C_OPEN_FAULT,
 	C_BADARGS,
 	C_COMPARE,
+	C_GET_REF,
+	C_GET_MANY,
 };
 
 static const char *const call_names[] = {
@@ -993,14 +1099,16 @@ static const char *const call_names[] = {
 	[C_OPEN_FAULT] = "open under a fault",
 	[C_BADARGS] = "bad arguments",
 	[C_COMPARE] = "compare",
+	[C_GET_REF] = "get_ref",
+	[C_GET_MANY] = "get_many",
 };
 
 /* A call's byte (mod 32) -> the call: writes and gets most often. */
 static const uint8_t call_of[32] = {
 	C_PUT,	  C_PUT,	C_PUT,	   C_PUT,     C_PUT,   C_PUT,	 C_PUT_EX, C_PUT_EX,
-	C_GET,	  C_GET,	C_GET,	   C_GET,     C_GET,   C_DEL,	 C_DEL,	   C_DEL,
+	C_GET,	  C_GET,	C_GET,	   C_GET,     C_GET_REF, C_DEL,	 C_DEL,	   C_DEL,
 	C_DEL_EX, C_SYNC,	C_COMPACT, C_VERIFY,  C_STATS, C_REOPEN, C_CRASH,  C_FAULT,
-	C_DISARM, C_OPEN_FAULT, C_BADARGS, C_COMPARE, C_PUT,   C_PUT,	 C_PUT,	   C_PUT_EX,
+	C_DISARM, C_OPEN_FAULT, C_BADARGS, C_COMPARE, C_PUT,   C_PUT,	 C_GET_MANY, C_PUT_EX,
 };
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
@@ -1118,6 +1226,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		case C_BADARGS:
 			op_badargs();
+			break;
+		case C_GET_REF:
+			op_get_ref(&in);
+			break;
+		case C_GET_MANY:
+			op_get_many(&in);
 			break;
 		default:
 			compare_all();
