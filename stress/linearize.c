@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * linearize.c - linearizability check of pkv_put / pkv_get / pkv_del.
+ * linearize.c - linearizability check of pkv_put / pkv_get / pkv_del (gets also through
+ * pkv_get_ref and pkv_get_many, each in its own read section).
  *
  * Records many short concurrent histories on a few keys and checks each one against the model
  * of a register, the way Knossos and porcupine do: Wing & Gong's search for a linearization,
@@ -748,6 +749,35 @@ static void run_op(struct rec *r, unsigned char *buf, unsigned char *scratch)
 		r->out = r->rc == PKV_NOTFOUND ? DEL_NOTFOUND : DEL_OK;
 		break;
 	case OP_GET:
+		if (r->arg == 1) { /* zero copy: decoded in place, before the section ends */
+			const void *val = NULL;
+
+			(void)pkv_read_begin(db);
+			r->call = stamp();
+			r->rc = pkv_get_ref(db, key, klen, &val, &vlen, NULL);
+			r->ret = stamp();
+			r->out = r->rc == 0 ? decode_value(val, vlen, r->key, scratch) : ABSENT;
+			(void)pkv_read_end(db);
+			break;
+		}
+		if (r->arg == 2) {
+			/*
+			 * The key twice in one multi-get: the first item is the observation. (They
+			 * need not agree: single writes may land between the items' lookups.)
+			 */
+			pkv_item it[2] = { { .key = key, .klen = klen }, { .key = key, .klen = klen } };
+			int n;
+
+			(void)pkv_read_begin(db);
+			r->call = stamp();
+			n = pkv_get_many(db, it, 2);
+			r->ret = stamp();
+			r->rc = n < 0 ? n : it[0].rc;
+			r->out = r->rc == 0 ? decode_value(it[0].val, it[0].vlen, r->key, scratch) :
+					      ABSENT;
+			(void)pkv_read_end(db);
+			break;
+		}
 		r->call = stamp();
 		r->rc = pkv_get(db, key, klen, buf, VBUF, &vlen);
 		r->ret = stamp();
@@ -887,6 +917,8 @@ static void make_plan(uint64_t hist, struct plan *p)
 								OP_GET;
 			if (r->kind == OP_PUT)
 				r->arg = value_id(hist, t, i);
+			else if (r->kind == OP_GET)
+				r->arg = y % 3; /* pkv_get, pkv_get_ref or pkv_get_many: run_op */
 			/*
 			 * Mostly back to back; one in 16 after a short spin (workers on two
 			 * cores drift against each other), one in 256 after a yield (to a worker
