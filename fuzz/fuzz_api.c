@@ -775,7 +775,9 @@ static void op_get_many(struct in *in)
 	CHECK(pkv_read_begin(F.db) == 0, "pkv_read_begin failed");
 	r = code(pkv_get_many(F.db, it, 0));
 	CHECK(r == PKV_EINVAL, "get_many of 0 items: %s", pkv_strerror(r));
-	r = code(pkv_get_many(F.db, it, (size_t)n));
+	r = pkv_get_many(F.db, it, (size_t)n); /* a count, or a code */
+	if (r < 0)
+		code(r);
 	CHECK(r == want, "get_many found %d of %d keys, expected %d", r, n, want);
 	for (int i = 0; i < n && r >= 0; i++) {
 		code(it[i].rc);
