@@ -113,7 +113,12 @@ for g in $groups; do
 				for (i = 1; i <= np; i++) {
 					q = pn[i] + 0; if (q >= 100) q = 99.9999
 					printf "%.6f", -log(1 - q / 100) / log(10)
-					for (s = 1; s <= ns; s++) printf "\t%s", ((i, s) in v) && v[i, s] > 0 ? v[i, s] : "NaN"
+					for (s = 1; s <= ns; s++) {
+						x = "NaN"
+						if (((i, s) in v) && v[i, s] + 0 > 0)
+							x = v[i, s]
+						printf "\t%s", x
+					}
 					printf "\n"
 				}
 			}' "$CSV" | sort -g > "$dat" || { rm -f "$dat"; continue; }
