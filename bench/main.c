@@ -885,6 +885,8 @@ static const struct goal goals[] = {
 	{"restart, cold cache: pkv open / ck_ht reload (time, lower is better)", "restart",
 	 "pkv:process", "restart.cold", "open_ms", NULL, "ck_ht", "restart.cold", "open_ms", 1,
 	 CMP_INFO, 0},
+	{"resident memory per key at rest after the load: pkv / ck_ht", "memory", "pkv:process",
+	 "mem", "rss_rest_B_per_key", NULL, "ck_ht", "mem", "rss_B_per_key", 1, CMP_INFO, 0},
 	{"anonymous memory per key: pkv / ck_ht (lower is better)", "memory", "pkv:process", "mem",
 	 "anon_B_per_key", NULL, "ck_ht", "mem", "anon_B_per_key", 1, CMP_INFO, 0},
 	{"for reference, ck_ht: reads next to one writer / read-only", "core", "ck_ht", "rw.1r1w",

@@ -18,7 +18,7 @@ static const struct {
 	{"Mops", 1},	      {"read_Mops", 1},	    {"write_Mops", 1},	   {"p50_ns", 0},
 	{"p99_ns", 0},	      {"p999_ns", 0},	    {"max_ns", 0},	   {"svc_p999_ns", 0},
 	{"commits_per_s", 1}, {"dev_fsync_per_s", 1}, {"dev_prealloc_fsync_per_s", 1}, {"p50_us", 0},	    {"p99_us", 0},	   {"writes_per_sync", 1},
-	{"load_Mops", 1},     {"rss_B_per_key", 0}, {"anon_B_per_key", 0}, {"disk_B_per_key", 0},
+	{"load_Mops", 1},     {"rss_B_per_key", 0}, {"rss_rest_B_per_key", 0}, {"anon_B_per_key", 0}, {"disk_B_per_key", 0},
 	{"open_ms", 0},	      {"first_get_us", 0},  {"verify_errors", 0},  {"update_x", 0},
 	{"update_close_x", 0}, {"load_x", 0}, {"dev_update_x", 0}, {"dev_load_x", 0},	    {"miss_pct", 0},	   {"append_per_s", 1},
 	{"prealloc_per_s", 1}, {"append_p50_us", 0}, {"append_p99_us", 0},

@@ -297,6 +297,16 @@ int session_run(const struct sysdesc *sd, const struct exp *exps, int nexp,
 		free(smp);
 	}
 
+	if (!nexp && e->settle) {
+		/* The memory group: also at rest, once the background work the load started (a
+		 * compaction, RocksDB's flushes) is done; rss_B_per_key above is right after the
+		 * load, whatever was running then. */
+		uint64_t rss3 = 0, anon3 = 0;
+
+		if (e->settle(db) == 0 && rss_bytes(&rss3, &anon3) == 0)
+			emit(s, "mem", "rss_rest_B_per_key", "B/key",
+			     ((double)rss3 - (double)rss0) / (double)x.ks.n);
+	}
 	if (nexp && e->settle) {
 		uint64_t ts = now_ns();
 		int src = e->settle(db);

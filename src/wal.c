@@ -16,6 +16,11 @@
  *  W.4  Within a lane sequence numbers strictly increase (taken under the lane lock).
  *  W.5  A write returns only after pkv__wal_wait_written(seq): every smaller sequence number's
  *       record is copied too, so a crash cannot leave a hole in front of an acknowledged write.
+ *  W.6  Nothing reads records back through the mapping (recovery maps the files anew), so every
+ *       WAL_DROP_BYTES of a segment written, the whole pages behind the write offset are given up
+ *       with MADV_DONTNEED: for a shared file mapping that only unmaps them (their dirty state
+ *       moves to the page cache, nothing is lost), so the WAL costs the process no resident
+ *       memory beyond about WAL_DROP_BYTES per lane.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -30,6 +35,19 @@
 #include "errors.h"
 #include "fs.h"
 #include "wal.h"
+
+#define WAL_DROP_BYTES (1u << 20)
+
+/* W.6: release the written pages of @seg from the process (the lane lock is held). */
+static void seg_drop_written(struct wal_seg *seg)
+{
+	size_t upto = seg->off & ~(size_t)4095;
+
+	if (upto > seg->dropped) {
+		(void)madvise(seg->base + seg->dropped, upto - seg->dropped, MADV_DONTNEED);
+		seg->dropped = upto;
+	}
+}
 
 int pkv__wal_init(struct pkv *db, unsigned nlanes)
 {
@@ -289,6 +307,8 @@ int64_t pkv__wal_append(struct pkv *db, enum wal_rec_type type, const void *key,
 	pkv__wal_rec_encode(seg->base + seg->off, seg->seed, seq, type,
 			    __atomic_load_n(&w->synced, __ATOMIC_RELAXED), key, klen, val, vlen);
 	seg->off += need;
+	if (seg->off - seg->dropped >= WAL_DROP_BYTES)
+		seg_drop_written(seg); /* W.6 */
 	seg->last_seq = seq;
 	l->last_seq = seq;
 	/* Read without the lock by stats and the compactor. */

@@ -32,6 +32,7 @@ struct wal_seg {
 	unsigned char *base; /* shared mapping of the whole file */
 	size_t size;         /* mapped bytes == allocated file size == header seg_bytes */
 	size_t off;          /* where the next record goes */
+	size_t dropped;      /* [0, dropped) released from this process's memory (wal.c W.6) */
 	uint32_t seed;       /* record CRC seed */
 	uint64_t last_seq;   /* highest seq written into it */
 	struct wal_seg *next;
