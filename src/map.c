@@ -126,6 +126,18 @@ static void retire_flush_locked(struct map_shard *s)
 	s->retire = NULL;
 }
 
+/* Make sure the shard has a batch with room for one more record. 0 or -ENOMEM. */
+static int retire_reserve_locked(struct map_shard *s)
+{
+	if (s->retire != NULL)
+		return 0;
+	s->retire = malloc(sizeof(*s->retire));
+	if (s->retire == NULL)
+		return -ENOMEM;
+	s->retire->n = 0;
+	return 0;
+}
+
 /*
  * One call_rcu per RETIRE_BATCH records keeps the per-write cost of reclamation to a store and
  * an occasional queue push, instead of a call_rcu (and a possible wake-up) per write.
@@ -137,16 +149,19 @@ static void retire_locked(struct map_shard *s, void *p)
 	free(p);
 	return;
 #endif
-	if (s->retire == NULL) {
-		s->retire = malloc(sizeof(*s->retire));
-		if (s->retire == NULL) {
-			/* No memory for a batch: wait for the grace period here instead. */
-			urcu_memb_synchronize_rcu();
-			PKV_TSAN_ACQUIRE();
-			free(p);
+	if (s->retire == NULL && retire_reserve_locked(s) < 0) {
+		/*
+		 * No memory for a batch (pkv__map_reserve_locked makes room for one before a write
+		 * reaches the WAL, so only a caller that did not reserve gets here): wait for the
+		 * grace period instead, unless this thread is inside a read section, where that
+		 * would wait for itself (read.c RD.4): then the record is leaked.
+		 */
+		if (pkv__in_read_section())
 			return;
-		}
-		s->retire->n = 0;
+		urcu_memb_synchronize_rcu();
+		PKV_TSAN_ACQUIRE();
+		free(p);
+		return;
 	}
 	s->retire->items[s->retire->n++] = p;
 	if (s->retire->n == RETIRE_BATCH)
@@ -294,6 +309,10 @@ int pkv__map_reserve_locked(struct map_shard *s)
 {
 	uint64_t n = ck_ht_count(&s->ht);
 	void *probe;
+
+	/* The record this write replaces or removes will need a place in a retire batch. */
+	if (retire_reserve_locked(s) < 0)
+		return -ENOMEM;
 
 	/*
 	 * ck_ht grows itself after an insert that takes it past half full, but ignores a failure to

@@ -277,7 +277,9 @@ const struct pkv_rec *pkv__map_find_locked(struct map_shard *s, uint64_t hash, c
 
 /*
  * Make room for one more key in @s, growing the table now rather than halfway through a write
- * that has already reached the WAL. 0 or -ENOMEM.
+ * that has already reached the WAL, and for the record it replaces in a retire batch (so that
+ * retiring it never has to wait for a grace period: a writer may be inside a read section).
+ * 0 or -ENOMEM.
  */
 int pkv__map_reserve_locked(struct map_shard *s);
 
