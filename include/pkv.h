@@ -279,7 +279,8 @@ PKV_EXPORT int pkv_get(pkv *db, const void *key, size_t klen, void *buf, size_t 
  * snapshot unmapped, only after every section that could see it has ended.
  *
  * Sections are per thread and nest: each begin needs one pkv_read_end() on the same store, from
- * the same thread. A thread may have sections open on up to PKV_READ_MAX_STORES stores at once.
+ * the same thread, before the thread exits. A thread may have sections open on up to
+ * PKV_READ_MAX_STORES stores at once.
  *
  * Inside any section (on any store) a thread may call pkv_get(), pkv_get_ref(), pkv_get_many(),
  * pkv_get_stats(), nested begin/end, and writes that do not wait for durability (pkv_put(),
