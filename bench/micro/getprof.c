@@ -13,7 +13,8 @@
  *   valgrind --tool=callgrind --toggle-collect=run_pkv --toggle-collect=run_ckht \
  *            build-bench/bench/micro_getprof - 200000 2000000
  *   valgrind --tool=cachegrind ...  (then cg_annotate)
- * Natively it prints ns per get of each and their ratio (interleaved slices, medians).
+ * Natively it prints ns per get of each and their ratio (interleaved slices, medians), and the
+ * same ratio for pkv_get_ref (a section per get) and pkv_get_many (batches of 32).
  */
 #include <ck_ht.h>
 #include <pkv.h>
@@ -70,6 +71,48 @@ __attribute__((noinline)) uint64_t run_pkv(pkv *db, const char (*keys)[16], cons
 	return s;
 }
 
+__attribute__((noinline)) uint64_t run_ref(pkv *db, const char (*keys)[16], const uint32_t *idx,
+					   size_t n);
+__attribute__((noinline)) uint64_t run_ref(pkv *db, const char (*keys)[16], const uint32_t *idx,
+					   size_t n)
+{
+	uint64_t s = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		const void *v;
+		size_t vl;
+
+		pkv_read_begin(db);
+		if (pkv_get_ref(db, keys[idx[i]], 16, &v, &vl, NULL) == 0)
+			s += vl + *(const unsigned char *)v;
+		pkv_read_end(db);
+	}
+	return s;
+}
+
+__attribute__((noinline)) uint64_t run_many(pkv *db, const char (*keys)[16], const uint32_t *idx,
+					    size_t n);
+__attribute__((noinline)) uint64_t run_many(pkv *db, const char (*keys)[16], const uint32_t *idx,
+					    size_t n)
+{
+	pkv_item it[32];
+	uint64_t s = 0;
+
+	for (size_t i = 0; i + 32 <= n; i += 32) {
+		for (int j = 0; j < 32; j++) {
+			it[j].key = keys[idx[i + (size_t)j]];
+			it[j].klen = 16;
+		}
+		pkv_read_begin(db);
+		pkv_get_many(db, it, 32);
+		for (int j = 0; j < 32; j++)
+			if (it[j].rc == 0)
+				s += it[j].vlen + *(const unsigned char *)it[j].val;
+		pkv_read_end(db);
+	}
+	return s;
+}
+
 __attribute__((noinline)) uint64_t run_ckht(ck_ht_t *ht, const char (*keys)[16],
 					    const uint32_t *idx, size_t n, char *buf, size_t cap);
 __attribute__((noinline)) uint64_t run_ckht(ck_ht_t *ht, const char (*keys)[16],
@@ -116,7 +159,7 @@ int main(int argc, char **argv)
 	pkv_options o;
 	pkv *db;
 	ck_ht_t ht;
-	double tp[9], tc[9], ratio[9];
+	double tp[9], tc[9], ratio[9], rref[9], rmany[9];
 	int rc;
 
 	for (size_t i = 0; i < n; i++) {
@@ -190,12 +233,22 @@ int main(int argc, char **argv)
 		sink += run_ckht(&ht, (const char (*)[16])keys, s, slice, buf, vlen);
 		tc[r] = (now() - t0) * 1e9 / (double)slice;
 		ratio[r] = tc[r] / tp[r];
+		t0 = now();
+		sink += run_ref(db, (const char (*)[16])keys, s, slice);
+		rref[r] = tc[r] / ((now() - t0) * 1e9 / (double)slice);
+		t0 = now();
+		sink += run_many(db, (const char (*)[16])keys, s, slice);
+		rmany[r] = tc[r] / ((now() - t0) * 1e9 / (double)(slice - slice % 32));
 	}
+	qsort(rref, 9, sizeof(double), cmp_d);
+	qsort(rmany, 9, sizeof(double), cmp_d);
 	qsort(tp, 9, sizeof(double), cmp_d);
 	qsort(tc, 9, sizeof(double), cmp_d);
 	qsort(ratio, 9, sizeof(double), cmp_d);
 	printf("ns/get: pkv %.1f, ck_ht %.1f; throughput pkv/ck_ht %.2f (median of 9 slices)\n",
 	       tp[4], tc[4], ratio[4]);
+	printf("throughput vs ck_ht get+copy: pkv_get_ref %.2f, pkv_get_many (32) %.2f\n", rref[4],
+	       rmany[4]);
 	pkv_close(db);
 	return 0;
 }
