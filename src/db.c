@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * db.c - open/close, options, DIR/LOCK, RCU thread registration, and the public get/put/del.
+ * db.c - open/close, options, DIR/LOCK, and the public get/put/del.
  *
  * The write path, in order (each step's guarantee is numbered where it is implemented):
  *   1. allocate the record                          (may fail: nothing happened)
@@ -15,13 +15,11 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
 #include <sys/file.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -38,43 +36,6 @@
 #define MAX_CAPACITY_HINT (1ull << 36)
 #define DEFAULT_COMPACT_WAL (64u << 20)
 
-/* ---- RCU thread registration -------------------------------------------------------- */
-
-__thread bool pkv__rcu_registered __attribute__((tls_model("initial-exec")));
-static pthread_key_t rcu_key;
-static pthread_once_t rcu_key_once = PTHREAD_ONCE_INIT;
-
-static void rcu_thread_exit(void *unused)
-{
-	(void)unused;
-	if (pkv__rcu_registered) {
-		urcu_memb_unregister_thread();
-		pkv__rcu_registered = false;
-	}
-}
-
-static void rcu_key_make(void)
-{
-	(void)pthread_key_create(&rcu_key, rcu_thread_exit);
-	/*
-	 * liburcu's call_rcu worker threads do not survive fork(): without these handlers a child
-	 * that uses pkv queues callbacks no thread will run (and finds the queues half-updated if a
-	 * worker was mid-operation). With them, the workers pause across the fork and the child
-	 * gets fresh ones. Handles opened before the fork stay the parent's (see pkv.h).
-	 */
-	(void)pthread_atfork(urcu_memb_call_rcu_before_fork, urcu_memb_call_rcu_after_fork_parent,
-			     urcu_memb_call_rcu_after_fork_child);
-}
-
-void pkv__rcu_register_slow(void)
-{
-	pthread_once(&rcu_key_once, rcu_key_make);
-	urcu_memb_register_thread();
-	pkv__rcu_registered = true;
-	/* A non-NULL value makes the key's destructor run at thread exit. */
-	(void)pthread_setspecific(rcu_key, (void *)1);
-}
-
 PKV_EXPORT int pkv_thread_attach(void)
 {
 	pkv__rcu_enter();
@@ -83,33 +44,11 @@ PKV_EXPORT int pkv_thread_attach(void)
 
 PKV_EXPORT int pkv_thread_detach(void)
 {
-	if (pkv__rcu_registered) {
-		urcu_memb_unregister_thread();
-		pkv__rcu_registered = false;
-		(void)pthread_setspecific(rcu_key, NULL);
-	}
+	pkv__rcu_unregister();
 	return 0;
 }
 
 /* ---- logging, options ------------------------------------------------------------------ */
-
-void pkv__log(struct pkv *db, int level, const char *fmt, ...)
-{
-	char msg[1024];
-	va_list ap;
-
-	if (db == NULL || db->opts.log_fn == NULL)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	db->opts.log_fn(db->opts.log_ctx, level, msg);
-}
-
-void pkv__thread_background(void)
-{
-	(void)setpriority(PRIO_PROCESS, (id_t)gettid(), 10);
-}
 
 void pkv__db_set_readonly(struct pkv *db, int reason)
 {
@@ -263,6 +202,8 @@ PKV_EXPORT int pkv_open(const char *dir, const pkv_options *opts, pkv **db_out)
 		free(db);
 		return r;
 	}
+	db->log.fn = db->opts.log_fn;
+	db->log.ctx = db->opts.log_ctx;
 	pkv__rcu_enter();
 	pkv__sync_init(db);
 	pthread_mutex_init(&db->compact_mu, NULL);

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "internal.h"
 #include "map.h"
 #include "snapshot.h"
 #include "pkv.h"
@@ -24,6 +25,7 @@ struct pkv_recovery_report {
 
 struct pkv {
 	pkv_options opts;
+	struct pkv_log log; /* opts.log_fn and opts.log_ctx, for the lower layers */
 	bool in_memory;
 	bool readonly_open;
 	bool open_dirty; /* open created or repaired something: fsync DIR before returning */
@@ -75,16 +77,8 @@ int pkv__db_plan_locked(struct pkv *db, struct map_shard *s, uint64_t hash, cons
 int pkv__db_commit_locked(struct pkv *db, struct map_shard *s, uint64_t hash, const void *key,
 			  size_t klen, struct write_plan *p, uint64_t seq);
 
-/* Send a formatted message to the application's log callback, if it has one. */
-void pkv__log(struct pkv *db, int level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-/*
- * Lower the calling thread's scheduling priority (nice +10, Linux: per thread): pkv's own
- * threads (syncer, compactor) yield the CPU to the application's readers and writers when cores
- * are short, and still run when they are idle. Best effort.
- */
-void pkv__thread_background(void);
+/* Send a formatted message to the application's log callback, if it has one (internal.h). */
+#define pkv__log(db, level, ...) pkv__logf((db) ? &(db)->log : NULL, (level), __VA_ARGS__)
 
 /* Refuse further writes with @reason (first reason wins). */
 void pkv__db_set_readonly(struct pkv *db, int reason);

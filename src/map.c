@@ -34,10 +34,6 @@
 #include "map.h"
 #include "rcu.h"
 
-#ifdef PKV_TSAN
-char pkv__tsan_gp_token;
-#endif
-
 /* ---- RCU-deferred frees of ck_ht tables ------------------------------------------------- */
 
 struct ht_block {
