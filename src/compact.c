@@ -41,7 +41,7 @@
 #include <time.h>
 
 #include "compact.h"
-#include "db.h"
+#include "store.h"
 #include "errors.h"
 #include "fs.h"
 #include "rcu.h"
@@ -271,7 +271,7 @@ int pkv__compact_run(struct pkv *db)
 	int r;
 
 	pthread_mutex_lock(&db->compact_mu);
-	r = pkv__db_readonly(db);
+	r = pkv__store_readonly(db);
 	if (r)
 		goto out_unlock;
 	old_seq = db->base ? db->base->seq : 0;
@@ -399,7 +399,7 @@ static void *compactor_main(void *arg)
 		if (db->compactor_stop)
 			break;
 		pthread_mutex_unlock(&s->mu);
-		if (compactor_due(db) && pkv__db_readonly(db) == 0)
+		if (compactor_due(db) && pkv__store_readonly(db) == 0)
 			(void)pkv__compact_run(db); /* failures are logged and leave nothing behind */
 		pthread_mutex_lock(&s->mu);
 	}
@@ -448,7 +448,7 @@ PKV_EXPORT int pkv_compact(pkv *db)
 		return PKV_EINVAL;
 	if (db->in_memory)
 		return 0;
-	if (db->readonly_open || pkv__db_readonly(db))
+	if (db->readonly_open || pkv__store_readonly(db))
 		return PKV_EREADONLY;
 	pkv__rcu_enter();
 	return pkv__compact_run(db);

@@ -23,7 +23,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "db.h"
+#include "apply.h"
+#include "store.h"
 #include "errors.h"
 #include "fs.h"
 #include "rcu.h"
@@ -48,18 +49,7 @@ PKV_EXPORT int pkv_thread_detach(void)
 	return 0;
 }
 
-/* ---- logging, options ------------------------------------------------------------------ */
-
-void pkv__db_set_readonly(struct pkv *db, int reason)
-{
-	int expected = 0;
-
-	if (__atomic_compare_exchange_n(&db->readonly_reason, &expected, reason, false,
-					__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE) &&
-	    reason != PKV_EREADONLY)
-		pkv__log(db, PKV_LOG_ERROR, "store %s refuses writes from now on: %s",
-			 db->dir ? db->dir : "(memory)", pkv_strerror(reason));
-}
+/* ---- options ---------------------------------------------------------------------------- */
 
 PKV_EXPORT void pkv_options_default(pkv_options *opts)
 {
@@ -306,10 +296,10 @@ PKV_EXPORT int pkv_close(pkv *db)
 	if (!db->in_memory && !db->readonly_open) {
 		pkv__compactor_stop(db);
 		pkv__sync_stop(db);
-		if (pkv__db_readonly(db) == 0)
+		if (pkv__store_readonly(db) == 0)
 			r = pkv__sync_wait(db, __atomic_load_n(&db->wal.seq, __ATOMIC_ACQUIRE));
 		else
-			r = pkv__db_readonly(db);
+			r = pkv__store_readonly(db);
 		if (r == 0)
 			pkv__wal_close_clean(db);
 	}
@@ -328,97 +318,6 @@ static int check_key(const void *key, size_t klen)
 	return 0;
 }
 
-int pkv__db_plan_locked(struct pkv *db, struct map_shard *s, uint64_t hash, const void *key,
-			size_t klen, struct pkv_rec *rec, uint64_t replay_seq,
-			struct write_plan *p)
-{
-	const struct pkv_rec *live = pkv__map_find_locked(s, hash, key, klen);
-	uint64_t base_seq = 0;
-	bool in_base = false, visible;
-	int r;
-
-	memset(p, 0, sizeof(*p));
-	if (live == NULL || rec == NULL) {
-		const struct pkv_snap *b;
-		const struct snap_rec_disk *br;
-		uint64_t base_max = 0;
-		int f = PKV_NOTFOUND;
-
-		pkv__rcu_read_lock();
-		b = pkv__db_base_rcu(db);
-		if (b) {
-			f = pkv__snap_find(b, hash, key, klen, &br);
-			base_max = b->max_seq;
-		}
-		if (f == 0) {
-			in_base = true;
-			base_seq = br->seq;
-		}
-		pkv__rcu_read_unlock();
-		if (f == PKV_ECORRUPT) {
-			/*
-			 * The base's version of the key cannot be read (N.4). No version in the base
-			 * is newer than its header's checksummed max_seq, so a replayed record above
-			 * it supersedes the damaged one, as a live write does (count the key as
-			 * present); one at or below it might be older: refuse rather than maybe bring
-			 * back an older value.
-			 */
-			if (replay_seq && replay_seq <= base_max)
-				return PKV_ECORRUPT;
-			in_base = true;
-		}
-	}
-	/* Replay applies a record only if it is newer than the base's version (compact.c C.2). */
-	if (replay_seq && live == NULL && in_base && base_seq >= replay_seq) {
-		p->skip = true;
-		return 0;
-	}
-	visible = live ? !(live->flags & PKV_REC_TOMB) : in_base;
-	if (rec) {
-		p->rec = rec;
-		p->delta = visible ? 0 : 1;
-	} else {
-		if (!visible)
-			return PKV_NOTFOUND;
-		p->delta = -1;
-		/* A delete must shadow the base's version, and during a compaction the next base's
-		 * possible one too (compact.c C.4). */
-		if (in_base || __atomic_load_n(&db->compacting, __ATOMIC_SEQ_CST)) {
-			p->rec = pkv__rec_new_tomb(key, klen);
-			if (p->rec == NULL)
-				return -ENOMEM;
-		}
-	}
-	if (p->rec) {
-		r = pkv__map_reserve_locked(s);
-		if (r < 0) {
-			if (rec == NULL)
-				pkv__rec_free(p->rec);
-			p->rec = NULL;
-			return r;
-		}
-	}
-	return 0;
-}
-
-int pkv__db_commit_locked(struct pkv *db, struct map_shard *s, uint64_t hash, const void *key,
-			  size_t klen, struct write_plan *p, uint64_t seq)
-{
-	int r = 0;
-
-	(void)db;
-	if (p->rec) {
-		r = pkv__map_set_locked(s, hash, p->rec, seq);
-		if (r < 0)
-			return r;
-		p->rec = NULL;
-	} else {
-		(void)pkv__map_del_locked(s, hash, key, klen);
-	}
-	__atomic_store_n(&s->nkeys, s->nkeys + p->delta, __ATOMIC_RELAXED);
-	return 0;
-}
-
 static int db_write(struct pkv *db, enum wal_rec_type type, const void *key, size_t klen,
 		    const void *val, size_t vlen, unsigned flags)
 {
@@ -430,7 +329,7 @@ static int db_write(struct pkv *db, enum wal_rec_type type, const void *key, siz
 	bool durable;
 	int r = 0;
 
-	if (pkv__db_readonly(db))
+	if (pkv__store_readonly(db))
 		return PKV_EREADONLY;
 	pkv__rcu_enter();
 	durable = !db->in_memory &&
@@ -448,7 +347,7 @@ static int db_write(struct pkv *db, enum wal_rec_type type, const void *key, siz
 	s = pkv__map_shard(&db->map, h);
 
 	pthread_mutex_lock(&s->lock);
-	r = pkv__db_plan_locked(db, s, h, key, klen, rec, 0, &plan);
+	r = pkv__apply_plan_locked(db, s, h, key, klen, rec, 0, &plan);
 	if (r < 0)
 		goto unlock;
 	if (db->in_memory)
@@ -459,14 +358,14 @@ static int db_write(struct pkv *db, enum wal_rec_type type, const void *key, siz
 		r = (int)seq;
 		goto unlock;
 	}
-	r = pkv__db_commit_locked(db, s, h, key, klen, &plan, (uint64_t)seq);
+	r = pkv__apply_commit_locked(db, s, h, key, klen, &plan, (uint64_t)seq);
 	if (r < 0) {
 		/*
 		 * Unreachable unless memory ran out and ck_ht also had to grow for a full probe
 		 * sequence (map.c M.6). The record is in the log but not in the map: stop writing
 		 * rather than let the two disagree further.
 		 */
-		pkv__db_set_readonly(db, r);
+		pkv__store_set_readonly(db, r);
 		goto unlock;
 	}
 	rec = NULL;
@@ -554,7 +453,7 @@ PKV_EXPORT int pkv_get(pkv *db, const void *key, size_t klen, void *buf, size_t 
 		}
 	} else {
 		/* Loaded after the live-map miss: never older than what the miss saw (C.7). */
-		const struct pkv_snap *base = pkv__db_base_rcu(db);
+		const struct pkv_snap *base = pkv__store_base_rcu(db);
 		const struct snap_rec_disk *sr;
 
 		/* N.4: checked bytes or PKV_ECORRUPT, never damaged bytes and never a false miss. */
@@ -644,11 +543,11 @@ PKV_EXPORT int pkv_get_stats(pkv *db, pkv_stats *out)
 	out->discarded_records = db->rec.discarded_records;
 	out->discarded_bytes = db->rec.discarded_bytes;
 	out->recovery_gap_seq = db->rec.gap_seq;
-	out->readonly_reason = pkv__db_readonly(db);
+	out->readonly_reason = pkv__store_readonly(db);
 	pkv__rcu_enter();
 	pkv__rcu_read_lock(); /* keeps the base mapped while we read it */
 	{
-		const struct pkv_snap *b = pkv__db_base_rcu(db);
+		const struct pkv_snap *b = pkv__store_base_rcu(db);
 		if (b) {
 			out->snapshot_seq = b->seq;
 			out->snapshot_keys = b->count;

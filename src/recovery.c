@@ -46,7 +46,8 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 
-#include "db.h"
+#include "apply.h"
+#include "store.h"
 #include "errors.h"
 #include "fs.h"
 #include "recovery.h"
@@ -307,13 +308,13 @@ static int apply(struct pkv *db, const struct wal_rec *w, uint64_t h)
 			return -ENOMEM;
 	}
 	/* Single-threaded: the shard lock is not needed, the plan's rules are. */
-	rc = pkv__db_plan_locked(db, s, h, w->key, w->klen, r, w->seq, &plan);
+	rc = pkv__apply_plan_locked(db, s, h, w->key, w->klen, r, w->seq, &plan);
 	if (rc == PKV_NOTFOUND || (rc == 0 && plan.skip)) {
 		rc = 0; /* a delete of an absent key, or a version the base already has */
 		goto out;
 	}
 	if (rc == 0)
-		rc = pkv__db_commit_locked(db, s, h, w->key, w->klen, &plan, w->seq);
+		rc = pkv__apply_commit_locked(db, s, h, w->key, w->klen, &plan, w->seq);
 	if (rc == PKV_ECORRUPT)
 		pkv__log(db, PKV_LOG_ERROR,
 			 "recovery: %s: the snapshot's version of the key of seq %" PRIu64

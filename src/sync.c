@@ -28,7 +28,7 @@
 #include <sched.h>
 #include <time.h>
 
-#include "db.h"
+#include "store.h"
 #include "errors.h"
 #include "fs.h"
 #include "rcu.h"
@@ -278,7 +278,7 @@ int pkv__sync_wait(struct pkv *db, uint64_t seq)
 		s->leader = false;
 		if (r < 0) {
 			s->err = r; /* S.3 */
-			pkv__db_set_readonly(db, r);
+			pkv__store_set_readonly(db, r);
 		} else {
 			before = __atomic_load_n(&w->synced, __ATOMIC_RELAXED);
 			if (target > before) {
@@ -357,7 +357,7 @@ static void *bg_main(void *arg)
 		pkv__wal_make_spares(db);
 		if ((periodic && timed_out) || lanes_have_retired(db)) {
 			uint64_t seq = __atomic_load_n(&db->wal.seq, __ATOMIC_ACQUIRE);
-			if (pkv__db_readonly(db) == 0)
+			if (pkv__store_readonly(db) == 0)
 				(void)pkv__sync_wait(db, seq); /* errors are sticky and reported there */
 		}
 		pthread_mutex_lock(&s->mu);

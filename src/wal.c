@@ -26,7 +26,7 @@
 #include <sys/mman.h>
 
 #include "compact.h"
-#include "db.h"
+#include "store.h"
 #include "errors.h"
 #include "fs.h"
 #include "wal.h"

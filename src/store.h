@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * db.h - the store handle shared by every module, and the logging helper.
+ * store.h - the store handle (struct pkv) that the layers from sync/apply up share, and its
+ * small helpers (store.c). It sits below recovery, compact and the public API (db.c, read.c,
+ * write.c), so none of them includes a higher file to reach the handle.
  */
-#ifndef PKV_DB_H
-#define PKV_DB_H
+#ifndef PKV_STORE_H
+#define PKV_STORE_H
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -54,44 +56,21 @@ struct pkv {
 	pthread_cond_t compactor_cv; /* with sync.mu */
 };
 
-/*
- * One write's effect on the map, decided under the shard lock before the WAL append (so that
- * everything that can fail fails before a sequence number is taken) and applied after it.
- */
-struct write_plan {
-	struct pkv_rec *rec; /* to publish: the value, or a tombstone; NULL: remove the entry */
-	int delta;           /* change in visible keys */
-	bool skip;           /* replay only: the base already holds this version or a newer one */
-};
-
-/*
- * Plan a put (@rec prepared by the caller) or a delete (@rec NULL) of @key in shard @s, whose
- * lock the caller holds. @replay_seq is the record's seq during recovery, 0 for a live write.
- * Returns 0; PKV_NOTFOUND (a delete of an invisible key); -ENOMEM.
- */
-int pkv__db_plan_locked(struct pkv *db, struct map_shard *s, uint64_t hash, const void *key,
-			size_t klen, struct pkv_rec *rec, uint64_t replay_seq,
-			struct write_plan *p);
-
-/* Apply a plan with sequence number @seq. 0, or -ENOMEM (see map.c M.6). */
-int pkv__db_commit_locked(struct pkv *db, struct map_shard *s, uint64_t hash, const void *key,
-			  size_t klen, struct write_plan *p, uint64_t seq);
-
 /* Send a formatted message to the application's log callback, if it has one (internal.h). */
 #define pkv__log(db, level, ...) pkv__logf((db) ? &(db)->log : NULL, (level), __VA_ARGS__)
 
 /* Refuse further writes with @reason (first reason wins). */
-void pkv__db_set_readonly(struct pkv *db, int reason);
+void pkv__store_set_readonly(struct pkv *db, int reason);
 
 /* The base image; call inside a read-side section and use only inside it. */
-static inline const struct pkv_snap *pkv__db_base_rcu(struct pkv *db)
+static inline const struct pkv_snap *pkv__store_base_rcu(struct pkv *db)
 {
 	return __atomic_load_n(&db->base, __ATOMIC_ACQUIRE);
 }
 
-static inline int pkv__db_readonly(struct pkv *db)
+static inline int pkv__store_readonly(struct pkv *db)
 {
 	return __atomic_load_n(&db->readonly_reason, __ATOMIC_ACQUIRE);
 }
 
-#endif /* PKV_DB_H */
+#endif /* PKV_STORE_H */
