@@ -277,7 +277,8 @@ int pkv__compact_run(struct pkv *db)
 	old_seq = db->base ? db->base->seq : 0;
 	if (__atomic_load_n(&db->wal.seq, __ATOMIC_SEQ_CST) == old_seq && db->base)
 		goto out_unlock; /* nothing new since the last snapshot */
-	pkv__wal_roll_all(db); /* C.6: afterwards every segment is wholly <= S or wholly > S */
+	pkv__wal_roll_all(&db->wal); /* C.6: afterwards every segment is wholly <= S or wholly > S */
+	pkv__sync_kick(db);       /* the rolled segments wait to be synced and closed */
 	seq = __atomic_load_n(&db->wal.seq, __ATOMIC_SEQ_CST); /* C.1 */
 	__atomic_store_n(&db->wal_bytes_at_snap, pkv__wal_bytes(&db->wal), __ATOMIC_RELAXED);
 
@@ -337,13 +338,13 @@ int pkv__compact_run(struct pkv *db)
 		char oldpath[4096];
 		snprintf(oldpath, sizeof(oldpath), "%s", old->path);
 		pkv__snap_close(old);
-		r = pkv__wal_retire_upto(db, seq);
+		r = pkv__wal_retire_upto(&db->wal, seq);
 		if (r == 0)
 			r = pkv__fs->unlink(oldpath); /* after the WAL: C.6 */
 		if (r == 0)
 			r = pkv__fs_fsync_dir(db->snap_dir);
 	} else {
-		r = pkv__wal_retire_upto(db, seq);
+		r = pkv__wal_retire_upto(&db->wal, seq);
 	}
 	/* The trimmed records are freed by RCU callbacks; once they ran, give the pages back:
 	 * resident memory should follow the live map down, not stay at its peak. */
@@ -387,24 +388,23 @@ static bool compactor_due(struct pkv *db)
 static void *compactor_main(void *arg)
 {
 	struct pkv *db = arg;
-	struct pkv_sync *s = &db->sync;
 
 	pkv__rcu_enter();
 	pkv__thread_background();
-	pthread_mutex_lock(&s->mu);
+	pthread_mutex_lock(&db->compactor_mu);
 	while (!db->compactor_stop) {
 		if (!db->compactor_kick)
-			pthread_cond_wait(&db->compactor_cv, &s->mu);
+			pthread_cond_wait(&db->compactor_cv, &db->compactor_mu);
 		db->compactor_kick = false;
 		if (db->compactor_stop)
 			break;
-		pthread_mutex_unlock(&s->mu);
+		pthread_mutex_unlock(&db->compactor_mu);
 		if (compactor_due(db) && pkv__store_readonly(db) == 0)
 			(void)pkv__compact_run(db); /* failures are logged and leave nothing behind */
-		pthread_mutex_lock(&s->mu);
+		pthread_mutex_lock(&db->compactor_mu);
 	}
-	pthread_mutex_unlock(&s->mu);
-	pkv_thread_detach();
+	pthread_mutex_unlock(&db->compactor_mu);
+	pkv__rcu_unregister();
 	return NULL;
 }
 
@@ -424,10 +424,10 @@ void pkv__compactor_stop(struct pkv *db)
 {
 	if (!db->compactor_running)
 		return;
-	pthread_mutex_lock(&db->sync.mu);
+	pthread_mutex_lock(&db->compactor_mu);
 	db->compactor_stop = true;
 	pthread_cond_signal(&db->compactor_cv);
-	pthread_mutex_unlock(&db->sync.mu);
+	pthread_mutex_unlock(&db->compactor_mu);
 	pthread_join(db->compactor, NULL);
 	db->compactor_running = false;
 }
@@ -436,10 +436,10 @@ void pkv__compactor_kick(struct pkv *db)
 {
 	if (!db->compactor_running || !compactor_due(db))
 		return;
-	pthread_mutex_lock(&db->sync.mu);
+	pthread_mutex_lock(&db->compactor_mu);
 	db->compactor_kick = true;
 	pthread_cond_signal(&db->compactor_cv);
-	pthread_mutex_unlock(&db->sync.mu);
+	pthread_mutex_unlock(&db->compactor_mu);
 }
 
 PKV_EXPORT int pkv_compact(pkv *db)

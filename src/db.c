@@ -161,11 +161,12 @@ static void db_free(struct pkv *db)
 {
 	pkv__compactor_stop(db);
 	pkv__sync_stop(db);
-	pkv__wal_destroy(db);
+	pkv__wal_destroy(&db->wal);
 	pkv__map_destroy(&db->map); /* waits for every pending RCU callback */
 	pkv__snap_close(db->base);
 	pkv__sync_destroy(db);
 	pthread_cond_destroy(&db->compactor_cv);
+	pthread_mutex_destroy(&db->compactor_mu);
 	pthread_mutex_destroy(&db->compact_mu);
 	free(db->snap_dir);
 	if (db->lock_fd >= 0)
@@ -197,6 +198,7 @@ PKV_EXPORT int pkv_open(const char *dir, const pkv_options *opts, pkv **db_out)
 	pkv__rcu_enter();
 	pkv__sync_init(db);
 	pthread_mutex_init(&db->compact_mu, NULL);
+	pthread_mutex_init(&db->compactor_mu, NULL);
 	pthread_cond_init(&db->compactor_cv, NULL);
 	db->readonly_open = db->opts.flags & PKV_OPEN_READONLY;
 	create = !(db->opts.flags & (PKV_OPEN_NOCREATE | PKV_OPEN_READONLY));
@@ -238,7 +240,7 @@ PKV_EXPORT int pkv_open(const char *dir, const pkv_options *opts, pkv **db_out)
 		r = 0;
 	if (r < 0)
 		goto fail;
-	r = pkv__wal_init(db, db->opts.wal_lanes);
+	r = pkv__wal_init(&db->wal, db->opts.wal_lanes, db->opts.wal_segment_bytes, &db->log);
 	if (r < 0)
 		goto fail;
 	{
@@ -272,8 +274,10 @@ PKV_EXPORT int pkv_open(const char *dir, const pkv_options *opts, pkv **db_out)
 		r = db->open_dirty ? pkv__fs_fsync_dir(db->dir) : 0;
 		if (r == 0)
 			r = pkv__sync_start(db);
-		if (r == 0) /* the first append of each lane should find a segment ready */
-			pkv__wal_want_spares(db);
+		if (r == 0) { /* the first append of each lane should find a segment ready */
+			pkv__wal_want_spares(&db->wal);
+			pkv__sync_kick(db);
+		}
 		if (r == 0 && !(db->opts.flags & PKV_OPEN_NO_AUTOCOMPACT))
 			r = pkv__compactor_start(db);
 		if (r < 0)
@@ -301,7 +305,7 @@ PKV_EXPORT int pkv_close(pkv *db)
 		else
 			r = pkv__store_readonly(db);
 		if (r == 0)
-			pkv__wal_close_clean(db);
+			pkv__wal_close_clean(&db->wal);
 	}
 	db_free(db);
 	return r;
@@ -326,7 +330,7 @@ static int db_write(struct pkv *db, enum wal_rec_type type, const void *key, siz
 	struct map_shard *s;
 	uint64_t h;
 	int64_t seq = 0;
-	bool durable;
+	bool durable, rolled = false;
 	int r = 0;
 
 	if (pkv__store_readonly(db))
@@ -353,7 +357,8 @@ static int db_write(struct pkv *db, enum wal_rec_type type, const void *key, siz
 	if (db->in_memory)
 		seq = (int64_t)__atomic_add_fetch(&db->mem_seq, 1, __ATOMIC_RELAXED);
 	else
-		seq = pkv__wal_append(db, type, key, (uint32_t)klen, val, (uint32_t)vlen);
+		seq = pkv__wal_append(&db->wal, type, key, (uint32_t)klen, val, (uint32_t)vlen,
+				      &rolled);
 	if (seq < 0) {
 		r = (int)seq;
 		goto unlock;
@@ -375,13 +380,17 @@ static int db_write(struct pkv *db, enum wal_rec_type type, const void *key, siz
 		__atomic_store_n(&s->dels, s->dels + 1, __ATOMIC_RELAXED);
 unlock:
 	pthread_mutex_unlock(&s->lock);
+	if (rolled) { /* wal.c is a leaf: the lane asked for a spare, and the WAL grew */
+		pkv__sync_kick(db);
+		pkv__compactor_kick(db);
+	}
 	if (plan.rec && plan.rec != rec)
 		pkv__rec_free(plan.rec); /* an unused tombstone */
 	if (rec)
 		pkv__rec_free(rec);
 	if (r < 0 || db->in_memory)
 		goto out;
-	pkv__wal_wait_written(db, (uint64_t)seq);
+	pkv__wal_wait_written(&db->wal, (uint64_t)seq);
 	if (durable)
 		r = pkv__sync_wait(db, (uint64_t)seq);
 out:

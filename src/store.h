@@ -53,7 +53,8 @@ struct pkv {
 	bool compactor_running;
 	bool compactor_stop;
 	bool compactor_kick;
-	pthread_cond_t compactor_cv; /* with sync.mu */
+	pthread_mutex_t compactor_mu; /* the compactor's own: its stop and kick flags */
+	pthread_cond_t compactor_cv;  /* with compactor_mu */
 };
 
 /* Send a formatted message to the application's log callback, if it has one (internal.h). */

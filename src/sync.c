@@ -166,7 +166,7 @@ static int sync_round(struct pkv *db, uint64_t target)
 	unsigned used = 0;
 	int err = 0;
 
-	pkv__wal_wait_written(db, target);
+	pkv__wal_wait_written(&db->wal, target);
 	for (unsigned i = 0; i < w->nlanes; i++) {
 		struct wal_lane *l = &w->lanes[i];
 		struct wal_seg *retired;
@@ -354,7 +354,7 @@ static void *bg_main(void *arg)
 			break;
 		pthread_mutex_unlock(&s->mu);
 
-		pkv__wal_make_spares(db);
+		pkv__wal_make_spares(&db->wal);
 		if ((periodic && timed_out) || lanes_have_retired(db)) {
 			uint64_t seq = __atomic_load_n(&db->wal.seq, __ATOMIC_ACQUIRE);
 			if (pkv__store_readonly(db) == 0)
