@@ -21,7 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "map.h"
+#include "hash.h"
 
 #define SNAP_MAGIC "pkvSNAP\0"
 #define SNAP_VERSION 2u
