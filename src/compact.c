@@ -49,110 +49,6 @@
 #include "sync.h"
 #include "wal.h"
 
-
-static int parse_snap_name(const char *name, uint64_t *seq, bool *tmp)
-{
-	size_t len = strlen(name);
-	unsigned long long v = 0;
-
-	if (len < 21)
-		return -1;
-	for (int i = 0; i < 20; i++) {
-		if (name[i] < '0' || name[i] > '9')
-			return -1;
-		v = v * 10 + (unsigned)(name[i] - '0');
-	}
-	if (strcmp(name + 20, ".snap") == 0)
-		*tmp = false;
-	else if (strcmp(name + 20, ".tmp") == 0)
-		*tmp = true;
-	else
-		return -1;
-	*seq = v;
-	return 0;
-}
-
-static void snap_path(char *buf, size_t n, const char *dir, uint64_t seq, const char *ext)
-{
-	snprintf(buf, n, "%s/%020llu.%s", dir, (unsigned long long)seq, ext);
-}
-
-int pkv__snap_load(struct pkv *db, uint64_t *seq_out)
-{
-	DIR *d = opendir(db->snap_dir);
-	struct dirent *e;
-	uint64_t *seqs = NULL, best = 0;
-	size_t n = 0, cap = 0;
-	char path[4096];
-	const char *why = NULL;
-	int r = 0;
-
-	*seq_out = 0;
-	if (d == NULL)
-		return errno == ENOENT ? 0 : -errno;
-	while ((e = readdir(d)) != NULL) {
-		uint64_t seq;
-		bool tmp;
-
-		if (e->d_name[0] == '.')
-			continue;
-		if (parse_snap_name(e->d_name, &seq, &tmp) < 0) {
-			size_t len = strlen(e->d_name);
-			if (len > 5 && strcmp(e->d_name + len - 5, ".snap") == 0) {
-				pkv__log(db, PKV_LOG_ERROR,
-					 "open: %s/snap/%s: file name is not <20-digit seq>.snap",
-					 db->dir, e->d_name);
-				r = PKV_ECORRUPT;
-				break;
-			}
-			continue;
-		}
-		if (tmp) { /* C.6: an unfinished compaction */
-			if (!db->readonly_open) {
-				snprintf(path, sizeof(path), "%s/%s", db->snap_dir, e->d_name);
-				pkv__fs->unlink(path);
-			}
-			continue;
-		}
-		if (n == cap) {
-			uint64_t *ns = realloc(seqs, (cap = cap ? cap * 2 : 4) * sizeof(*ns));
-			if (ns == NULL) {
-				r = -ENOMEM;
-				break;
-			}
-			seqs = ns;
-		}
-		seqs[n++] = seq;
-		if (seq > best)
-			best = seq;
-	}
-	closedir(d);
-	if (r == 0 && n > 0) {
-		snap_path(path, sizeof(path), db->snap_dir, best, "snap");
-		r = pkv__snap_open(path, PKV_HASH_SEED, &db->base, &why);
-		if (r == PKV_ECORRUPT)
-			pkv__log(db, PKV_LOG_ERROR, "open: %s: %s", path, why);
-		else if (r < 0)
-			pkv__log(db, PKV_LOG_ERROR, "open: cannot map %s: %s", path, pkv_strerror(r));
-		if (r == 0 && db->base->seq != best) {
-			pkv__log(db, PKV_LOG_ERROR, "open: %s: header says seq %" PRIu64, path,
-				 db->base->seq);
-			r = PKV_ECORRUPT;
-		}
-		if (r == 0)
-			*seq_out = best;
-	}
-	/* Older snapshots are debris of a compaction that stopped before deleting them (C.6). */
-	for (size_t i = 0; r == 0 && i < n && !db->readonly_open; i++) {
-		if (seqs[i] == best)
-			continue;
-		snap_path(path, sizeof(path), db->snap_dir, seqs[i], "snap");
-		pkv__fs->unlink(path);
-	}
-	free(seqs);
-	return r;
-}
-
 /* Write the live walk and the old base into @w (C.1, C.2, C.5). *@max_seq: newest version. */
 static int walk(struct pkv *db, struct snap_writer *w, uint64_t *max_seq)
 {
@@ -282,8 +178,8 @@ int pkv__compact_run(struct pkv *db)
 	seq = __atomic_load_n(&db->wal.seq, __ATOMIC_SEQ_CST); /* C.1 */
 	__atomic_store_n(&db->wal_bytes_at_snap, pkv__wal_bytes(&db->wal), __ATOMIC_RELAXED);
 
-	snap_path(tmp, sizeof(tmp), db->snap_dir, seq, "tmp");
-	snap_path(path, sizeof(path), db->snap_dir, seq, "snap");
+	pkv__snap_path(tmp, sizeof(tmp), db->snap_dir, seq, "tmp");
+	pkv__snap_path(path, sizeof(path), db->snap_dir, seq, "snap");
 	r = pkv__snapw_begin(&w, tmp, seq, PKV_HASH_SEED, db->wal.salt);
 	if (r < 0)
 		goto out_unlock;

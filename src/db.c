@@ -20,6 +20,7 @@
 #include "rcu.h"
 #include "compact.h"
 #include "recovery.h"
+#include "snapshot.h"
 
 #define DEFAULT_SHARDS 64u
 #define DEFAULT_SEGMENT (16u << 20)
@@ -237,7 +238,8 @@ PKV_EXPORT int pkv_open(const char *dir, const pkv_options *opts, pkv **db_out)
 		uint64_t base_seq = 0;
 		struct stat st;
 
-		r = pkv__snap_load(db, &base_seq);
+		r = pkv__snap_load(db->snap_dir, db->dir, db->readonly_open, &db->log, &db->base,
+				   &base_seq);
 		if (r < 0)
 			goto fail;
 		/*

@@ -23,6 +23,8 @@
 
 #include "hash.h"
 
+struct pkv_log;
+
 #define SNAP_MAGIC "pkvSNAP\0"
 #define SNAP_VERSION 2u
 #define SNAP_HDR_BYTES 4096u
@@ -135,6 +137,24 @@ int pkv__snap_find(const struct pkv_snap *s, uint64_t hash, const void *key, siz
 
 /* Iterate records: *@off starts at 0; returns NULL at the end (or at damage). */
 const struct snap_rec_disk *pkv__snap_next(const struct pkv_snap *s, uint64_t *off);
+
+/* ---- names, and loading the newest ---- */
+
+/* "@dir/<@seq as 20 digits>.@ext" into @buf (@n bytes): ext "snap", or "tmp" while written. */
+void pkv__snap_path(char *buf, size_t n, const char *dir, uint64_t seq, const char *ext);
+
+/* Parse a file name of snap/: 0 (*@seq, *@tmp set) or -1 (not a snapshot's name). */
+int pkv__snap_parse_name(const char *name, uint64_t *seq, bool *tmp);
+
+/*
+ * At open: remove snapshot debris in @snap_dir (*.tmp, snapshots older than the newest) unless
+ * @readonly, map the newest one as *@base and return its sequence number in *@seq_out (0
+ * without one). @store_dir names the store in messages, which go to @log.
+ * Returns 0, PKV_ECORRUPT (logged with the file name) or -errno. On PKV_ECORRUPT *@base may be
+ * set (the caller closes it).
+ */
+int pkv__snap_load(const char *snap_dir, const char *store_dir, bool readonly,
+		   const struct pkv_log *log, struct pkv_snap **base, uint64_t *seq_out);
 
 /* ---- writer ---- */
 
