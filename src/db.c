@@ -21,6 +21,7 @@
 #include "compact.h"
 #include "recovery.h"
 #include "snapshot.h"
+#include "wal.h"
 
 #define DEFAULT_SHARDS 64u
 #define DEFAULT_SEGMENT (16u << 20)
@@ -329,8 +330,11 @@ static uint64_t count_segments(struct pkv *db)
 	if (d == NULL)
 		return 0;
 	while ((e = readdir(d)) != NULL) {
-		size_t len = strlen(e->d_name);
-		n += len > 4 && strcmp(e->d_name + len - 4, ".wal") == 0;
+		uint32_t lane;
+		uint64_t segno;
+		bool tmp;
+
+		n += pkv__wal_seg_parse_name(e->d_name, &lane, &segno, &tmp) == 0 && !tmp;
 	}
 	closedir(d);
 	return n;

@@ -49,6 +49,7 @@
 #include "apply.h"
 #include "store.h"
 #include "errors.h"
+#include "internal.h"
 #include "fs.h"
 #include "recovery.h"
 
@@ -91,28 +92,6 @@ struct rctx {
 	int err;
 };
 
-static int parse_name(const char *name, uint32_t *lane, uint64_t *segno, bool *tmp)
-{
-	unsigned l;
-	unsigned long long s;
-	char ext[8];
-	int n = 0;
-
-	if (strlen(name) != 3 + 1 + 10 + 4)
-		return -1;
-	if (sscanf(name, "%3u-%10llu.%3s%n", &l, &s, ext, &n) != 3 || n != 18)
-		return -1;
-	if (strcmp(ext, "wal") == 0)
-		*tmp = false;
-	else if (strcmp(ext, "tmp") == 0)
-		*tmp = true;
-	else
-		return -1;
-	*lane = l;
-	*segno = s;
-	return 0;
-}
-
 static int seg_cmp(const void *a, const void *b)
 {
 	const struct rseg *x = a, *y = b;
@@ -151,7 +130,7 @@ static int scan_dir(struct rctx *c)
 
 		if (e->d_name[0] == '.')
 			continue;
-		if (parse_name(e->d_name, &lane, &segno, &tmp) < 0) {
+		if (pkv__wal_seg_parse_name(e->d_name, &lane, &segno, &tmp) < 0) {
 			size_t len = strlen(e->d_name);
 			if (len > 4 && strcmp(e->d_name + len - 4, ".wal") == 0) {
 				r = corrupt(c, e->d_name, 0, "file name is not LLL-SSSSSSSSSS.wal");
@@ -182,7 +161,9 @@ static int scan_dir(struct rctx *c)
 		s->fd = -1;
 		s->lane = lane;
 		s->segno = segno;
-		snprintf(s->name, sizeof(s->name), "%s", e->d_name);
+		/* "LLL-SSSSSSSSSS.wal": the parse above accepted exactly 18 bytes */
+		PKV_ASSERT(strlen(e->d_name) < sizeof(s->name));
+		memcpy(s->name, e->d_name, strlen(e->d_name) + 1);
 		fd = pkv__fs->open(path, db->readonly_open ? O_RDONLY : O_RDWR, 0);
 		if (fd < 0) {
 			r = fd;
@@ -348,24 +329,6 @@ struct applier {
 	unsigned head, n;
 };
 
-static void prefetch_slot(const struct pkv_snap *b, uint64_t h)
-{
-	if (b)
-		__builtin_prefetch(&b->index[h >> b->shift]);
-}
-
-static void prefetch_rec(const struct pkv_snap *b, uint64_t h)
-{
-	uint64_t slot;
-
-	if (b == NULL)
-		return;
-	slot = b->index[h >> b->shift];
-	if (slot && (slot & ~SNAP_OFF_MASK) == SNAP_TAG(h) &&
-	    (slot & SNAP_OFF_MASK) * 8 < b->len)
-		__builtin_prefetch(b->data + (slot & SNAP_OFF_MASK) * 8);
-}
-
 static int applier_pop(struct applier *a)
 {
 	struct pending *p = &a->ring[a->head];
@@ -388,10 +351,10 @@ static int applier_push(struct applier *a, const struct wal_rec *w)
 	p = &a->ring[(a->head + a->n) % RING];
 	p->w = *w;
 	p->hash = w->type == WAL_NOP ? 0 : pkv__map_hash(&a->db->map, w->key, w->klen);
-	prefetch_slot(a->base, p->hash);
+	pkv__snap_prefetch_slot(a->base, p->hash);
 	a->n++;
 	if (a->n > RING / 2)
-		prefetch_rec(a->base, a->ring[(a->head + a->n - 1 - RING / 2) % RING].hash);
+		pkv__snap_prefetch_rec(a->base, a->ring[(a->head + a->n - 1 - RING / 2) % RING].hash);
 	return 0;
 }
 
@@ -599,31 +562,15 @@ static int cut_lane(struct rctx *c, struct rlane *l, bool *dir_dirty)
 /* Hand the lane's last segment to the WAL as the one to append to (R.7). */
 static int adopt_lane(struct rctx *c, struct rlane *l)
 {
-	struct pkv *db = c->db;
-	struct wal_lane *wl = &db->wal.lanes[l->id];
 	struct rseg *keep = l->segs[l->keep_si];
-	struct wal_seg *seg = calloc(1, sizeof(*seg));
+	int r;
 
-	if (seg == NULL)
-		return -ENOMEM;
-	seg->fd = keep->fd;
-	seg->lane = l->id;
-	seg->segno = keep->segno;
-	seg->size = keep->hdr.seg_bytes;
-	seg->off = l->keep_off;
-	seg->last_seq = keep->max_seq;
-	seg->seed = keep->seed;
-	seg->base = pkv__fs->mmap(seg->size, PROT_READ | PROT_WRITE, seg->fd, 0);
-	if (seg->base == NULL) {
-		int r = -errno;
-		free(seg);
-		return r;
-	}
-	keep->fd = -1; /* now owned by the WAL */
-	wl->cur = seg;
-	wl->max_used_segno = l->segs[l->nsegs - 1]->segno;
-	wl->next_segno = l->segs[l->nsegs - 1]->segno + 1;
-	return 0;
+	r = pkv__wal_lane_adopt(&c->db->wal, l->id, keep->fd, keep->segno, keep->hdr.seg_bytes,
+				l->keep_off, keep->max_seq, keep->seed,
+				l->segs[l->nsegs - 1]->segno);
+	if (r == 0)
+		keep->fd = -1; /* now owned by the WAL */
+	return r;
 }
 
 static void rctx_free(struct rctx *c)
@@ -710,9 +657,7 @@ int pkv__recover(struct pkv *db, uint64_t base_seq)
 				 pkv_strerror(r));
 			goto out;
 		}
-		__atomic_store_n(&db->wal.synced, last, __ATOMIC_RELAXED);
-		for (unsigned i = 0; i < db->wal.nlanes; i++)
-			db->wal.lanes[i].last_seq = db->wal.lanes[i].synced_seq = 0;
+		pkv__wal_set_synced(&db->wal, last); /* R.8: every replayed segment is synced */
 	}
 	if (rep->recovered_records || rep->discarded_records || rep->discarded_bytes)
 		pkv__log(db, rep->discarded_bytes ? PKV_LOG_WARN : PKV_LOG_INFO,

@@ -138,6 +138,30 @@ int pkv__snap_find(const struct pkv_snap *s, uint64_t hash, const void *key, siz
 /* Iterate records: *@off starts at 0; returns NULL at the end (or at damage). */
 const struct snap_rec_disk *pkv__snap_next(const struct pkv_snap *s, uint64_t *off);
 
+/*
+ * Prefetch hints for a coming pkv__snap_find of hash @h in @b (NULL: none): the index slot it
+ * will read first, and (once that slot is in cache) the record the slot points at, if its tag
+ * matches. They decode a slot without checking its page's CRC, which is harmless for a hint:
+ * the offset is bounded by the mapping and nothing is read from it. Recovery's replay uses them.
+ */
+static inline void pkv__snap_prefetch_slot(const struct pkv_snap *b, uint64_t h)
+{
+	if (b)
+		__builtin_prefetch(&b->index[h >> b->shift]);
+}
+
+static inline void pkv__snap_prefetch_rec(const struct pkv_snap *b, uint64_t h)
+{
+	uint64_t slot;
+
+	if (b == NULL)
+		return;
+	slot = b->index[h >> b->shift];
+	if (slot && (slot & ~SNAP_OFF_MASK) == SNAP_TAG(h) &&
+	    (slot & SNAP_OFF_MASK) * 8 < b->len)
+		__builtin_prefetch(b->data + (slot & SNAP_OFF_MASK) * 8);
+}
+
 /* ---- names, and loading the newest ---- */
 
 /* "@dir/<@seq as 20 digits>.@ext" into @buf (@n bytes): ext "snap", or "tmp" while written. */

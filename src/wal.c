@@ -75,10 +75,32 @@ uint64_t pkv__wal_bytes(struct pkv_wal *w)
 	return n;
 }
 
-static void seg_path(char *buf, size_t n, const char *dir, uint32_t lane, uint64_t segno,
-		     const char *ext)
+void pkv__wal_seg_path(char *buf, size_t n, const char *dir, uint32_t lane, uint64_t segno,
+		       const char *ext)
 {
 	snprintf(buf, n, "%s/%03u-%010llu.%s", dir, lane, (unsigned long long)segno, ext);
+}
+
+int pkv__wal_seg_parse_name(const char *name, uint32_t *lane, uint64_t *segno, bool *tmp)
+{
+	unsigned l;
+	unsigned long long s;
+	char ext[8];
+	int n = 0;
+
+	if (strlen(name) != 3 + 1 + 10 + 4)
+		return -1;
+	if (sscanf(name, "%3u-%10llu.%3s%n", &l, &s, ext, &n) != 3 || n != 18)
+		return -1;
+	if (strcmp(ext, "wal") == 0)
+		*tmp = false;
+	else if (strcmp(ext, "tmp") == 0)
+		*tmp = true;
+	else
+		return -1;
+	*lane = l;
+	*segno = s;
+	return 0;
 }
 
 void pkv__wal_seg_close(struct wal_seg *seg)
@@ -109,7 +131,7 @@ void pkv__wal_destroy(struct pkv_wal *w)
 		}
 		if (l->spare) {
 			/* Never written: drop it rather than leave 16 MiB of zeros per lane behind. */
-			seg_path(path, sizeof(path), w->dir, l->id, l->spare->segno, "wal");
+			pkv__wal_seg_path(path, sizeof(path), w->dir, l->id, l->spare->segno, "wal");
 			pkv__wal_seg_close(l->spare);
 			unlinked |= pkv__fs->unlink(path) == 0;
 		}
@@ -139,8 +161,8 @@ int pkv__wal_seg_create(struct pkv_wal *w, uint32_t lane, uint64_t segno, size_t
 
 	if (size < min_bytes)
 		size = (min_bytes + 4095) & ~(size_t)4095;
-	seg_path(tmp, sizeof(tmp), w->dir, lane, segno, "tmp");
-	seg_path(path, sizeof(path), w->dir, lane, segno, "wal");
+	pkv__wal_seg_path(tmp, sizeof(tmp), w->dir, lane, segno, "tmp");
+	pkv__wal_seg_path(path, sizeof(path), w->dir, lane, segno, "wal");
 
 	fd = pkv__fs->open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0644);
 	if (fd < 0)
@@ -203,7 +225,7 @@ static void seg_discard(struct pkv_wal *w, struct wal_seg *seg)
 {
 	char path[4096];
 
-	seg_path(path, sizeof(path), w->dir, seg->lane, seg->segno, "wal");
+	pkv__wal_seg_path(path, sizeof(path), w->dir, seg->lane, seg->segno, "wal");
 	pkv__wal_seg_close(seg);
 	/* No directory fsync: if the unlink is lost in a crash, an empty segment is harmless. */
 	pkv__fs->unlink(path);
@@ -354,7 +376,7 @@ int pkv__wal_retire_upto(struct pkv_wal *w, uint64_t seq)
 		int e;
 
 		drop = o->next;
-		seg_path(path, sizeof(path), w->dir, o->lane, o->segno, "wal");
+		pkv__wal_seg_path(path, sizeof(path), w->dir, o->lane, o->segno, "wal");
 		e = pkv__fs->unlink(path);
 		if (e < 0 && e != -ENOENT && r == 0)
 			r = e;
@@ -429,4 +451,38 @@ void pkv__wal_make_spares(struct pkv_wal *w)
 		if (seg) /* the lane moved past this number meanwhile: it would go backwards */
 			seg_discard(w, seg);
 	}
+}
+
+int pkv__wal_lane_adopt(struct pkv_wal *w, uint32_t lane, int fd, uint64_t segno, size_t size,
+			size_t off, uint64_t last_seq, uint32_t seed, uint64_t max_segno)
+{
+	struct wal_lane *wl = &w->lanes[lane];
+	struct wal_seg *seg = calloc(1, sizeof(*seg));
+
+	if (seg == NULL)
+		return -ENOMEM;
+	seg->fd = fd;
+	seg->lane = lane;
+	seg->segno = segno;
+	seg->size = size;
+	seg->off = off;
+	seg->last_seq = last_seq;
+	seg->seed = seed;
+	seg->base = pkv__fs->mmap(seg->size, PROT_READ | PROT_WRITE, seg->fd, 0);
+	if (seg->base == NULL) {
+		int r = -errno;
+		free(seg);
+		return r;
+	}
+	wl->cur = seg;
+	wl->max_used_segno = max_segno;
+	wl->next_segno = max_segno + 1;
+	return 0;
+}
+
+void pkv__wal_set_synced(struct pkv_wal *w, uint64_t seq)
+{
+	__atomic_store_n(&w->synced, seq, __ATOMIC_RELAXED);
+	for (unsigned i = 0; i < w->nlanes; i++)
+		w->lanes[i].last_seq = w->lanes[i].synced_seq = 0;
 }

@@ -90,6 +90,28 @@ int pkv__wal_seg_create(struct pkv_wal *w, uint32_t lane, uint64_t segno, size_t
 /* Mark every lane as wanting a spare segment (at open); the caller wakes the background thread. */
 void pkv__wal_want_spares(struct pkv_wal *w);
 
+/*
+ * Segment file names, written here only: "@dir/LLL-SSSSSSSSSS.@ext" (lane, segment number;
+ * ext "wal", or "tmp" while it is created, W.1) into @buf of @n bytes.
+ */
+void pkv__wal_seg_path(char *buf, size_t n, const char *dir, uint32_t lane, uint64_t segno,
+		       const char *ext);
+
+/* Parse a file name of wal/: 0 (*@lane, *@segno, *@tmp set) or -1 (not a segment's name). */
+int pkv__wal_seg_parse_name(const char *name, uint32_t *lane, uint64_t *segno, bool *tmp);
+
+/*
+ * At open (recovery.c R.7): make segment @segno of @lane, open as @fd (now owned by the WAL) and
+ * @size bytes long, the lane's current one, appending at @off after @last_seq, records seeded
+ * with @seed; @max_segno is the highest segment number the lane has on disk. 0 or -errno (the
+ * caller keeps @fd then).
+ */
+int pkv__wal_lane_adopt(struct pkv_wal *w, uint32_t lane, int fd, uint64_t segno, size_t size,
+			size_t off, uint64_t last_seq, uint32_t seed, uint64_t max_segno);
+
+/* At open, once every replayed segment is fdatasynced: everything <= @seq is durable. */
+void pkv__wal_set_synced(struct pkv_wal *w, uint64_t seq);
+
 /* Unmap, close and free @seg (no sync). */
 void pkv__wal_seg_close(struct wal_seg *seg);
 
