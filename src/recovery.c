@@ -181,7 +181,7 @@ static int scan_dir(struct rctx *c)
 			r = (int)n;
 			break;
 		}
-		if (pkv__wal_seg_check(&s->hdr, (size_t)n, &s->hdr, &why) < 0) {
+		if (pkv__walrec_seg_check(&s->hdr, (size_t)n, &s->hdr, &why) < 0) {
 			r = corrupt(c, s->name, 0, why);
 			break;
 		}
@@ -189,7 +189,7 @@ static int scan_dir(struct rctx *c)
 			r = corrupt(c, s->name, 0, "segment header disagrees with the file name");
 			break;
 		}
-		s->seed = pkv__wal_rec_seed(&s->hdr);
+		s->seed = pkv__walrec_seed(&s->hdr);
 		s->maplen = (size_t)s->fsize < s->hdr.seg_bytes ? (size_t)s->fsize
 								 : s->hdr.seg_bytes;
 		s->map = pkv__fs->mmap(s->maplen, PROT_READ, fd, 0);
@@ -245,7 +245,7 @@ static int lane_advance(struct rctx *c, struct rlane *l)
 		if (l->off >= s->maplen)
 			d = WAL_DEC_END;
 		else
-			d = pkv__wal_rec_decode(s->map + l->off, s->maplen - l->off, s->seed,
+			d = pkv__walrec_decode(s->map + l->off, s->maplen - l->off, s->seed,
 						&l->next, &why);
 		if (d == WAL_DEC_END) {
 			l->si++;
@@ -407,7 +407,7 @@ static int count_discarded(struct rctx *c, struct rlane *l)
 			struct wal_rec rec;
 			const char *why;
 
-			if (pkv__wal_rec_decode(s->map + o, s->maplen - o, s->seed, &rec, &why) !=
+			if (pkv__walrec_decode(s->map + o, s->maplen - o, s->seed, &rec, &why) !=
 			    WAL_DEC_OK)
 				continue;
 			rep->discarded_records++;

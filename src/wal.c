@@ -171,7 +171,7 @@ int pkv__wal_seg_create(struct pkv_wal *w, uint32_t lane, uint64_t segno, size_t
 	r = pkv__fs->fallocate(fd, 0, (off_t)size);
 	if (r < 0)
 		goto fail;
-	pkv__wal_seg_init(&hdr, lane, segno, w->salt, size);
+	pkv__walrec_seg_init(&hdr, lane, segno, w->salt, size);
 	r = pkv__fs_pwrite_all(fd, &hdr, sizeof(hdr), 0);
 	if (r < 0)
 		goto fail;
@@ -200,7 +200,7 @@ int pkv__wal_seg_create(struct pkv_wal *w, uint32_t lane, uint64_t segno, size_t
 	seg->segno = segno;
 	seg->size = size;
 	seg->off = WAL_SEG_HDR;
-	seg->seed = pkv__wal_rec_seed(&hdr);
+	seg->seed = pkv__walrec_seed(&hdr);
 	seg->base = pkv__fs->mmap(size, PROT_READ | PROT_WRITE, fd, 0);
 	if (seg->base == NULL) {
 		r = -errno;
@@ -284,7 +284,7 @@ int64_t pkv__wal_append(struct pkv_wal *w, enum wal_rec_type type, const void *k
 			const void *val, uint32_t vlen, bool *rolled)
 {
 	struct wal_lane *l = lane_pick(w);
-	size_t need = pkv__wal_rec_size(klen, vlen);
+	size_t need = pkv__walrec_size(klen, vlen);
 	struct wal_seg *seg;
 	uint64_t seq;
 	int r;
@@ -308,7 +308,7 @@ int64_t pkv__wal_append(struct pkv_wal *w, enum wal_rec_type type, const void *k
 	seq = __atomic_add_fetch(&w->seq, 1, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&l->inflight, seq, __ATOMIC_RELEASE);
 
-	pkv__wal_rec_encode(seg->base + seg->off, seg->seed, seq, type,
+	pkv__walrec_encode(seg->base + seg->off, seg->seed, seq, type,
 			    __atomic_load_n(&w->synced, __ATOMIC_RELAXED), key, klen, val, vlen);
 	seg->off += need;
 	seg->last_seq = seq;

@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "record.h"
+#include "walrec.h"
 
 #define WAL_MAX_LANES 64u
 #define WAL_INFLIGHT_IDLE UINT64_MAX /* not writing */

@@ -42,7 +42,12 @@ done
 
 [ -r "$TABLE" ] || { echo "check_layers: no layer table $TABLE" >&2; exit 2; }
 [ -d "$SRC" ] || { echo "check_layers: no source directory $SRC" >&2; exit 2; }
-mapfile -t OBJS < <(find "$OBJDIR" -name '*.o' 2>/dev/null | sort)
+# Only objects whose source is still in src/: a build tree keeps the objects of removed files.
+mapfile -t OBJS < <(find "$OBJDIR" -name '*.o' 2>/dev/null | sort |
+	while read -r o; do
+		b=$(basename "$o"); b=${b%.o}; case "$b" in *.c) ;; *) b=$b.c ;; esac
+		[ -e "$SRC/$b" ] && echo "$o"
+	done)
 if [ "${#OBJS[@]}" -eq 0 ]; then
 	echo "check_layers: no objects under $OBJDIR (build the library first)" >&2
 	exit 2
