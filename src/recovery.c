@@ -25,15 +25,15 @@
  *       mistaken later for the new records that reuse their numbers.
  *  R.7  Every lane of this open appends after its cut, in its last segment, whose tail past the
  *       cut is always zeroed first (R.6), so stale bytes can never follow a new record.
- *  R.10 A lane that pkv_close left clean (its last segment truncated to the end of its data
- *       after the final sync) needs no zeroing and no fdatasync: a clean reopen writes nothing.
- *  R.9  A record is applied through the same plan as a live write (db.c), and only if it is
- *       newer than the key's version in the snapshot base (compact.c C.2).
  *  R.8  Every segment replayed is fdatasynced before the open returns: what was recovered from
  *       the page cache after a process crash is then power-loss durable, and `synced` of new
  *       records may say so. The syncs come before any cut (R.6): a cut leaves a segment that
  *       looks clean (R.10), so an open that died between a cut and its syncs would otherwise
  *       let the next open skip them.
+ *  R.9  A record is applied through the same plan as a live write (apply.c), and only if it is
+ *       newer than the key's version in the snapshot base (compact.c C.2).
+ *  R.10 A lane that pkv_close left clean (its last segment truncated to the end of its data
+ *       after the final sync) needs no zeroing and no fdatasync: a clean reopen writes nothing.
  * A read-only open performs R.1 - R.5 only and changes nothing on disk.
  */
 #include <dirent.h>

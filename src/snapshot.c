@@ -11,13 +11,13 @@
  *       else is parsed, so an open costs O(1) whatever the size. The probe re-checks each record
  *       it follows against the data region's bounds, so damaged bytes under a valid header never
  *       cause a read outside the mapping. pkv__snap_verify checks every checksum there is.
+ *  N.3  The index is ordered by the hash's top bits; the live map picks shards by the same top
+ *       bits, so one shard's keys sit together in the index.
  *  N.4  A probe answers only from checked bytes: each index page it reads is checked against
  *       its CRC the first time any probe reads it (a bit per page remembers it), a returned
  *       record against its own CRC, and so is a record whose tag matched but whose key did not
  *       (a damaged key must not turn into a miss). Any mismatch is PKV_ECORRUPT for that key;
  *       keys whose path is intact are still served.
- *  N.3  The index is ordered by the hash's top bits; the live map picks shards by the same top
- *       bits, so one shard's keys sit together in the index.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -438,7 +438,7 @@ int pkv__snapw_finish(struct snap_writer *w, uint64_t max_seq)
 		goto fail;
 	}
 	for (size_t i = 0; i < w->nents; i++) {
-		uint64_t pos = w->ents[i].hash >> shift;
+		uint64_t pos = w->ents[i].hash >> shift; /* N.3: the hash's top bits */
 
 		while (index[pos] != 0)
 			pos = (pos + 1) & (nslots - 1);

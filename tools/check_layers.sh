@@ -119,6 +119,7 @@ if [ -s "$TMP/tsort" ]; then
 fi
 
 if [ "$FAIL" = 0 ]; then
-	echo "check_layers: OK: $(wc -l <"$TMP/nodes") files, $(wc -l <"$TMP/edges") edges, no upward edge, no cycle"
+	printf 'check_layers: OK: %d files, %d edges, no upward edge, no cycle\n' \
+		"$(wc -l <"$TMP/nodes")" "$(wc -l <"$TMP/edges")"
 fi
 exit "$FAIL"
