@@ -109,10 +109,11 @@ awk 'NR == FNR { layer[$1] = $2; next }
 # Cycles: tsort reports a loop on stderr. Self-edges are no cycle.
 awk '$1 != $2 { print $1, $2 }' "$TMP/edges" | tsort >/dev/null 2>"$TMP/tsort"
 if [ -s "$TMP/tsort" ]; then
-	echo "check_layers: the graph has a cycle:"
-	sed -n 's/^tsort: //p' "$TMP/tsort" | sed 's/^/  /'
-	# the edges among the files of the loop, with their reason
-	grep -v 'input contains a loop' "$TMP/tsort" | sed 's/^tsort: //' | sort -u >"$TMP/loop"
+	# GNU tsort prints each loop it breaks as "tsort: -: input contains a loop:" and then its
+	# files, one a line: report the first loop and the edges among its files, with their reason.
+	awk '/input contains a loop/ { n++; next } n == 1 { sub(/^tsort: /, ""); print }' \
+		"$TMP/tsort" | sort -u >"$TMP/loop"
+	echo "check_layers: the graph has a cycle through: $(tr '\n' ' ' <"$TMP/loop")"
 	awk 'NR == FNR { in_loop[$1] = 1; next } ($1 in in_loop) && ($2 in in_loop) && $1 != $2 {
 		printf "  edge %s -> %s [%s]\n", $1, $2, $3 }' "$TMP/loop" "$TMP/edges"
 	FAIL=1
