@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * db.c - the public API's store life cycle: open/close, options, DIR/LOCK, pkv_sync, stats.
+ * db.c - the public API's store life cycle: open/close, options, DIR/LOCK, pkv_sync, stats,
+ * pkv_compact, pkv_verify.
  * The get path is in read.c, the put/del path in write.c.
  */
 #include <errno.h>
@@ -41,7 +42,7 @@ PKV_EXPORT int pkv_thread_detach(void)
 	return 0;
 }
 
-/* ---- options ---------------------------------------------------------------------------- */
+/* ---- options ------------------------------------------------------------------------ */
 
 PKV_EXPORT void pkv_options_default(pkv_options *opts)
 {
@@ -304,7 +305,7 @@ PKV_EXPORT int pkv_close(pkv *db)
 	return r;
 }
 
-/* ---- sync, stats ------------------------------------------------------------------- */
+/* ---- sync, stats -------------------------------------------------------------------- */
 
 PKV_EXPORT int pkv_sync(pkv *db)
 {
@@ -318,6 +319,41 @@ PKV_EXPORT int pkv_sync(pkv *db)
 		return PKV_EREADONLY;
 	pkv__rcu_enter();
 	r = pkv__sync_wait(db, __atomic_load_n(&db->wal.seq, __ATOMIC_ACQUIRE));
+	return r;
+}
+
+/* ---- compact, verify ---------------------------------------------------------------- */
+
+PKV_EXPORT int pkv_compact(pkv *db)
+{
+	if (db == NULL)
+		return PKV_EINVAL;
+	if (db->in_memory)
+		return 0;
+	if (db->readonly_open || pkv__store_readonly(db))
+		return PKV_EREADONLY;
+	pkv__rcu_enter();
+	return pkv__compact_run(db);
+}
+
+PKV_EXPORT int pkv_verify(pkv *db)
+{
+	const char *why = NULL;
+	int r = 0;
+
+	if (db == NULL)
+		return PKV_EINVAL;
+	if (db->in_memory)
+		return 0;
+	pkv__rcu_enter();
+	/* compact_mu keeps the base mapped while we read all of it. */
+	pthread_mutex_lock(&db->compact_mu);
+	if (db->base) {
+		r = pkv__snap_verify(db->base, &why);
+		if (r < 0)
+			pkv__log(db, PKV_LOG_ERROR, "verify: %s: %s", db->base->path, why);
+	}
+	pthread_mutex_unlock(&db->compact_mu);
 	return r;
 }
 
