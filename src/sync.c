@@ -124,8 +124,11 @@ static void helpers_stop(struct pkv_sync *s)
 
 static void report_failure(struct pkv *db, const struct wal_seg *seg, int r)
 {
-	pkv__log(db, PKV_LOG_ERROR, "sync: fdatasync of wal segment %03u-%010llu failed: %s",
-		 seg->lane, (unsigned long long)seg->segno, pkv_strerror(r));
+	char name[64];
+
+	pkv__wal_seg_path(name, sizeof(name), NULL, seg->lane, seg->segno, "wal");
+	pkv__log(db, PKV_LOG_ERROR, "sync: fdatasync of wal segment %s failed: %s", name,
+		 pkv_strerror(r));
 }
 
 /*

@@ -78,7 +78,10 @@ uint64_t pkv__wal_bytes(struct pkv_wal *w)
 void pkv__wal_seg_path(char *buf, size_t n, const char *dir, uint32_t lane, uint64_t segno,
 		       const char *ext)
 {
-	snprintf(buf, n, "%s/%03u-%010llu.%s", dir, lane, (unsigned long long)segno, ext);
+	if (dir == NULL)
+		snprintf(buf, n, "%03u-%010llu.%s", lane, (unsigned long long)segno, ext);
+	else
+		snprintf(buf, n, "%s/%03u-%010llu.%s", dir, lane, (unsigned long long)segno, ext);
 }
 
 int pkv__wal_seg_parse_name(const char *name, uint32_t *lane, uint64_t *segno, bool *tmp)
@@ -252,8 +255,11 @@ static int lane_roll_locked(struct pkv_wal *w, struct wal_lane *l, size_t need)
 	if (seg == NULL) {
 		r = pkv__wal_seg_create(w, l->id, l->next_segno, WAL_SEG_HDR + need, &seg);
 		if (r < 0) {
-			pkv__logf(w->log, PKV_LOG_ERROR, "wal: cannot create segment %03u-%010llu: %s",
-				 l->id, (unsigned long long)l->next_segno, pkv_strerror(r));
+			char name[64];
+
+			pkv__wal_seg_path(name, sizeof(name), NULL, l->id, l->next_segno, "wal");
+			pkv__logf(w->log, PKV_LOG_ERROR, "wal: cannot create segment %s: %s", name,
+				  pkv_strerror(r));
 			return r;
 		}
 		l->next_segno++;

@@ -92,7 +92,8 @@ void pkv__wal_want_spares(struct pkv_wal *w);
 
 /*
  * Segment file names, written here only: "@dir/LLL-SSSSSSSSSS.@ext" (lane, segment number;
- * ext "wal", or "tmp" while it is created, W.1) into @buf of @n bytes.
+ * ext "wal", or "tmp" while it is created, W.1) into @buf of @n bytes; the bare name when @dir
+ * is NULL (for messages).
  */
 void pkv__wal_seg_path(char *buf, size_t n, const char *dir, uint32_t lane, uint64_t segno,
 		       const char *ext);
