@@ -4,9 +4,12 @@
  * hints, logging without the store handle, and the background threads' priority.
  *
  * PKV_ASSERT(x): a programming error; checked in debug builds only (assert).
- * PKV_NEVER(x): a check that guards user data (SQLite's NEVER()): in debug builds it asserts
- * that x is false; in release builds it evaluates to x, so the caller returns PKV_ECORRUPT:
+ * PKV_NEVER(x): a condition that cannot hold unless pkv has a bug, on a path that guards user
+ * data (SQLite's NEVER()): debug builds stop at it (assert); release builds evaluate to x, and
+ * the caller returns PKV_ECORRUPT rather than go on with bad state:
  *	if (PKV_NEVER(off > len)) { r = PKV_ECORRUPT; goto out; }
+ * Damage that can come from outside (bytes read from a file) is not a NEVER: it is a plain
+ * check that returns PKV_ECORRUPT in every build (tests and fuzzers feed such files).
  */
 #ifndef PKV_INTERNAL_H
 #define PKV_INTERNAL_H
@@ -24,7 +27,7 @@
 #ifdef NDEBUG
 #define PKV_NEVER(x) pkv_unlikely(x)
 #else
-#define PKV_NEVER(x) (assert(!(x)), false)
+#define PKV_NEVER(x) ((x) ? (assert(!"PKV_NEVER: " #x), true) : false)
 #endif
 
 /*
