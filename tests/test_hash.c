@@ -93,7 +93,7 @@ Test(hash, equals_ck_ht_hash_with_other_seeds)
 }
 
 /*
- * Pinned values (computed by bench/hash.h's separate MurmurHash64A), so that a change of both
+ * Pinned values (computed once by a separate MurmurHash64A), so that a change of both
  * functions at once would still be seen; and the seed matters.
  */
 Test(hash, pinned_values)
