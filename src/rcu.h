@@ -12,7 +12,7 @@
  * functions, which update the same counter.
  *
  * Threads are registered by pkv itself: pkv__rcu_enter() on every public entry point registers
- * the calling thread on its first call and arranges its unregistration at thread exit.
+ * the calling thread on its first call and arranges its unregistration at thread exit (rcu.c).
  *
  * ThreadSanitizer cannot see liburcu 0.13's grace periods. Under PKV_TSAN the shim turns each
  * read-side unlock and each call_rcu into a release, and each reclamation callback (and the
@@ -57,6 +57,9 @@ static inline bool pkv__in_read_section(void)
 {
 	return __builtin_expect(pkv__read_depth != 0, 0);
 }
+
+/* Unregister the calling thread now (pkv_thread_detach); harmless if it is not registered. */
+void pkv__rcu_unregister(void);
 
 /* Make sure the calling thread is registered with RCU; cheap after the first call. */
 static inline void pkv__rcu_enter(void)

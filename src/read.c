@@ -33,6 +33,7 @@
 #include "db.h"
 #include "errors.h"
 #include "rcu.h"
+#include "store.h"
 
 /* ---- one lookup ---------------------------------------------------------------------- */
 
@@ -40,7 +41,7 @@
 static int lookup_base_rcu(struct pkv *db, uint64_t h, const void *key, size_t klen,
 			   const void **val, size_t *vlen, uint64_t *seq)
 {
-	const struct pkv_snap *base = pkv__db_base_rcu(db);
+	const struct pkv_snap *base = pkv__store_base_rcu(db);
 	const struct snap_rec_disk *sr;
 	int r;
 
@@ -78,14 +79,6 @@ static void log_corrupt(struct pkv *db, const char *call)
 		 db->dir ? db->dir : "(memory)");
 }
 
-static inline int check_key(const void *key, size_t klen)
-{
-	if (key == NULL || klen == 0)
-		return PKV_EINVAL;
-	if (klen > PKV_MAX_KEY)
-		return PKV_ETOOBIG;
-	return 0;
-}
 
 PKV_EXPORT int pkv_get(pkv *db, const void *key, size_t klen, void *buf, size_t cap, size_t *vlen)
 {
@@ -96,7 +89,7 @@ PKV_EXPORT int pkv_get(pkv *db, const void *key, size_t klen, void *buf, size_t 
 
 	if (db == NULL || vlen == NULL || (buf == NULL && cap > 0))
 		return PKV_EINVAL;
-	r = check_key(key, klen);
+	r = pkv__db_check_key(key, klen);
 	if (r < 0)
 		return r;
 	pkv__rcu_enter();
@@ -119,7 +112,6 @@ struct section {
 	unsigned depth;
 };
 
-__thread unsigned pkv__read_depth __attribute__((tls_model("initial-exec")));
 static __thread struct section sections[PKV_READ_MAX_STORES]
 	__attribute__((tls_model("initial-exec")));
 static __thread unsigned nsections __attribute__((tls_model("initial-exec")));
@@ -193,7 +185,7 @@ PKV_EXPORT int pkv_get_ref(pkv *db, const void *key, size_t klen, const void **v
 		*seq = 0;
 	if (!in_section(db))
 		return PKV_EINVAL;
-	r = check_key(key, klen);
+	r = pkv__db_check_key(key, klen);
 	if (r < 0)
 		return r;
 	h = pkv__map_hash(&db->map, key, klen);
@@ -239,7 +231,7 @@ static void many_prefetch_records(struct pkv_map *m, const pkv_item *it, const i
 /* RD.5 for the keys the live map lacks: prefetch index slots, then records, then probe. */
 static void many_base(struct pkv *db, pkv_item *it, int *st, const uint64_t *h, size_t n)
 {
-	const struct pkv_snap *b = pkv__db_base_rcu(db);
+	const struct pkv_snap *b = pkv__store_base_rcu(db);
 
 	for (size_t i = 0; i < n; i++)
 		if (st[i] == ITEM_BASE && b != NULL)
@@ -282,7 +274,7 @@ static int many_chunk(struct pkv *db, pkv_item *it, size_t n)
 		it[i].vlen = 0;
 		it[i].seq = 0;
 		it[i].expires_ms = 0;
-		it[i].rc = check_key(it[i].key, it[i].klen);
+		it[i].rc = pkv__db_check_key(it[i].key, it[i].klen);
 		st[i] = it[i].rc == 0 ? ITEM_PENDING : 0;
 		if (st[i] != ITEM_PENDING)
 			continue;

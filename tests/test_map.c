@@ -10,9 +10,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "db.h"
 #include "map.h"
 #include "rcu.h"
+#include "store.h"
 #include "testutil.h"
 
 #define T_TIMEOUT 120
