@@ -484,70 +484,35 @@ static bool run_writer(uint64_t cycle, enum pkv_durability d, uint64_t *acked, s
 {
 	double delay = cfg.min_ms +
 		       (cfg.max_ms - cfg.min_ms) * (double)su_rng_below(rng, 10001) / 10000.0;
-	unsigned char pend[sizeof(struct msg) * 64];
-	size_t npend = 0;
-	bool eof = false, killed = false, ok = true;
+	struct su_msgs in = { 0 };
+	bool killed = false, ok = true;
 	uint64_t before = acked[0] + acked[1];
 	double t0, kill_at;
-	int pfd[2], status;
+	int wfd, status;
 	pid_t pid;
 
-	if (pipe(pfd) != 0) {
-		perror("crashloop: pipe");
-		exit(2);
-	}
-	fflush(stdout);
-	pid = fork();
-	if (pid < 0) {
-		perror("crashloop: fork");
-		exit(2);
-	}
-	if (pid == 0) {
-		close(pfd[0]);
-		child_main(pfd[1], acked, d);
-	}
-	close(pfd[1]);
+	pid = su_fork_pipe(&in.fd, &wfd);
+	if (pid == 0)
+		child_main(wfd, acked, d);
 	t0 = su_now();
 	kill_at = t0 + delay / 1000.0;
-	while (!eof) {
-		struct pollfd pf = { .fd = pfd[0], .events = POLLIN };
+	for (;;) {
 		double now = su_now();
-		int timeout = -1;
-		ssize_t n;
+		struct msg m;
+		int got;
 
-		if (!killed) {
-			if (now >= kill_at) {
-				kill(pid, SIGKILL);
-				killed = true;
-				co->killed_after_ms = (now - t0) * 1000.0;
-				continue;
-			}
-			timeout = (int)((kill_at - now) * 1000.0) + 1;
+		if (!killed && now >= kill_at) {
+			kill(pid, SIGKILL);
+			killed = true;
+			co->killed_after_ms = (now - t0) * 1000.0;
 		}
-		if (poll(&pf, 1, timeout) < 0) {
-			if (errno == EINTR)
-				continue;
-			perror("crashloop: poll");
-			exit(2);
-		}
-		if (!(pf.revents & (POLLIN | POLLHUP)))
-			continue;
-		n = read(pfd[0], pend + npend, sizeof(pend) - npend);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			eof = true;
+		got = su_msgs_fill(&in, killed ? -1 : (int)((kill_at - now) * 1000.0) + 1);
+		if (got < 0) {
 			if (!killed) /* the child ended by itself */
 				co->killed_after_ms = (su_now() - t0) * 1000.0;
 			break;
 		}
-		npend += (size_t)n;
-		while (npend >= sizeof(struct msg)) {
-			struct msg m;
-
-			memcpy(&m, pend, sizeof(m));
-			memmove(pend, pend + sizeof(m), npend - sizeof(m));
-			npend -= sizeof(m);
+		while (su_msgs_next(&in, &m, sizeof(m), true)) {
 			if (m.type == MSG_ACK && m.writer < NWRITERS &&
 			    m.val == acked[m.writer] + 1) {
 				acked[m.writer] = m.val;
@@ -580,9 +545,8 @@ static bool run_writer(uint64_t cycle, enum pkv_durability d, uint64_t *acked, s
 			}
 		}
 	}
-	close(pfd[0]);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
+	close(in.fd);
+	status = su_wait(pid);
 	if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL && killed) {
 		/* the expected end */
 	} else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
@@ -604,118 +568,44 @@ static bool run_writer(uint64_t cycle, enum pkv_durability d, uint64_t *acked, s
 
 static bool run_verifier(uint64_t cycle, const uint64_t *acked, struct vresult *r)
 {
-	int pfd[2], status;
+	char why[128];
+	int rfd, wfd;
 	pid_t pid;
-	bool got;
 
-	if (pipe(pfd) != 0) {
-		perror("crashloop: pipe");
-		exit(2);
-	}
-	fflush(stdout);
-	pid = fork();
-	if (pid < 0) {
-		perror("crashloop: fork");
-		exit(2);
-	}
-	if (pid == 0) {
-		close(pfd[0]);
-		verifier_main(pfd[1], acked, cycle);
-	}
-	close(pfd[1]);
-	got = read_full(pfd[0], r, sizeof(*r)) == 0;
-	close(pfd[0]);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	if (!got || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		if (WIFSIGNALED(status))
-			printf("FAIL: cycle %" PRIu64 ": verifier died of signal %d\n", cycle,
-			       WTERMSIG(status));
-		else
-			printf("FAIL: cycle %" PRIu64 ": verifier exited with status %d%s\n", cycle,
-			       WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-			       got ? "" : " without a result");
-		return false;
-	}
-	return true;
+	pid = su_fork_pipe(&rfd, &wfd);
+	if (pid == 0)
+		verifier_main(wfd, acked, cycle);
+	if (su_collect(pid, rfd, r, sizeof(*r), why, sizeof(why), NULL))
+		return true;
+	printf("FAIL: cycle %" PRIu64 ": verifier %s\n", cycle, why);
+	return false;
 }
 
-static void usage(void)
-{
-	fputs("usage: crashloop [--cycles N] [--seconds N] [--ops N] [--min-ms N] [--max-ms N]\n"
-	      "                 [--seed N] [--durability process|power|periodic|mixed]\n"
-	      "                 [--compact-ms N] [--dir PARENT] [--keep] [--quiet]\n"
-	      "  --cycles N    kill/recover cycles (default 20)\n"
-	      "  --seconds N   stop starting cycles after N seconds (0: no bound)\n"
-	      "  --ops N       each child writer stops after N steps, then the child closes\n"
-	      "                the store and exits (0: run until killed)\n"
-	      "  --min-ms/--max-ms  SIGKILL the child this long after fork (default 0..200)\n"
-	      "  --durability  mode of the writer child (default mixed: rotates per cycle)\n"
-	      "  --compact-ms  mean period of pkv_compact() in the child (0: none; default 40)\n"
-	      "  --dir PARENT  create the store in a new temporary directory under PARENT\n"
-	      "  --keep        keep the store directory\n",
-	      stderr);
-}
-
-static int parse_args(int argc, char **argv)
-{
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-		uint64_t u;
-
-		if (strcmp(a, "--keep") == 0) {
-			cfg.keep = true;
-			continue;
-		}
-		if (strcmp(a, "--quiet") == 0) {
-			cfg.quiet = true;
-			continue;
-		}
-		if (v == NULL)
-			return -1;
-		i++;
-		if (strcmp(a, "--cycles") == 0) {
-			if (su_parse_u64(v, &cfg.cycles))
-				return -1;
-		} else if (strcmp(a, "--seconds") == 0) {
-			if (su_parse_double(v, &cfg.seconds))
-				return -1;
-		} else if (strcmp(a, "--ops") == 0) {
-			if (su_parse_u64(v, &cfg.ops))
-				return -1;
-		} else if (strcmp(a, "--min-ms") == 0) {
-			if (su_parse_double(v, &cfg.min_ms))
-				return -1;
-		} else if (strcmp(a, "--max-ms") == 0) {
-			if (su_parse_double(v, &cfg.max_ms))
-				return -1;
-		} else if (strcmp(a, "--seed") == 0) {
-			if (su_parse_u64(v, &cfg.seed))
-				return -1;
-		} else if (strcmp(a, "--durability") == 0) {
-			enum pkv_durability d;
-
-			if (strcmp(v, "mixed") == 0)
-				cfg.durability = -1;
-			else if (su_parse_durability(v, &d) == 0)
-				cfg.durability = (int)d;
-			else
-				return -1;
-		} else if (strcmp(a, "--compact-ms") == 0) {
-			if (su_parse_u64(v, &u) || u > 3600000)
-				return -1;
-			cfg.compact_ms = (unsigned)u;
-		} else if (strcmp(a, "--dir") == 0) {
-			cfg.parent = v;
-		} else {
-			return -1;
-		}
-	}
-	if (cfg.max_ms < cfg.min_ms)
-		return -1;
-	return 0;
-}
+static const struct su_opt options[] = {
+	SU_OPT("cycles", SU_OPT_U64, &cfg.cycles, "kill/recover cycles (default 20)"),
+	SU_OPT("seconds", SU_OPT_DOUBLE, &cfg.seconds,
+	       "stop starting cycles after N seconds (0: no bound)"),
+	SU_OPT("ops", SU_OPT_U64, &cfg.ops,
+	       "each child writer stops after N steps, then the child closes\n"
+	       "the store and exits (0: run until killed)"),
+	SU_OPT("min-ms", SU_OPT_DOUBLE, &cfg.min_ms,
+	       "SIGKILL the child at least this long after fork (default 0)"),
+	SU_OPT("max-ms", SU_OPT_DOUBLE, &cfg.max_ms,
+	       "SIGKILL the child at most this long after fork (default 200)"),
+	SU_OPT("seed", SU_OPT_U64, &cfg.seed, "kill times and writer values (default 1)"),
+	SU_OPT("durability", SU_OPT_DURABILITY, &cfg.durability,
+	       "mode of the writer child: process, power, periodic or mixed\n"
+	       "(default mixed: rotates per cycle)",
+	       .arg = "MODE", .word = "mixed"),
+	SU_OPT("compact-ms", SU_OPT_UINT, &cfg.compact_ms,
+	       "mean period of pkv_compact() in the child (0: none; default 40)", .max = 3600000),
+	SU_OPT("dir", SU_OPT_STR, &cfg.parent,
+	       "create the store in a new temporary directory under PARENT", .arg = "PARENT"),
+	SU_OPT("keep", SU_OPT_FLAG, &cfg.keep, "keep the store directory"),
+	SU_OPT("quiet", SU_OPT_FLAG, &cfg.quiet,
+	       "no line per cycle: only failures and the figures"),
+	SU_OPT_END
+};
 
 int main(int argc, char **argv)
 {
@@ -726,18 +616,10 @@ int main(int argc, char **argv)
 	struct su_rng rng;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (parse_args(argc, argv) != 0) {
-		usage();
-		return 2;
-	}
-	if (cfg.parent != NULL) {
-		int n = snprintf(dir, sizeof(dir), "%s/pkv-crashloop-XXXXXX", cfg.parent);
-
-		if (n < 0 || (size_t)n >= sizeof(dir) || mkdtemp(dir) == NULL) {
-			perror("crashloop: mkdtemp");
-			return 2;
-		}
-	} else if (su_mktemp_dir(dir, sizeof(dir), "crashloop") != 0) {
+	su_opts_parse(argc, argv, "crashloop", options, NULL);
+	if (cfg.max_ms < cfg.min_ms)
+		su_usage_error("--max-ms %g is below --min-ms %g", cfg.max_ms, cfg.min_ms);
+	if (su_workdir(dir, sizeof(dir), cfg.parent, "crashloop") != 0) {
 		perror("crashloop: mkdtemp");
 		return 2;
 	}
