@@ -729,36 +729,22 @@ static bool run_writer(uint64_t cycle, uint64_t *acked, struct su_rng *rng, stru
 {
 	double delay = cfg.min_ms +
 		       (cfg.max_ms - cfg.min_ms) * (double)su_rng_below(rng, 10001) / 10000.0;
-	unsigned char pend[sizeof(struct msg) * 64];
-	size_t npend = 0;
+	struct su_msgs in = { 0 };
 	bool shut = false, killed = false, ok = true;
 	uint64_t before_power = acked[0] + acked[1], before_proc = acked[PROC_W];
 	double t0, shut_at, kill_at = 0, cut_t = 0;
-	int pfd[2], status;
+	int wfd, status;
 	pid_t pid;
+	struct msg m;
 
-	if (pipe(pfd) != 0) {
-		perror("shutdown: pipe");
-		exit(2);
-	}
-	fflush(stdout);
-	pid = fork();
-	if (pid < 0) {
-		perror("shutdown: fork");
-		exit(2);
-	}
-	if (pid == 0) {
-		close(pfd[0]);
-		child_main(pfd[1], acked);
-	}
-	close(pfd[1]);
+	pid = su_fork_pipe(&in.fd, &wfd);
+	if (pid == 0)
+		child_main(wfd, acked);
 	t0 = su_now();
 	shut_at = t0 + delay / 1000.0;
 	for (;;) {
-		struct pollfd pf = { .fd = pfd[0], .events = POLLIN };
 		double now = su_now();
 		int timeout = -1;
-		ssize_t n;
 
 		if (!shut && now >= shut_at) {
 			int r;
@@ -782,26 +768,9 @@ static bool run_writer(uint64_t cycle, uint64_t *acked, struct su_rng *rng, stru
 		}
 		if (!killed)
 			timeout = (int)(((shut ? kill_at : shut_at) - now) * 1000.0) + 1;
-		if (poll(&pf, 1, timeout) < 0) {
-			if (errno == EINTR)
-				continue;
-			perror("shutdown: poll");
-			exit(2);
-		}
-		if (!(pf.revents & (POLLIN | POLLHUP)))
-			continue;
-		n = read(pfd[0], pend + npend, sizeof(pend) - npend);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
+		if (su_msgs_fill(&in, timeout) < 0)
 			break;
-		npend += (size_t)n;
-		while (npend >= sizeof(struct msg)) {
-			struct msg m;
-
-			memcpy(&m, pend, sizeof(m));
-			memmove(pend, pend + sizeof(m), npend - sizeof(m));
-			npend -= sizeof(m);
+		while (su_msgs_next(&in, &m, sizeof(m), true)) {
 			if (m.type == MSG_ACK && m.who < NWRITERS && m.val == acked[m.who] + 1) {
 				acked[m.who] = m.val;
 				if (!shut || m.t < cut_t) {
@@ -819,33 +788,35 @@ static bool run_writer(uint64_t cycle, uint64_t *acked, struct su_rng *rng, stru
 					vfail(failed,
 					      "cycle %" PRIu64 ": P4: %s returned %" PRId64
 					      " (%s) before the shutdown (step %" PRIu64 ")",
-					      cycle, who_name(m.who), m.code, pkv_strerror((int)m.code),
-					      m.val);
+					      cycle, who_name(m.who), m.code,
+					      pkv_strerror((int)m.code), m.val);
 				} else if (!clean_error(m.code)) {
 					ok = false;
 					vfail(failed,
 					      "cycle %" PRIu64 ": P4: %s returned %" PRId64
 					      " (%s) after the shutdown: not an I/O error",
-					      cycle, who_name(m.who), m.code, pkv_strerror((int)m.code));
+					      cycle, who_name(m.who), m.code,
+					      pkv_strerror((int)m.code));
 				} else {
 					co->errors++;
 					count_code(m.code);
 				}
 			} else {
 				ok = false;
-				vfail(failed, "cycle %" PRIu64 ": garbled message (type %u, who %u)",
-				      cycle, m.type, m.who);
+				vfail(failed,
+				      "cycle %" PRIu64 ": garbled message (type %u, who %u)", cycle,
+				      m.type, m.who);
 			}
 		}
 	}
-	close(pfd[0]);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
+	close(in.fd);
+	status = su_wait(pid);
 	if (!(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL && killed)) {
 		ok = false;
 		if (WIFSIGNALED(status))
 			vfail(failed,
-			      "cycle %" PRIu64 ": P4: the writer child died of signal %d (%s) %.0f ms"
+			      "cycle %" PRIu64
+			      ": P4: the writer child died of signal %d (%s) %.0f ms"
 			      " after fork, %s the shutdown",
 			      cycle, WTERMSIG(status), strsignal(WTERMSIG(status)),
 			      (su_now() - t0) * 1000.0, shut ? "after" : "before");
@@ -863,98 +834,38 @@ static bool run_writer(uint64_t cycle, uint64_t *acked, struct su_rng *rng, stru
 
 static bool run_verifier(uint64_t cycle, const struct expect *x, struct vresult *r)
 {
-	int pfd[2], status;
+	char why[128];
+	int rfd, wfd;
 	pid_t pid;
-	bool got;
 
-	if (pipe(pfd) != 0) {
-		perror("shutdown: pipe");
-		exit(2);
-	}
-	fflush(stdout);
-	pid = fork();
-	if (pid < 0) {
-		perror("shutdown: fork");
-		exit(2);
-	}
-	if (pid == 0) {
-		close(pfd[0]);
-		verifier_main(pfd[1], x, cycle);
-	}
-	close(pfd[1]);
-	got = read_full(pfd[0], r, sizeof(*r)) == 0;
-	close(pfd[0]);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	if (!got || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		if (WIFSIGNALED(status))
-			printf("FAIL: cycle %" PRIu64 ": verifier died of signal %d\n", cycle,
-			       WTERMSIG(status));
-		else
-			printf("FAIL: cycle %" PRIu64 ": verifier exited with status %d%s\n", cycle,
-			       WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-			       got ? "" : " without a result");
-		return false;
-	}
-	return true;
+	pid = su_fork_pipe(&rfd, &wfd);
+	if (pid == 0)
+		verifier_main(wfd, x, cycle);
+	if (su_collect(pid, rfd, r, sizeof(*r), why, sizeof(why), NULL))
+		return true;
+	printf("FAIL: cycle %" PRIu64 ": verifier %s\n", cycle, why);
+	return false;
 }
 
-static void usage(void)
-{
-	fputs("usage: shutdown [--cycles N] [--min-ms N] [--max-ms N] [--compact-ms N]\n"
-	      "                [--image-mb N] [--seed N] [--dir PARENT] [--keep] [--quiet]\n"
-	      "  --cycles N       power cuts (default 10)\n"
-	      "  --min-ms/--max-ms  shut the file system down this long after fork (30..400)\n"
-	      "  --compact-ms N   mean period of pkv_compact() in the child (0: none; default 40)\n"
-	      "  --image-mb N     size of the ext4 image (default 64)\n"
-	      "  --dir PARENT     make the image and mount point under PARENT ($TMPDIR, /tmp)\n"
-	      "  --keep           keep the image, and a copy of it as each power cut left it\n"
-	      "Needs root, loop devices and mkfs.ext4; otherwise prints SKIPPED and exits 77.\n",
-	      stderr);
-}
-
-static int parse_args(int argc, char **argv)
-{
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-		uint64_t u;
-
-		if (strcmp(a, "--keep") == 0) {
-			cfg.keep = true;
-			continue;
-		}
-		if (strcmp(a, "--quiet") == 0) {
-			cfg.quiet = true;
-			continue;
-		}
-		if (v == NULL)
-			return -1;
-		i++;
-		if (strcmp(a, "--dir") == 0) {
-			cfg.parent = v;
-		} else if (strcmp(a, "--min-ms") == 0) {
-			if (su_parse_double(v, &cfg.min_ms))
-				return -1;
-		} else if (strcmp(a, "--max-ms") == 0) {
-			if (su_parse_double(v, &cfg.max_ms))
-				return -1;
-		} else if (su_parse_u64(v, &u) != 0) {
-			return -1;
-		} else if (strcmp(a, "--cycles") == 0) {
-			cfg.cycles = u;
-		} else if (strcmp(a, "--compact-ms") == 0 && u <= 3600000) {
-			cfg.compact_ms = (unsigned)u;
-		} else if (strcmp(a, "--image-mb") == 0 && u >= 32 && u <= 4096) {
-			cfg.image_mb = (unsigned)u;
-		} else if (strcmp(a, "--seed") == 0) {
-			cfg.seed = u;
-		} else {
-			return -1;
-		}
-	}
-	return cfg.max_ms >= cfg.min_ms ? 0 : -1;
-}
+static const struct su_opt options[] = {
+	SU_OPT("cycles", SU_OPT_U64, &cfg.cycles, "power cuts (default 10)"),
+	SU_OPT("min-ms", SU_OPT_DOUBLE, &cfg.min_ms,
+	       "shut the file system down at least this long after fork (default 30)"),
+	SU_OPT("max-ms", SU_OPT_DOUBLE, &cfg.max_ms,
+	       "shut the file system down at most this long after fork (default 400)"),
+	SU_OPT("compact-ms", SU_OPT_UINT, &cfg.compact_ms,
+	       "mean period of pkv_compact() in the child (0: none; default 40)", .max = 3600000),
+	SU_OPT("image-mb", SU_OPT_UINT, &cfg.image_mb, "size of the ext4 image (default 64)",
+	       .min = 32, .max = 4096),
+	SU_OPT("seed", SU_OPT_U64, &cfg.seed, "cut times and writer values (default 1)"),
+	SU_OPT("dir", SU_OPT_STR, &cfg.parent,
+	       "make the image and mount point under PARENT ($TMPDIR, /tmp)", .arg = "PARENT"),
+	SU_OPT("keep", SU_OPT_FLAG, &cfg.keep,
+	       "keep the image, and a copy of it as each power cut left it"),
+	SU_OPT("quiet", SU_OPT_FLAG, &cfg.quiet,
+	       "no line per cycle: only failures and the figures"),
+	SU_OPT_END
+};
 
 int main(int argc, char **argv)
 {
@@ -967,18 +878,12 @@ int main(int argc, char **argv)
 	int r;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (parse_args(argc, argv) != 0) {
-		usage();
-		return 2;
-	}
-	if (cfg.parent != NULL) {
-		if ((size_t)snprintf(work, sizeof(work), "%s/pkv-shutdown-XXXXXX", cfg.parent) >=
-			    sizeof(work) ||
-		    mkdtemp(work) == NULL) {
-			perror("shutdown: mkdtemp");
-			return 2;
-		}
-	} else if (su_mktemp_dir(work, sizeof(work), "shutdown") != 0) {
+	su_opts_parse(
+		argc, argv, "shutdown", options,
+		"Needs root, loop devices and mkfs.ext4; otherwise prints SKIPPED and exits 77.\n");
+	if (cfg.max_ms < cfg.min_ms)
+		su_usage_error("--max-ms %g is below --min-ms %g", cfg.max_ms, cfg.min_ms);
+	if (su_workdir(work, sizeof(work), cfg.parent, "shutdown") != 0) {
 		perror("shutdown: mkdtemp");
 		return 2;
 	}
