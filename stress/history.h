@@ -93,21 +93,4 @@ static SU_UNUSED void expected(uint64_t p, uint64_t *lo, uint64_t *hi, uint64_t 
 	*heads = p / 3; /* ops n with 3n + 2 < p */
 }
 
-/* Read exactly @len bytes (retrying EINTR and short reads); -1 at end of file or error. */
-static SU_UNUSED int read_full(int fd, void *buf, size_t len)
-{
-	size_t got = 0;
-
-	while (got < len) {
-		ssize_t n = read(fd, (char *)buf + got, len - got);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		got += (size_t)n;
-	}
-	return 0;
-}
-
 #endif /* PKV_STRESS_HISTORY_H */

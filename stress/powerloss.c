@@ -757,36 +757,21 @@ static void ack_time(struct writer_out *o, unsigned w)
 static bool run_writer(struct mode_run *m, uint64_t cycle, uint64_t seed,
 		       const struct cut_plan *plan, struct writer_out *o)
 {
-	unsigned char pend[4096];
-	size_t npend = 0;
+	struct su_msgs in = { 0 };
 	bool ok = true;
-	int pfd[2], status;
+	int wfd, status, got;
 	double last = su_now();
 	pid_t pid;
 
-	if (pipe(pfd) != 0) {
-		perror("powerloss: pipe");
-		exit(2);
-	}
-	fflush(stdout);
-	pid = fork();
-	if (pid < 0) {
-		perror("powerloss: fork");
-		exit(2);
-	}
-	if (pid == 0) {
-		close(pfd[0]);
-		child_main(pfd[1], m->store, m->image, m->d, o->acked, seed, plan);
-	}
-	close(pfd[1]);
-	for (;;) {
-		struct pollfd pf = { .fd = pfd[0], .events = POLLIN };
-		ssize_t n;
-		int pr = poll(&pf, 1, 1000);
+	pid = su_fork_pipe(&in.fd, &wfd);
+	if (pid == 0)
+		child_main(wfd, m->store, m->image, m->d, o->acked, seed, plan);
+	while ((got = su_msgs_fill(&in, 1000)) >= 0) {
+		struct msg mm;
+		uint32_t type;
+		size_t len;
 
-		if (pr < 0 && errno == EINTR)
-			continue;
-		if (pr == 0) {
+		if (got == 0) {
 			if (su_now() - last > HANG_S) {
 				kill(pid, SIGKILL);
 				ok = false;
@@ -797,63 +782,44 @@ static bool run_writer(struct mode_run *m, uint64_t cycle, uint64_t seed,
 			}
 			continue;
 		}
-		n = read(pfd[0], pend + npend, sizeof(pend) - npend);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
 		last = su_now();
-		npend += (size_t)n;
-		for (;;) {
-			struct msg mm;
-			uint32_t type;
-			size_t len;
-
-			if (npend < sizeof(type))
-				break;
-			memcpy(&type, pend, sizeof(type));
+		/* Two sizes of message: the type (their first field) tells which. */
+		while (su_msgs_next(&in, &type, sizeof(type), false)) {
 			len = type == MSG_CUT ? sizeof(struct cut_msg) : sizeof(struct msg);
-			if (npend < len)
+			if (!su_msgs_next(&in, type == MSG_CUT ? (void *)&o->cm : (void *)&mm, len,
+					  true))
 				break;
 			if (type == MSG_CUT) {
-				memcpy(&o->cm, pend, sizeof(o->cm));
 				o->cut = true;
-			} else {
-				memcpy(&mm, pend, sizeof(mm));
-				if (mm.type == MSG_ACK && mm.writer < NWRITERS &&
-				    mm.val == o->acked[mm.writer] + 1) {
-					o->acked[mm.writer] = mm.val;
-					ack_time(o, mm.writer);
-					if (mm.code == 1) {
-						o->durable[mm.writer] = mm.val;
-						o->marks += m->d != PKV_DURABLE_POWER;
-					}
-				} else if (mm.type == MSG_OPENED) {
-					o->opened = true;
-				} else if (mm.type == MSG_ERR) {
-					ok = false;
-					vfail("%s cycle %" PRIu64 ": %s%u returned %" PRId64
-					      " (%s)",
-					      su_durability_name(m->d), cycle,
-					      mm.writer < NWRITERS	? "writer " :
-					      mm.writer == NWRITERS	? "pkv_compact " :
-					      mm.writer == NWRITERS + 1 ? "pkv_open " :
-									  "powerfs_install ",
-					      mm.writer < NWRITERS ? mm.writer : 0, mm.code,
-					      pkv_strerror((int)mm.code));
-				} else {
-					ok = false;
-					vfail("%s cycle %" PRIu64 ": garbled message (type %u)",
-					      su_durability_name(m->d), cycle, mm.type);
+			} else if (mm.type == MSG_ACK && mm.writer < NWRITERS &&
+				   mm.val == o->acked[mm.writer] + 1) {
+				o->acked[mm.writer] = mm.val;
+				ack_time(o, mm.writer);
+				if (mm.code == 1) {
+					o->durable[mm.writer] = mm.val;
+					o->marks += m->d != PKV_DURABLE_POWER;
 				}
+			} else if (mm.type == MSG_OPENED) {
+				o->opened = true;
+			} else if (mm.type == MSG_ERR) {
+				ok = false;
+				vfail("%s cycle %" PRIu64 ": %s%u returned %" PRId64 " (%s)",
+				      su_durability_name(m->d), cycle,
+				      mm.writer < NWRITERS	? "writer " :
+				      mm.writer == NWRITERS	? "pkv_compact " :
+				      mm.writer == NWRITERS + 1 ? "pkv_open " :
+								  "powerfs_install ",
+				      mm.writer < NWRITERS ? mm.writer : 0, mm.code,
+				      pkv_strerror((int)mm.code));
+			} else {
+				ok = false;
+				vfail("%s cycle %" PRIu64 ": garbled message (type %u)",
+				      su_durability_name(m->d), cycle, mm.type);
 			}
-			memmove(pend, pend + len, npend - len);
-			npend -= len;
 		}
 	}
-	close(pfd[0]);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
+	close(in.fd);
+	status = su_wait(pid);
 	if (ok && !(WIFEXITED(status) && WEXITSTATUS(status) == POWERFS_EXIT_CODE && o->cut)) {
 		ok = false;
 		if (WIFSIGNALED(status))
@@ -875,37 +841,15 @@ static bool run_writer(struct mode_run *m, uint64_t cycle, uint64_t seed,
 static bool run_verifier(struct mode_run *m, uint64_t cycle, uint64_t seed,
 			 const struct writer_out *o, struct vresult *r)
 {
-	int pfd[2], status;
-	bool got;
+	char why[sizeof(r->why) - 16];
+	int rfd, wfd;
 	pid_t pid;
 
-	if (pipe(pfd) != 0) {
-		perror("powerloss: pipe");
-		exit(2);
-	}
-	fflush(stdout);
-	pid = fork();
-	if (pid < 0) {
-		perror("powerloss: fork");
-		exit(2);
-	}
-	if (pid == 0) {
-		close(pfd[0]);
-		verifier_main(pfd[1], m->store, m->d, m->pos, o->acked, o->durable, cycle, seed);
-	}
-	close(pfd[1]);
-	got = read_full(pfd[0], r, sizeof(*r)) == 0;
-	close(pfd[0]);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	if (!got || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		if (WIFSIGNALED(status))
-			snprintf(r->why, sizeof(r->why), "the verifier died of signal %d",
-				 WTERMSIG(status));
-		else
-			snprintf(r->why, sizeof(r->why), "the verifier exited with status %d%s",
-				 WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-				 got ? "" : " without a result");
+	pid = su_fork_pipe(&rfd, &wfd);
+	if (pid == 0)
+		verifier_main(wfd, m->store, m->d, m->pos, o->acked, o->durable, cycle, seed);
+	if (!su_collect(pid, rfd, r, sizeof(*r), why, sizeof(why), NULL)) {
+		snprintf(r->why, sizeof(r->why), "the verifier %s", why);
 		r->ok = false;
 		r->log[0] = '\0';
 		return false;
@@ -1102,83 +1046,32 @@ static int open_only(const char *dir)
 
 /* ---- main ------------------------------------------------------------------------------- */
 
-static void usage(void)
-{
-	fputs("usage: powerloss [--mode power|process|periodic|all] [--cycles N] [--seconds S]\n"
-	      "                 [--seed N] [--max-ms N] [--compact-ms N] [--elide-syncs]\n"
-	      "                 [--dir PARENT] [--keep] [--quiet]\n"
-	      "       powerloss --open DIR\n"
-	      "  --mode        durability mode under test (default all: one after another)\n"
-	      "  --cycles N    power cuts per mode (default 100)\n"
-	      "  --seconds S   stop starting cycles after S seconds in all (0: no bound),\n"
-	      "                shared equally by the modes\n"
-	      "  --max-ms N    the power is cut within N ms of the writer child's start\n"
-	      "                (default 250)\n"
-	      "  --compact-ms  mean period of pkv_compact() in the child (0: none; default 60)\n"
-	      "  --elide-syncs count fdatasync/fsync (the image is the same) but skip the kernel call\n"
-	      "  --dir PARENT  work in a new temporary directory under PARENT\n"
-	      "  --keep        keep the directories\n"
-	      "  --open DIR    open DIR read-only and print what recovery says (a kept image)\n",
-	      stderr);
-}
-
-static int parse_args(int argc, char **argv)
-{
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-		uint64_t u;
-
-		if (strcmp(a, "--keep") == 0) {
-			cfg.keep = true;
-			continue;
-		}
-		if (strcmp(a, "--quiet") == 0) {
-			cfg.quiet = true;
-			continue;
-		}
-		if (strcmp(a, "--elide-syncs") == 0) {
-			cfg.elide = true;
-			continue;
-		}
-		if (v == NULL)
-			return -1;
-		i++;
-		if (strcmp(a, "--mode") == 0) {
-			enum pkv_durability d;
-
-			if (strcmp(v, "all") == 0)
-				cfg.mode = -1;
-			else if (su_parse_durability(v, &d) == 0)
-				cfg.mode = (int)d;
-			else
-				return -1;
-		} else if (strcmp(a, "--cycles") == 0) {
-			if (su_parse_u64(v, &cfg.cycles))
-				return -1;
-		} else if (strcmp(a, "--seconds") == 0) {
-			if (su_parse_double(v, &cfg.seconds))
-				return -1;
-		} else if (strcmp(a, "--seed") == 0) {
-			if (su_parse_u64(v, &cfg.seed))
-				return -1;
-		} else if (strcmp(a, "--max-ms") == 0) {
-			if (su_parse_double(v, &cfg.max_ms))
-				return -1;
-		} else if (strcmp(a, "--compact-ms") == 0) {
-			if (su_parse_u64(v, &u) || u > 3600000)
-				return -1;
-			cfg.compact_ms = (unsigned)u;
-		} else if (strcmp(a, "--dir") == 0) {
-			cfg.parent = v;
-		} else if (strcmp(a, "--open") == 0) {
-			cfg.open_dir = v;
-		} else {
-			return -1;
-		}
-	}
-	return 0;
-}
+static const struct su_opt options[] = {
+	SU_OPT("mode", SU_OPT_DURABILITY, &cfg.mode,
+	       "durability mode under test: power, process, periodic or all\n"
+	       "(default all: one after another)",
+	       .arg = "MODE", .word = "all"),
+	SU_OPT("cycles", SU_OPT_U64, &cfg.cycles, "power cuts per mode (default 100)"),
+	SU_OPT("seconds", SU_OPT_DOUBLE, &cfg.seconds,
+	       "stop starting cycles after S seconds in all (0: no bound),\n"
+	       "shared equally by the modes",
+	       .arg = "S"),
+	SU_OPT("seed", SU_OPT_U64, &cfg.seed, "cut plans and writer values (default 1)"),
+	SU_OPT("max-ms", SU_OPT_DOUBLE, &cfg.max_ms,
+	       "the power is cut within N ms of the writer child's start (default 250)"),
+	SU_OPT("compact-ms", SU_OPT_UINT, &cfg.compact_ms,
+	       "mean period of pkv_compact() in the child (0: none; default 60)", .max = 3600000),
+	SU_OPT("elide-syncs", SU_OPT_FLAG, &cfg.elide,
+	       "count fdatasync/fsync (the image is the same) but skip the kernel call"),
+	SU_OPT("dir", SU_OPT_STR, &cfg.parent, "work in a new temporary directory under PARENT",
+	       .arg = "PARENT"),
+	SU_OPT("keep", SU_OPT_FLAG, &cfg.keep, "keep the directories"),
+	SU_OPT("quiet", SU_OPT_FLAG, &cfg.quiet,
+	       "no line per cycle: only failures and the figures"),
+	SU_OPT("open", SU_OPT_STR, &cfg.open_dir,
+	       "open DIR read-only and print what recovery says (a kept image)", .arg = "DIR"),
+	SU_OPT_END
+};
 
 int main(int argc, char **argv)
 {
@@ -1190,20 +1083,10 @@ int main(int argc, char **argv)
 	double budget;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (parse_args(argc, argv) != 0) {
-		usage();
-		return 2;
-	}
+	su_opts_parse(argc, argv, "powerloss", options, NULL);
 	if (cfg.open_dir)
 		return open_only(cfg.open_dir);
-	if (cfg.parent != NULL) {
-		int n = snprintf(top, sizeof(top), "%s/pkv-powerloss-XXXXXX", cfg.parent);
-
-		if (n < 0 || (size_t)n >= sizeof(top) || mkdtemp(top) == NULL) {
-			perror("powerloss: mkdtemp");
-			return 2;
-		}
-	} else if (su_mktemp_dir(top, sizeof(top), "powerloss") != 0) {
+	if (su_workdir(top, sizeof(top), cfg.parent, "powerloss") != 0) {
 		perror("powerloss: mkdtemp");
 		return 2;
 	}
