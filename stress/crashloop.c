@@ -57,7 +57,6 @@
 #define VMAGIC 0x4c43504bu
 #include "history.h" /* the writer history: keys, values, E(P) */
 #define OLD_SAMPLE 256 /* deleted seq keys probed at random per writer per verification */
-#define MAX_FAIL_PRINT 40
 
 /* Child -> parent messages; each is one write() of < PIPE_BUF bytes, so they never interleave. */
 enum msg_type {
@@ -109,25 +108,6 @@ static struct cfg cfg = {
 };
 
 static char dir[4096];
-static int fail_printed;
-
-static void vfail(uint64_t *failed, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void vfail(uint64_t *failed, const char *fmt, ...)
-{
-	va_list ap;
-
-	(*failed)++;
-	if (++fail_printed > MAX_FAIL_PRINT)
-		return;
-	fputs("FAIL: ", stdout);
-	va_start(ap, fmt);
-	vfprintf(stdout, fmt, ap);
-	va_end(ap);
-	fputc('\n', stdout);
-	fflush(stdout);
-}
-
-/* ---- history ---------------------------------------------------------------------------- */
 
 /* ---- writer child ----------------------------------------------------------------------- */
 
@@ -265,127 +245,28 @@ static void child_main(int fd, const uint64_t *start, enum pkv_durability d)
 
 /* ---- verifier child --------------------------------------------------------------------- */
 
-/* Check writer w's keys against E(p). With @failed NULL it only answers; else it reports. */
-static bool state_is(pkv *db, unsigned w, uint64_t p, struct su_rng *rng, unsigned char *buf,
-		     uint64_t *passed, uint64_t *failed)
+/* A difference hist_state_is() found: a failure, with the store it was found in. */
+static void report_fail(void *failed, const char *msg)
 {
-	uint64_t lo, hi, heads, first;
-	char key[64];
-	unsigned char *want = buf + MAX_VAL;
-	bool ok = true;
-	size_t klen, vlen, wlen;
-	int rc;
-
-	expected(p, &lo, &hi, &heads);
-	first = lo > 2 ? lo - 2 : 0;
-	/* R1/R2/R3: the window around the live seq keys, every key. */
-	for (uint64_t n = first; n < hi + 3; n++) {
-		bool live = n >= lo && n < hi;
-
-		klen = seq_key(w, n, key);
-		vlen = 0;
-		rc = pkv_get(db, key, klen, buf, MAX_VAL, &vlen);
-		if (live) {
-			wlen = make_value(w, n, KIND_SEQ, want);
-			if (rc != 0 || vlen != wlen || memcmp(buf, want, wlen) != 0) {
-				ok = false;
-				if (failed)
-					vfail(failed,
-					      "%s R%d writer %u at step %" PRIu64
-					      ": %s: get = %d (%s), length %zu, expected its value (%zu bytes)",
-					      dir, rc == PKV_NOTFOUND ? 1 : 3, w, p, key, rc,
-					      pkv_strerror(rc), vlen, wlen);
-			}
-		} else if (rc != PKV_NOTFOUND) {
-			ok = false;
-			if (failed)
-				vfail(failed,
-				      "%s R2 writer %u at step %" PRIu64
-				      ": %s should be absent (%s), get = %d (%s)",
-				      dir, w, p, key, n < lo ? "deleted" : "never written", rc,
-				      pkv_strerror(rc));
-		}
-		if (!ok && !failed)
-			return false;
-	}
-	/* R2: deleted seq keys further back stay deleted (a random sample). */
-	for (unsigned i = 0; first > 0 && i < OLD_SAMPLE; i++) {
-		uint64_t n = first <= OLD_SAMPLE ? i : su_rng_below(rng, first);
-
-		if (n >= first)
-			break;
-		klen = seq_key(w, n, key);
-		rc = pkv_get(db, key, klen, NULL, 0, &vlen);
-		if (rc != PKV_NOTFOUND) {
-			ok = false;
-			if (!failed)
-				return false;
-			vfail(failed,
-			      "%s R2 writer %u at step %" PRIu64 ": deleted %s is back (get = %d)",
-			      dir, w, p, key, rc);
-		}
-	}
-	/* R1/R3: the head key. */
-	klen = head_key(w, key);
-	rc = pkv_get(db, key, klen, buf, MAX_VAL, &vlen);
-	if (heads == 0) {
-		if (rc != PKV_NOTFOUND) {
-			ok = false;
-			if (failed)
-				vfail(failed,
-				      "%s R2 writer %u at step %" PRIu64
-				      ": %s should be absent, get = %d",
-				      dir, w, p, key, rc);
-		}
-	} else {
-		wlen = make_value(w, heads - 1, KIND_HEAD, want);
-		if (rc != 0 || vlen != wlen || memcmp(buf, want, wlen) != 0) {
-			struct vhdr h = { 0 };
-
-			if (rc == 0 && vlen >= HDR)
-				memcpy(&h, buf, HDR);
-			ok = false;
-			if (failed)
-				vfail(failed,
-				      "%s R1 writer %u at step %" PRIu64
-				      ": %s: get = %d, holds n = %" PRIu64
-				      " (magic %08x), expected n = %" PRIu64,
-				      dir, w, p, key, rc, h.n, h.magic, heads - 1);
-		}
-	}
-	if (ok && passed)
-		(*passed)++;
-	return ok;
-}
-
-static uint64_t expected_keys(const uint64_t *pos)
-{
-	uint64_t total = 0;
-
-	for (unsigned w = 0; w < NWRITERS; w++) {
-		uint64_t lo, hi, heads;
-
-		expected(pos[w], &lo, &hi, &heads);
-		total += (hi - lo) + (heads > 0);
-	}
-	return total;
+	su_fail(failed, "%s %s", dir, msg);
 }
 
 static void check_all(pkv *db, const uint64_t *pos, struct su_rng *rng, unsigned char *buf,
 		      struct vresult *r, const char *when)
 {
 	pkv_stats st;
-	uint64_t want = expected_keys(pos);
+	uint64_t want = hist_expected_keys(pos);
 	int rc;
 
 	for (unsigned w = 0; w < NWRITERS; w++)
-		state_is(db, w, pos[w], rng, buf, &r->passed, &r->failed);
+		if (hist_state_is(db, w, pos[w], rng, OLD_SAMPLE, buf, report_fail, &r->failed))
+			r->passed++;
 	rc = pkv_get_stats(db, &st);
 	if (rc != 0)
-		vfail(&r->failed, "%s: pkv_get_stats = %d (%s)", when, rc, pkv_strerror(rc));
+		su_fail(&r->failed, "%s: pkv_get_stats = %d (%s)", when, rc, pkv_strerror(rc));
 	else if (st.keys != want)
-		vfail(&r->failed, "%s R4: stats.keys = %" PRIu64 ", expected %" PRIu64, when,
-		      st.keys, want);
+		su_fail(&r->failed, "%s R4: stats.keys = %" PRIu64 ", expected %" PRIu64, when,
+			st.keys, want);
 	else
 		r->passed++;
 }
@@ -408,8 +289,8 @@ static void verifier_main(int fd, const uint64_t *acked, uint64_t cycle)
 	rc = pkv_open(dir, &opts, &db);
 	r.open_s = su_now() - t0;
 	if (rc != 0) {
-		vfail(&r.failed, "cycle %" PRIu64 ": reopen of %s = %d (%s)", cycle, dir, rc,
-		      pkv_strerror(rc));
+		su_fail(&r.failed, "cycle %" PRIu64 ": reopen of %s = %d (%s)", cycle, dir, rc,
+			pkv_strerror(rc));
 		goto out;
 	}
 	r.passed++;
@@ -417,17 +298,18 @@ static void verifier_main(int fd, const uint64_t *acked, uint64_t cycle)
 		memset(&r.st, 0, sizeof(r.st));
 
 	for (unsigned w = 0; w < NWRITERS; w++) {
-		if (state_is(db, w, acked[w] + 1, &rng, buf, NULL, NULL)) {
+		if (hist_state_is(db, w, acked[w] + 1, &rng, OLD_SAMPLE, buf, NULL, NULL)) {
 			r.pos[w] = acked[w] + 1;
 			r.unacked_recovered++;
-		} else if (state_is(db, w, acked[w], &rng, buf, NULL, NULL)) {
+		} else if (hist_state_is(db, w, acked[w], &rng, OLD_SAMPLE, buf, NULL, NULL)) {
 			r.pos[w] = acked[w];
 		} else {
 			printf("cycle %" PRIu64 ": writer %u had %" PRIu64
 			       " acknowledged steps; the recovered state is neither E(%" PRIu64
 			       ") nor E(%" PRIu64 "); differences from E(%" PRIu64 "):\n",
 			       cycle, w, acked[w], acked[w], acked[w] + 1, acked[w]);
-			state_is(db, w, acked[w], &rng, buf, NULL, &r.failed);
+			hist_state_is(db, w, acked[w], &rng, OLD_SAMPLE, buf, report_fail,
+				      &r.failed);
 			r.pos[w] = acked[w];
 		}
 	}
@@ -439,9 +321,9 @@ static void verifier_main(int fd, const uint64_t *acked, uint64_t cycle)
 	if (cycle == 0) {
 		rc = pkv_open(dir, &opts, &db2);
 		if (rc != PKV_ELOCKED) {
-			vfail(&r.failed,
-			      "R6: second pkv_open of a directory in use = %d (%s), expected PKV_ELOCKED",
-			      rc, pkv_strerror(rc));
+			su_fail(&r.failed,
+				"R6: second pkv_open of a directory in use = %d (%s), expected PKV_ELOCKED",
+				rc, pkv_strerror(rc));
 			if (rc == 0)
 				pkv_close(db2);
 		} else {
@@ -452,8 +334,8 @@ static void verifier_main(int fd, const uint64_t *acked, uint64_t cycle)
 	if (cycle % 4 == 3) {
 		rc = pkv_compact(db);
 		if (rc != 0)
-			vfail(&r.failed, "R5: pkv_compact after recovery = %d (%s)", rc,
-			      pkv_strerror(rc));
+			su_fail(&r.failed, "R5: pkv_compact after recovery = %d (%s)", rc,
+				pkv_strerror(rc));
 		else
 			check_all(db, r.pos, &rng, buf, &r, "R5 after compact");
 	}
@@ -461,7 +343,7 @@ out:
 	if (db != NULL) {
 		rc = pkv_close(db);
 		if (rc != 0)
-			vfail(&r.failed, "verifier: pkv_close = %d (%s)", rc, pkv_strerror(rc));
+			su_fail(&r.failed, "verifier: pkv_close = %d (%s)", rc, pkv_strerror(rc));
 	}
 	free(buf);
 	if (write(fd, &r, sizeof(r)) != (ssize_t)sizeof(r))
@@ -521,27 +403,27 @@ static bool run_writer(uint64_t cycle, enum pkv_durability d, uint64_t *acked, s
 			} else if (m.type == MSG_ERR) {
 				ok = false;
 				if (m.writer < NWRITERS)
-					vfail(failed,
-					      "cycle %" PRIu64 ": writer %u step %" PRIu64
-					      " returned %" PRId64 " (%s)",
-					      cycle, m.writer, m.val, m.code,
-					      pkv_strerror((int)m.code));
+					su_fail(failed,
+						"cycle %" PRIu64 ": writer %u step %" PRIu64
+						" returned %" PRId64 " (%s)",
+						cycle, m.writer, m.val, m.code,
+						pkv_strerror((int)m.code));
 				else
-					vfail(failed,
-					      "cycle %" PRIu64 ": child %s returned %" PRId64
-					      " (%s)",
-					      cycle,
-					      m.writer == NWRITERS     ? "pkv_compact" :
-					      m.writer == NWRITERS + 1 ? "pkv_open" :
-									 "pkv_close",
-					      m.code, pkv_strerror((int)m.code));
+					su_fail(failed,
+						"cycle %" PRIu64 ": child %s returned %" PRId64
+						" (%s)",
+						cycle,
+						m.writer == NWRITERS	 ? "pkv_compact" :
+						m.writer == NWRITERS + 1 ? "pkv_open" :
+									   "pkv_close",
+						m.code, pkv_strerror((int)m.code));
 			} else {
 				ok = false;
-				vfail(failed,
-				      "cycle %" PRIu64
-				      ": garbled message from the child (type %u, writer %u, val %" PRIu64
-				      ")",
-				      cycle, m.type, m.writer, m.val);
+				su_fail(failed,
+					"cycle %" PRIu64
+					": garbled message from the child (type %u, writer %u, val %" PRIu64
+					")",
+					cycle, m.type, m.writer, m.val);
 			}
 		}
 	}
@@ -554,11 +436,11 @@ static bool run_writer(uint64_t cycle, enum pkv_durability d, uint64_t *acked, s
 	} else {
 		ok = false;
 		if (WIFSIGNALED(status))
-			vfail(failed, "cycle %" PRIu64 ": writer child died of signal %d", cycle,
-			      WTERMSIG(status));
+			su_fail(failed, "cycle %" PRIu64 ": writer child died of signal %d", cycle,
+				WTERMSIG(status));
 		else if (WEXITSTATUS(status) != 3) /* 3 was reported above */
-			vfail(failed, "cycle %" PRIu64 ": writer child exited with status %d",
-			      cycle, WEXITSTATUS(status));
+			su_fail(failed, "cycle %" PRIu64 ": writer child exited with status %d",
+				cycle, WEXITSTATUS(status));
 	}
 	if (ok)
 		(*passed)++;

@@ -1762,6 +1762,8 @@ int main(int argc, char **argv)
 		else
 			printf("FAIL: a runner died: %s\n", r.why);
 	}
+	free(slot);
+	free(dir);
 	print_table();
 	printf("\nioerr: %" PRIu64 " cases in %.1f s%s\n", passed + failed, su_now() - t0,
 	       cut ? " (cut short by --seconds)" : "");

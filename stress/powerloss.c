@@ -74,7 +74,6 @@
 #define VMAGIC 0x4c50504bu
 #include "history.h" /* the writer history: keys, values, E(P) */
 #define OLD_SAMPLE 64 /* deleted seq keys probed at random per writer per verification */
-#define MAX_FAIL_PRINT 40
 #define HANG_S 120.0 /* a child silent this long is hung */
 #define LOG_CAP 3000
 
@@ -169,38 +168,6 @@ struct figures {
 #define PL_PATH 4096
 
 static char top[PL_PATH];
-static int fail_printed;
-
-/* Report a failure (the caller counts it: one per cycle). */
-static void vfail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void vfail(const char *fmt, ...)
-{
-	va_list ap;
-
-	if (++fail_printed > MAX_FAIL_PRINT)
-		return;
-	fputs("FAIL: ", stdout);
-	va_start(ap, fmt);
-	vfprintf(stdout, fmt, ap);
-	va_end(ap);
-	fputc('\n', stdout);
-	fflush(stdout);
-}
-
-/* ---- history ---------------------------------------------------------------------------- */
-
-static uint64_t expected_keys(const uint64_t *pos)
-{
-	uint64_t total = 0;
-
-	for (unsigned w = 0; w < NWRITERS; w++) {
-		uint64_t lo, hi, heads;
-
-		expected(pos[w], &lo, &hi, &heads);
-		total += (hi - lo) + (heads > 0);
-	}
-	return total;
-}
 
 /* ---- writer child ----------------------------------------------------------------------- */
 
@@ -436,75 +403,10 @@ static void why_add(struct vresult *r, const char *fmt, ...)
 		strcat(r->why, "; ");
 }
 
-/* Is writer w's state E(p)? With @r set, the differences go there. */
-static bool state_is(pkv *db, unsigned w, uint64_t p, struct su_rng *rng, unsigned char *buf,
-		     struct vresult *r)
+/* A difference hist_state_is() found: one more reason in the verifier's result. */
+static void report_why(void *r, const char *msg)
 {
-	uint64_t lo, hi, heads, first;
-	char key[64];
-	unsigned char *want = buf + MAX_VAL;
-	bool ok = true;
-	size_t klen, vlen, wlen;
-	int rc;
-
-	expected(p, &lo, &hi, &heads);
-	first = lo > 2 ? lo - 2 : 0;
-	for (uint64_t n = first; n < hi + 3; n++) {
-		bool live = n >= lo && n < hi;
-
-		klen = seq_key(w, n, key);
-		vlen = 0;
-		rc = pkv_get(db, key, klen, buf, MAX_VAL, &vlen);
-		if (live) {
-			wlen = make_value(w, n, KIND_SEQ, want);
-			if (rc != 0 || vlen != wlen || memcmp(buf, want, wlen) != 0) {
-				ok = false;
-				if (r)
-					why_add(r,
-						"%s: get = %d (%s), %zu bytes, expected its value",
-						key, rc, pkv_strerror(rc), vlen);
-			}
-		} else if (rc != PKV_NOTFOUND) {
-			ok = false;
-			if (r)
-				why_add(r, "%s should be absent (%s), get = %d (%s)", key,
-					n < lo ? "deleted" : "never written", rc, pkv_strerror(rc));
-		}
-		if (!ok && !r)
-			return false;
-	}
-	for (unsigned i = 0; first > 0 && i < OLD_SAMPLE; i++) {
-		uint64_t n = first <= OLD_SAMPLE ? i : su_rng_below(rng, first);
-
-		if (n >= first)
-			break;
-		klen = seq_key(w, n, key);
-		rc = pkv_get(db, key, klen, NULL, 0, &vlen);
-		if (rc != PKV_NOTFOUND) {
-			ok = false;
-			if (!r)
-				return false;
-			why_add(r, "deleted %s is back (get = %d)", key, rc);
-		}
-	}
-	klen = head_key(w, key);
-	rc = pkv_get(db, key, klen, buf, MAX_VAL, &vlen);
-	if (heads == 0) {
-		if (rc != PKV_NOTFOUND) {
-			ok = false;
-			if (r)
-				why_add(r, "%s should be absent, get = %d", key, rc);
-		}
-	} else {
-		wlen = make_value(w, heads - 1, KIND_HEAD, want);
-		if (rc != 0 || vlen != wlen || memcmp(buf, want, wlen) != 0) {
-			ok = false;
-			if (r)
-				why_add(r, "%s: get = %d, expected operation %" PRIu64, key, rc,
-					heads - 1);
-		}
-	}
-	return ok;
+	why_add(r, "%s", msg);
 }
 
 /*
@@ -534,7 +436,7 @@ static bool find_pos(pkv *db, unsigned w, uint64_t hi, struct su_rng *rng, unsig
 	for (int k = 2; k >= 0; k--) {
 		uint64_t p = base + (uint64_t)k;
 
-		if (!state_is(db, w, p, rng, buf, NULL))
+		if (!hist_state_is(db, w, p, rng, OLD_SAMPLE, buf, NULL, NULL))
 			continue;
 		*pos = p;
 		found = true;
@@ -566,7 +468,7 @@ static void check_store(pkv *db, const uint64_t *start, const uint64_t *acked,
 				" at the start): the state is no prefix of its history; against E(%" PRIu64
 				")",
 				when, w, acked[w], start[w], acked[w]);
-			state_is(db, w, acked[w], rng, buf, r);
+			hist_state_is(db, w, acked[w], rng, OLD_SAMPLE, buf, report_why, r);
 			continue;
 		}
 		if (p < lo || p > acked[w] + 1) {
@@ -593,9 +495,9 @@ static void check_store(pkv *db, const uint64_t *start, const uint64_t *acked,
 	rc = pkv_get_stats(db, &st);
 	if (rc != 0)
 		why_add(r, "%s: pkv_get_stats = %d", when, rc);
-	else if (r->ok && st.keys != expected_keys(r->pos))
+	else if (r->ok && st.keys != hist_expected_keys(r->pos))
 		why_add(r, "%s: stats.keys = %" PRIu64 ", expected %" PRIu64, when, st.keys,
-			expected_keys(r->pos));
+			hist_expected_keys(r->pos));
 }
 
 static void __attribute__((noreturn))
@@ -775,9 +677,10 @@ static bool run_writer(struct mode_run *m, uint64_t cycle, uint64_t seed,
 			if (su_now() - last > HANG_S) {
 				kill(pid, SIGKILL);
 				ok = false;
-				vfail("%s cycle %" PRIu64
-				      ": the writer child hung (no message for %.0f s)",
-				      su_durability_name(m->d), cycle, HANG_S);
+				su_fail(NULL,
+					"%s cycle %" PRIu64
+					": the writer child hung (no message for %.0f s)",
+					su_durability_name(m->d), cycle, HANG_S);
 				break;
 			}
 			continue;
@@ -803,18 +706,19 @@ static bool run_writer(struct mode_run *m, uint64_t cycle, uint64_t seed,
 				o->opened = true;
 			} else if (mm.type == MSG_ERR) {
 				ok = false;
-				vfail("%s cycle %" PRIu64 ": %s%u returned %" PRId64 " (%s)",
-				      su_durability_name(m->d), cycle,
-				      mm.writer < NWRITERS	? "writer " :
-				      mm.writer == NWRITERS	? "pkv_compact " :
-				      mm.writer == NWRITERS + 1 ? "pkv_open " :
-								  "powerfs_install ",
-				      mm.writer < NWRITERS ? mm.writer : 0, mm.code,
-				      pkv_strerror((int)mm.code));
+				su_fail(NULL,
+					"%s cycle %" PRIu64 ": %s%u returned %" PRId64 " (%s)",
+					su_durability_name(m->d), cycle,
+					mm.writer < NWRITERS	  ? "writer " :
+					mm.writer == NWRITERS	  ? "pkv_compact " :
+					mm.writer == NWRITERS + 1 ? "pkv_open " :
+								    "powerfs_install ",
+					mm.writer < NWRITERS ? mm.writer : 0, mm.code,
+					pkv_strerror((int)mm.code));
 			} else {
 				ok = false;
-				vfail("%s cycle %" PRIu64 ": garbled message (type %u)",
-				      su_durability_name(m->d), cycle, mm.type);
+				su_fail(NULL, "%s cycle %" PRIu64 ": garbled message (type %u)",
+					su_durability_name(m->d), cycle, mm.type);
 			}
 		}
 	}
@@ -823,17 +727,17 @@ static bool run_writer(struct mode_run *m, uint64_t cycle, uint64_t seed,
 	if (ok && !(WIFEXITED(status) && WEXITSTATUS(status) == POWERFS_EXIT_CODE && o->cut)) {
 		ok = false;
 		if (WIFSIGNALED(status))
-			vfail("%s cycle %" PRIu64 ": writer child died of signal %d",
-			      su_durability_name(m->d), cycle, WTERMSIG(status));
+			su_fail(NULL, "%s cycle %" PRIu64 ": writer child died of signal %d",
+				su_durability_name(m->d), cycle, WTERMSIG(status));
 		else
-			vfail("%s cycle %" PRIu64 ": writer child exited with status %d%s",
-			      su_durability_name(m->d), cycle, WEXITSTATUS(status),
-			      o->cut ? "" : " without cutting the power");
+			su_fail(NULL, "%s cycle %" PRIu64 ": writer child exited with status %d%s",
+				su_durability_name(m->d), cycle, WEXITSTATUS(status),
+				o->cut ? "" : " without cutting the power");
 	}
 	if (ok && o->cm.rep.error != 0) {
 		ok = false;
-		vfail("%s cycle %" PRIu64 ": writing the image failed: %s",
-		      su_durability_name(m->d), cycle, strerror(-o->cm.rep.error));
+		su_fail(NULL, "%s cycle %" PRIu64 ": writing the image failed: %s",
+			su_durability_name(m->d), cycle, strerror(-o->cm.rep.error));
 	}
 	return ok;
 }
@@ -922,8 +826,8 @@ static bool cycle_once(struct mode_run *m, uint64_t cycle)
 	su_rmtree(m->store);
 	su_rmtree(m->saved);
 	if (rename(m->image, m->store) != 0 || copy_tree(m->store, m->saved) != 0) {
-		vfail("%s cycle %" PRIu64 ": cannot put the image in place: %s",
-		      su_durability_name(m->d), cycle, strerror(errno));
+		su_fail(NULL, "%s cycle %" PRIu64 ": cannot put the image in place: %s",
+			su_durability_name(m->d), cycle, strerror(errno));
 		goto out;
 	}
 	if (o.cm.rep.op_kind >= 0)
@@ -932,11 +836,12 @@ static bool cycle_once(struct mode_run *m, uint64_t cycle)
 	else
 		snprintf(cut, sizeof(cut), "at %.0f ms", plan.cut_ms);
 	if (!run_verifier(m, cycle, seed, &o, &r)) {
-		vfail("%s cycle %" PRIu64 " (seed %" PRIu64 ", cut %s%s, acknowledged w0 %" PRIu64
-		      " w1 %" PRIu64 ", start w0 %" PRIu64 " w1 %" PRIu64 "): %s",
-		      su_durability_name(m->d), cycle, cfg.seed, cut,
-		      o.opened ? "" : " during pkv_open", o.acked[0], o.acked[1], m->pos[0],
-		      m->pos[1], r.why);
+		su_fail(NULL,
+			"%s cycle %" PRIu64 " (seed %" PRIu64 ", cut %s%s, acknowledged w0 %" PRIu64
+			" w1 %" PRIu64 ", start w0 %" PRIu64 " w1 %" PRIu64 "): %s",
+			su_durability_name(m->d), cycle, cfg.seed, cut,
+			o.opened ? "" : " during pkv_open", o.acked[0], o.acked[1], m->pos[0],
+			m->pos[1], r.why);
 		if (r.log[0])
 			printf("recovery log:\n%s", r.log);
 		printf("the image as the power cut left it: %s (reopen it: powerloss --open %s)\n",

@@ -89,11 +89,11 @@
 #define NWHO 5
 #define VMAGIC 0x54554853u
 #include "history.h" /* the writer history: keys, values, E(P) */
-#define MAX_FAIL_PRINT 40
 #define GRACE_MS 3000 /* how long the child gets to report its errors after the shutdown */
 
 enum msg_type {
-	MSG_ACK = 1, /* val: steps done; aux (POWER writers): writer 2's steps done before this one */
+	MSG_ACK =
+		1, /* val: steps done; aux (POWER writers): writer 2's steps done before this one */
 	MSG_ERR = 2, /* val: the step; code: what the call returned */
 	MSG_OPENED = 3,
 	MSG_IDLE = 4 /* every thread of the child has stopped */
@@ -151,25 +151,6 @@ static struct cfg cfg = {
 static char work[4096]; /* temporary directory: the image and the mount point */
 static char image[4200], cut_image[4300], mnt[4200], dir[4300];
 static volatile sig_atomic_t mounted;
-static int fail_printed;
-
-static void vfail(uint64_t *failed, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void vfail(uint64_t *failed, const char *fmt, ...)
-{
-	va_list ap;
-
-	(*failed)++;
-	if (++fail_printed > MAX_FAIL_PRINT)
-		return;
-	fputs("FAIL: ", stdout);
-	va_start(ap, fmt);
-	vfprintf(stdout, fmt, ap);
-	va_end(ap);
-	fputc('\n', stdout);
-	fflush(stdout);
-}
-
-/* ---- history ------------------------------------------------------------------------------ */
 
 /* ---- writer child ------------------------------------------------------------------------- */
 
@@ -321,65 +302,10 @@ static void child_main(int fd, const uint64_t *start)
 
 /* ---- verifier child ----------------------------------------------------------------------- */
 
-/* Is writer w's state E(p)? With @failed NULL it only answers; otherwise it reports. */
-static bool state_is(pkv *db, unsigned w, uint64_t p, unsigned char *buf, uint64_t *failed)
+/* A difference hist_state_is() found: a failure. */
+static void report_fail(void *failed, const char *msg)
 {
-	uint64_t lo, hi, heads, first;
-	unsigned char *want = buf + MAX_VAL;
-	char key[64];
-	size_t klen, vlen, wlen;
-	bool ok = true;
-	int rc;
-
-	expected(p, &lo, &hi, &heads);
-	first = lo > 2 ? lo - 2 : 0;
-	for (uint64_t n = first; n < hi + 3; n++) {
-		bool live = n >= lo && n < hi;
-
-		klen = seq_key(w, n, key);
-		vlen = 0;
-		rc = pkv_get(db, key, klen, buf, MAX_VAL, &vlen);
-		if (live) {
-			wlen = make_value(w, n, KIND_SEQ, want);
-			if (rc != 0 || vlen != wlen || memcmp(buf, want, wlen) != 0) {
-				ok = false;
-				if (failed)
-					vfail(failed,
-					      "writer %u at step %" PRIu64 ": %s: get = %d (%s), %zu bytes,"
-					      " expected its value (%zu bytes)",
-					      w, p, key, rc, pkv_strerror(rc), vlen, wlen);
-			}
-		} else if (rc != PKV_NOTFOUND) {
-			ok = false;
-			if (failed)
-				vfail(failed,
-				      "writer %u at step %" PRIu64 ": %s should be absent (%s), get = %d (%s)",
-				      w, p, key, n < lo ? "deleted" : "never written", rc,
-				      pkv_strerror(rc));
-		}
-		if (!ok && !failed)
-			return false;
-	}
-	klen = head_key(w, key);
-	rc = pkv_get(db, key, klen, buf, MAX_VAL, &vlen);
-	if (heads == 0) {
-		if (rc != PKV_NOTFOUND) {
-			ok = false;
-			if (failed)
-				vfail(failed, "writer %u at step %" PRIu64 ": %s should be absent, get = %d",
-				      w, p, key, rc);
-		}
-	} else {
-		wlen = make_value(w, heads - 1, KIND_HEAD, want);
-		if (rc != 0 || vlen != wlen || memcmp(buf, want, wlen) != 0) {
-			ok = false;
-			if (failed)
-				vfail(failed,
-				      "writer %u at step %" PRIu64 ": %s: get = %d, expected n = %" PRIu64,
-				      w, p, key, rc, heads - 1);
-		}
-	}
-	return ok;
+	su_fail(failed, "%s", msg);
 }
 
 /* The step count the head key of writer w points at: E(P) has P in [3h, 3h + 2]. */
@@ -395,31 +321,18 @@ static uint64_t head_steps(pkv *db, unsigned w, unsigned char *buf)
 	return h.magic == VMAGIC && h.kind == KIND_HEAD ? 3 * (h.n + 1) : 0;
 }
 
-static uint64_t expected_keys(const uint64_t *pos)
-{
-	uint64_t total = 0;
-
-	for (unsigned w = 0; w < NWRITERS; w++) {
-		uint64_t lo, hi, heads;
-
-		expected(pos[w], &lo, &hi, &heads);
-		total += (hi - lo) + (heads > 0);
-	}
-	return total;
-}
-
 static void check_keys(pkv *db, const uint64_t *pos, unsigned char *buf, struct vresult *r,
 		       const char *when)
 {
 	pkv_stats st;
-	uint64_t want = expected_keys(pos);
+	uint64_t want = hist_expected_keys(pos);
 
 	for (unsigned w = 0; w < NWRITERS; w++)
-		if (state_is(db, w, pos[w], buf, &r->failed))
+		if (hist_state_is(db, w, pos[w], NULL, 0, buf, report_fail, &r->failed))
 			r->passed++;
 	if (pkv_get_stats(db, &st) != 0 || st.keys != want)
-		vfail(&r->failed, "%s P3: stats.keys = %" PRIu64 ", expected %" PRIu64, when, st.keys,
-		      want);
+		su_fail(&r->failed, "%s P3: stats.keys = %" PRIu64 ", expected %" PRIu64, when,
+			st.keys, want);
 	else
 		r->passed++;
 }
@@ -440,8 +353,8 @@ static void verifier_main(int fd, const struct expect *x, uint64_t cycle)
 	rc = pkv_open(dir, &opts, &db);
 	r.open_ms = (su_now() - t0) * 1000.0;
 	if (rc != 0) {
-		vfail(&r.failed, "cycle %" PRIu64 ": reopen after the power cut = %d (%s)", cycle, rc,
-		      pkv_strerror(rc));
+		su_fail(&r.failed, "cycle %" PRIu64 ": reopen after the power cut = %d (%s)", cycle,
+			rc, pkv_strerror(rc));
 		goto out;
 	}
 	r.passed++;
@@ -457,7 +370,7 @@ static void verifier_main(int fd, const struct expect *x, uint64_t cycle)
 	for (unsigned w = 0; w < NPOWER; w++) {
 		uint64_t p = x->acked[w] + 1;
 
-		while (!state_is(db, w, p, buf, NULL) && p-- > x->pre[w])
+		while (!hist_state_is(db, w, p, NULL, 0, buf, NULL, NULL) && p-- > x->pre[w])
 			;
 		if (p + 1 == x->pre[w]) {
 			printf("cycle %" PRIu64 ": POWER writer %u: %" PRIu64
@@ -466,7 +379,7 @@ static void verifier_main(int fd, const struct expect *x, uint64_t cycle)
 			       "]; differences from E(%" PRIu64 "):\n",
 			       cycle, w, x->pre[w], x->acked[w], x->pre[w], x->acked[w] + 1,
 			       x->pre[w]);
-			state_is(db, w, x->pre[w], buf, &r.failed);
+			hist_state_is(db, w, x->pre[w], NULL, 0, buf, report_fail, &r.failed);
 			r.pos[w] = x->pre[w];
 			continue;
 		}
@@ -480,24 +393,26 @@ static void verifier_main(int fd, const struct expect *x, uint64_t cycle)
 		uint64_t base = head_steps(db, PROC_W, buf), found = UINT64_MAX;
 
 		for (uint64_t p = base; p < base + 3; p++) {
-			if (p <= x->acked[PROC_W] + 1 && state_is(db, PROC_W, p, buf, NULL)) {
+			if (p <= x->acked[PROC_W] + 1 &&
+			    hist_state_is(db, PROC_W, p, NULL, 0, buf, NULL, NULL)) {
 				found = p;
 				break;
 			}
 		}
 		if (found == UINT64_MAX) {
-			printf("cycle %" PRIu64 ": PROCESS writer at no state E(P) with P <= %" PRIu64
+			printf("cycle %" PRIu64
+			       ": PROCESS writer at no state E(P) with P <= %" PRIu64
 			       " (the head says %" PRIu64 "); differences from E(%" PRIu64 "):\n",
 			       cycle, x->acked[PROC_W] + 1, base, base);
-			state_is(db, PROC_W, base, buf, &r.failed);
+			hist_state_is(db, PROC_W, base, NULL, 0, buf, report_fail, &r.failed);
 			r.pos[PROC_W] = base;
 		} else if (found < x->floor) {
-			vfail(&r.failed,
-			      "cycle %" PRIu64 ": P2: PROCESS writer recovered at %" PRIu64
-			      " steps, but %" PRIu64
-			      " had returned before a POWER write began that returned before the cut"
-			      " (their sequence numbers are smaller: they were durable)",
-			      cycle, found, x->floor);
+			su_fail(&r.failed,
+				"cycle %" PRIu64 ": P2: PROCESS writer recovered at %" PRIu64
+				" steps, but %" PRIu64
+				" had returned before a POWER write began that returned before the cut"
+				" (their sequence numbers are smaller: they were durable)",
+				cycle, found, x->floor);
 			r.pos[PROC_W] = found;
 		} else {
 			r.passed++;
@@ -510,8 +425,8 @@ static void verifier_main(int fd, const struct expect *x, uint64_t cycle)
 	if (cycle % 4 == 3) {
 		rc = pkv_compact(db);
 		if (rc != 0)
-			vfail(&r.failed, "P3: pkv_compact after recovery = %d (%s)", rc,
-			      pkv_strerror(rc));
+			su_fail(&r.failed, "P3: pkv_compact after recovery = %d (%s)", rc,
+				pkv_strerror(rc));
 		else
 			check_keys(db, r.pos, buf, &r, "P3 after compact");
 	}
@@ -519,7 +434,7 @@ out:
 	if (db != NULL) {
 		rc = pkv_close(db);
 		if (rc != 0)
-			vfail(&r.failed, "verifier: pkv_close = %d (%s)", rc, pkv_strerror(rc));
+			su_fail(&r.failed, "verifier: pkv_close = %d (%s)", rc, pkv_strerror(rc));
 	}
 	free(buf);
 	if (write(fd, &r, sizeof(r)) != (ssize_t)sizeof(r))
@@ -755,7 +670,7 @@ static bool run_writer(uint64_t cycle, uint64_t *acked, struct su_rng *rng, stru
 			co->shutdown_ms = (now - t0) * 1000.0;
 			kill_at = now + GRACE_MS / 1000.0;
 			if (r != 0) {
-				vfail(failed, "cycle %" PRIu64 ": EXT4_IOC_SHUTDOWN: %s", cycle,
+				su_fail(failed, "cycle %" PRIu64 ": EXT4_IOC_SHUTDOWN: %s", cycle,
 				      strerror(-r));
 				ok = false;
 			}
@@ -785,14 +700,14 @@ static bool run_writer(uint64_t cycle, uint64_t *acked, struct su_rng *rng, stru
 			} else if (m.type == MSG_ERR && m.who < NWHO) {
 				if (!shut) {
 					ok = false;
-					vfail(failed,
+					su_fail(failed,
 					      "cycle %" PRIu64 ": P4: %s returned %" PRId64
 					      " (%s) before the shutdown (step %" PRIu64 ")",
 					      cycle, who_name(m.who), m.code,
 					      pkv_strerror((int)m.code), m.val);
 				} else if (!clean_error(m.code)) {
 					ok = false;
-					vfail(failed,
+					su_fail(failed,
 					      "cycle %" PRIu64 ": P4: %s returned %" PRId64
 					      " (%s) after the shutdown: not an I/O error",
 					      cycle, who_name(m.who), m.code,
@@ -803,7 +718,7 @@ static bool run_writer(uint64_t cycle, uint64_t *acked, struct su_rng *rng, stru
 				}
 			} else {
 				ok = false;
-				vfail(failed,
+				su_fail(failed,
 				      "cycle %" PRIu64 ": garbled message (type %u, who %u)", cycle,
 				      m.type, m.who);
 			}
@@ -814,14 +729,14 @@ static bool run_writer(uint64_t cycle, uint64_t *acked, struct su_rng *rng, stru
 	if (!(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL && killed)) {
 		ok = false;
 		if (WIFSIGNALED(status))
-			vfail(failed,
+			su_fail(failed,
 			      "cycle %" PRIu64
 			      ": P4: the writer child died of signal %d (%s) %.0f ms"
 			      " after fork, %s the shutdown",
 			      cycle, WTERMSIG(status), strsignal(WTERMSIG(status)),
 			      (su_now() - t0) * 1000.0, shut ? "after" : "before");
 		else
-			vfail(failed, "cycle %" PRIu64 ": the writer child exited with status %d",
+			su_fail(failed, "cycle %" PRIu64 ": the writer child exited with status %d",
 			      cycle, WEXITSTATUS(status));
 	}
 	if (ok)
@@ -924,7 +839,7 @@ int main(int argc, char **argv)
 			save_cut(cut_image);
 		r = attach_and_mount(&what);
 		if (r < 0) {
-			vfail(&failed, "cycle %" PRIu64 ": %s after the power cut: %s", cycle, what,
+			su_fail(&failed, "cycle %" PRIu64 ": %s after the power cut: %s", cycle, what,
 			      strerror(-r));
 			break;
 		}

@@ -195,6 +195,25 @@ void su_opts_parse(int argc, char **argv, const char *prog, const struct su_opt 
 		su_usage_error("unexpected argument '%s'", argv[optind]);
 }
 
+/* ---- failures ----------------------------------------------------------------------------- */
+
+void su_fail(uint64_t *failed, const char *fmt, ...)
+{
+	static int printed;
+	va_list ap;
+
+	if (failed != NULL)
+		(*failed)++;
+	if (++printed > SU_MAX_FAIL_PRINT)
+		return;
+	fputs("FAIL: ", stdout);
+	va_start(ap, fmt);
+	vfprintf(stdout, fmt, ap);
+	va_end(ap);
+	fputc('\n', stdout);
+	fflush(stdout);
+}
+
 /* ---- files -------------------------------------------------------------------------------- */
 
 int su_workdir(char *buf, size_t cap, const char *parent, const char *tag)

@@ -240,8 +240,14 @@ struct su_opt {
 };
 
 /* A table entry: SU_OPT("keys", SU_OPT_UINT, &cfg.nkeys, "help", .min = 4, .max = 64). */
-#define SU_OPT(n, t, p, h, ...) { .name = (n), .type = (t), .ptr = (p), .help = (h), __VA_ARGS__ }
-#define SU_OPT_END { .name = NULL }
+#define SU_OPT(n, t, p, h, ...)                                                \
+	{                                                                      \
+		.name = (n), .type = (t), .ptr = (p), .help = (h), __VA_ARGS__ \
+	}
+#define SU_OPT_END           \
+	{                    \
+		.name = NULL \
+	}
 
 /* The driver's name, as su_opts_parse() was given it (for messages). */
 extern const char *su_prog;
@@ -256,6 +262,13 @@ void su_opts_parse(int argc, char **argv, const char *prog, const struct su_opt 
 
 /* A usage error found after parsing (options that contradict each other): exits 2. */
 void su_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+/*
+ * A failure, as "FAIL: <message>" on stdout: counted in *@failed (if not NULL), printed for the
+ * first SU_MAX_FAIL_PRINT of the process only (a broken store fails thousands of checks).
+ */
+#define SU_MAX_FAIL_PRINT 40
+void su_fail(uint64_t *failed, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* A new directory "<parent or $TMPDIR or /tmp>/pkv-<tag>-XXXXXX" in @buf; 0 or -1 (errno). */
 int su_workdir(char *buf, size_t cap, const char *parent, const char *tag);
@@ -279,8 +292,7 @@ int su_wait(pid_t pid);
  * with status 0. Otherwise @why says how the child ended ("died of signal 9 (Killed)", "exited
  * with status 3 without a result"). *@status (if not NULL) gets the wait status.
  */
-bool su_collect(pid_t pid, int rfd, void *res, size_t len, char *why, size_t whylen,
-		int *status);
+bool su_collect(pid_t pid, int rfd, void *res, size_t len, char *why, size_t whylen, int *status);
 
 /* A stream of fixed-size messages from a child: the bytes read but not yet taken. */
 struct su_msgs {
