@@ -1241,12 +1241,6 @@ static int do_write(pkv *db, uint64_t i, unsigned char *buf)
 	return pkv_put_ex(db, k->name, k->klen, buf, w->vlen, flags);
 }
 
-static void send_build(int fd, const struct build_msg *m)
-{
-	if (write(fd, m, sizeof(*m)) != (ssize_t)sizeof(*m))
-		_exit(4);
-}
-
 /*
  * The builder follows each lane's fill and calls pkv_sync() right after a write that rolled its
  * lane. A roll wakes the background thread, which would otherwise run a sync round whose target
@@ -1330,7 +1324,7 @@ static void build_main(enum variant v, int fd)
 	}
 	m.ok = 1;
 out:
-	send_build(fd, &m);
+	su_send(fd, &m, sizeof(m));
 	if (m.ok && v == V_KILLED)
 		for (;;)
 			pause(); /* SIGKILLed by the parent */
@@ -2007,8 +2001,7 @@ out : {
 	memcpy(r.log, tail, strlen(tail) + 1);
 }
 	r.done = true;
-	if (write(fd, &r, sizeof(r)) != (ssize_t)sizeof(r))
-		_exit(4);
+	su_send(fd, &r, sizeof(r));
 	exit(0); /* exit(), not _exit(): LeakSanitizer looks at this process too */
 }
 

@@ -121,13 +121,8 @@ struct child {
 static void send_msg(int fd, uint32_t type, uint32_t w, uint64_t val, int64_t code)
 {
 	struct msg m = { .type = type, .writer = w, .val = val, .code = code };
-	ssize_t n;
 
-	do
-		n = write(fd, &m, sizeof(m));
-	while (n < 0 && errno == EINTR);
-	if (n != (ssize_t)sizeof(m))
-		_exit(4); /* the parent is gone */
+	su_send(fd, &m, sizeof(m));
 }
 
 struct wctx {
@@ -346,8 +341,7 @@ out:
 			su_fail(&r.failed, "verifier: pkv_close = %d (%s)", rc, pkv_strerror(rc));
 	}
 	free(buf);
-	if (write(fd, &r, sizeof(r)) != (ssize_t)sizeof(r))
-		_exit(4);
+	su_send(fd, &r, sizeof(r));
 	exit(0);
 }
 

@@ -235,26 +235,6 @@ static void wl_opts(pkv_options *o, enum pkv_durability mode)
 	o->flags = PKV_OPEN_NO_AUTOCOMPACT;
 }
 
-/* ---- pipes ------------------------------------------------------------------------------- */
-
-static bool write_all(int fd, const void *buf, size_t n)
-{
-	const char *p = buf;
-
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return false;
-		p += w;
-		n -= (size_t)w;
-	}
-	return true;
-}
-
-/* False at end of file or on an error before @n bytes. */
 /* ---- the write history and its model ------------------------------------------------------ */
 
 /* Which write took each sequence number; a reopen that recovered k cuts the history to k. */
@@ -563,8 +543,7 @@ static void child_log(void *ctx, int level, const char *msg)
 
 static void child_send(const struct cmsg *m)
 {
-	if (!write_all(C.fd, m, sizeof(*m)))
-		_exit(4); /* the runner is gone */
+	su_send(C.fd, m, sizeof(*m));
 }
 
 static void child_counts(struct cmsg *m);
@@ -1393,7 +1372,8 @@ static int start_runner(const char *dir, int mode, int kind, uint64_t n, pid_t *
 					 " (cannot keep the store: %s)", strerror(errno));
 		}
 		su_rmtree(dir);
-		_exit(write_all(wfd, &res, sizeof(res)) ? 0 : 1);
+		su_send(wfd, &res, sizeof(res));
+		_exit(0);
 	}
 	*pid_out = pid;
 	return rfd;
@@ -1623,7 +1603,8 @@ static const struct su_opt options[] = {
 	SU_OPT("dir", SU_OPT_STR, &cfg.parent,
 	       "make the stores in a new temporary directory under PARENT", .arg = "PARENT"),
 	SU_OPT("keep", SU_OPT_FLAG, &cfg.keep, "keep the store of each failed case"),
-	SU_OPT("verbose", SU_OPT_FLAG, &cfg.verbose, "the children print each call and failure on stderr"),
+	SU_OPT("verbose", SU_OPT_FLAG, &cfg.verbose,
+	       "the children print each call and failure on stderr"),
 	SU_OPT_END
 };
 

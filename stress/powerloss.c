@@ -187,22 +187,11 @@ struct child {
 	double cut_ms;
 };
 
-static void send_all(int fd, const void *m, size_t len)
-{
-	ssize_t n;
-
-	do
-		n = write(fd, m, len);
-	while (n < 0 && errno == EINTR);
-	if (n != (ssize_t)len)
-		_exit(4); /* the parent is gone */
-}
-
 static void send_msg(int fd, uint32_t type, uint32_t w, uint64_t val, int64_t code)
 {
 	struct msg m = { .type = type, .writer = w, .val = val, .code = code };
 
-	send_all(fd, &m, sizeof(m));
+	su_send(fd, &m, sizeof(m));
 }
 
 /* The cutting thread, after the image is written: tell the parent what the cut did. */
@@ -211,7 +200,7 @@ static void on_cut(void *ctx, const struct powerfs_report *r)
 	struct cut_msg m = { .type = MSG_CUT, .ops = ffs_total(), .injected = ffs_injected() };
 
 	m.rep = *r;
-	send_all(*(int *)ctx, &m, sizeof(m));
+	su_send(*(int *)ctx, &m, sizeof(m));
 }
 
 struct wctx {
@@ -554,7 +543,7 @@ out:
 			why_add(&r, "pkv_close = %d (%s)", rc, pkv_strerror(rc));
 	}
 	free(buf);
-	send_all(fd, &r, sizeof(r));
+	su_send(fd, &r, sizeof(r));
 	_exit(0);
 }
 

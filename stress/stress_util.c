@@ -273,6 +273,22 @@ pid_t su_fork_pipe(int *rfd, int *wfd)
 	return pid;
 }
 
+void su_send(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			_exit(4); /* the parent is gone */
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
 int su_wait(pid_t pid)
 {
 	int status = 0;

@@ -283,6 +283,9 @@ int su_read_full(int fd, void *buf, size_t len);
  */
 pid_t su_fork_pipe(int *rfd, int *wfd);
 
+/* The child's side: write all @len bytes to @fd, or _exit(4) (the parent is gone). */
+void su_send(int fd, const void *buf, size_t len);
+
 /* waitpid(@pid), retrying EINTR; returns the status. */
 int su_wait(pid_t pid);
 
