@@ -62,7 +62,6 @@
 #define MAX_VAL (320u * 1024u) /* the largest value below: a record larger than a segment */
 #define FULL_AFTER 64 /* consecutive -ENOSPC puts that mean "full" */
 #define AFTER_FREE_PUTS 300 /* puts that must all work once space is back */
-#define MAX_FAIL_PRINT 40
 #define MiB (1024u * 1024u)
 
 struct cfg {
@@ -84,7 +83,6 @@ static struct cfg cfg = {
 };
 
 static uint64_t passed, failed;
-static int fail_printed;
 static char root[4096]; /* a private temporary directory, the mount point */
 static char db_dir[4200];
 static volatile sig_atomic_t mounted;
@@ -100,14 +98,9 @@ static bool ck(bool ok, const char *fmt, ...)
 		passed++;
 		return true;
 	}
-	failed++;
-	if (++fail_printed > MAX_FAIL_PRINT)
-		return false;
-	fputs("FAIL: ", stdout);
 	va_start(ap, fmt);
-	vfprintf(stdout, fmt, ap);
+	su_vfail(&failed, fmt, ap);
 	va_end(ap);
-	fputc('\n', stdout);
 	return false;
 }
 

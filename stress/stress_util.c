@@ -197,21 +197,27 @@ void su_opts_parse(int argc, char **argv, const char *prog, const struct su_opt 
 
 /* ---- failures ----------------------------------------------------------------------------- */
 
-void su_fail(uint64_t *failed, const char *fmt, ...)
+void su_vfail(uint64_t *failed, const char *fmt, va_list ap)
 {
 	static int printed;
-	va_list ap;
 
 	if (failed != NULL)
 		(*failed)++;
 	if (++printed > SU_MAX_FAIL_PRINT)
 		return;
 	fputs("FAIL: ", stdout);
-	va_start(ap, fmt);
 	vfprintf(stdout, fmt, ap);
-	va_end(ap);
 	fputc('\n', stdout);
 	fflush(stdout);
+}
+
+void su_fail(uint64_t *failed, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	su_vfail(failed, fmt, ap);
+	va_end(ap);
 }
 
 /* ---- files -------------------------------------------------------------------------------- */

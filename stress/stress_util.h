@@ -206,6 +206,7 @@ static SU_UNUSED int su_mktemp_dir(char *buf, size_t cap, const char *tag)
 
 /* ---- shared scaffolding (stress_util.c, compiled into every driver) ---------------------- */
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <sys/types.h>
 
@@ -269,6 +270,7 @@ void su_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), n
  */
 #define SU_MAX_FAIL_PRINT 40
 void su_fail(uint64_t *failed, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void su_vfail(uint64_t *failed, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 /* A new directory "<parent or $TMPDIR or /tmp>/pkv-<tag>-XXXXXX" in @buf; 0 or -1 (errno). */
 int su_workdir(char *buf, size_t cap, const char *parent, const char *tag);
