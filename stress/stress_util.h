@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * stress_util.h - small helpers shared by the stress drivers (header-only, file-static).
+ * stress_util.h - what the stress drivers share.
  *
- * Deterministic pseudo-random content (so a reader can regenerate what a writer wrote), a
- * per-thread PRNG, monotonic time, option parsing helpers and a recursive directory removal.
+ * Header-only (file-static): deterministic pseudo-random content (so a reader can regenerate
+ * what a writer wrote), a per-thread PRNG, monotonic time, number parsing and a recursive
+ * directory removal. In stress_util.c, compiled into every driver: the option parser (a table
+ * of struct su_opt, --help printed from it), the FAIL printer, the work directory, and the
+ * fork/pipe/wait plumbing between a driver and its writer and verifier children.
  * The drivers use only the public header pkv.h: they test the contract, not the internals.
  */
 #ifndef PKV_STRESS_UTIL_H
@@ -15,11 +18,14 @@
 
 #include <errno.h>
 #include <ftw.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -206,10 +212,6 @@ static SU_UNUSED int su_mktemp_dir(char *buf, size_t cap, const char *tag)
 
 /* ---- shared scaffolding (stress_util.c, compiled into every driver) ---------------------- */
 
-#include <stdarg.h>
-#include <stdbool.h>
-#include <sys/types.h>
-
 /* What an option's argument is, and what su_opts_parse() stores through its pointer. */
 enum su_opt_type {
 	SU_OPT_FLAG, /* bool *: set to true; takes no argument */
@@ -241,14 +243,10 @@ struct su_opt {
 };
 
 /* A table entry: SU_OPT("keys", SU_OPT_UINT, &cfg.nkeys, "help", .min = 4, .max = 64). */
-#define SU_OPT(n, t, p, h, ...)                                                \
-	{                                                                      \
-		.name = (n), .type = (t), .ptr = (p), .help = (h), __VA_ARGS__ \
-	}
-#define SU_OPT_END           \
-	{                    \
-		.name = NULL \
-	}
+/* clang-format off */
+#define SU_OPT(n, t, p, h, ...) { .name = (n), .type = (t), .ptr = (p), .help = (h), __VA_ARGS__ }
+#define SU_OPT_END { .name = NULL }
+/* clang-format on */
 
 /* The driver's name, as su_opts_parse() was given it (for messages). */
 extern const char *su_prog;
