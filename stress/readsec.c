@@ -19,6 +19,7 @@
  * Prints its figures and "N passed, M failed"; exits 1 on any failure.
  */
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -34,8 +35,21 @@
 static struct {
 	double seconds;
 	uint64_t keys, readers, writers, compact_ms, seed;
-	int mem;
-} opt = { 5, 64, 2, 1, 20, 1, 0 };
+	bool mem;
+} opt = { 5, 64, 2, 1, 20, 1, false };
+
+static const struct su_opt options[] = {
+	SU_OPT("seconds", SU_OPT_DOUBLE, &opt.seconds, "run time (default 5)"),
+	SU_OPT("keys", SU_OPT_U64, &opt.keys, "keys (default 64)", .min = 1, .max = 1000000),
+	SU_OPT("readers", SU_OPT_U64, &opt.readers, "reader threads (default 2)", .min = 1,
+	       .max = 16),
+	SU_OPT("writers", SU_OPT_U64, &opt.writers, "writer threads (default 1)", .max = 16),
+	SU_OPT("compact-ms", SU_OPT_U64, &opt.compact_ms,
+	       "a compaction every N ms (default 20; 0: none)", .max = 3600000),
+	SU_OPT("mem", SU_OPT_FLAG, &opt.mem, "an in-memory store (no compactor)"),
+	SU_OPT("seed", SU_OPT_U64, &opt.seed, "seed (default 1)"),
+	SU_OPT_END
+};
 
 static pkv *db;
 static atomic_int stop;
@@ -234,38 +248,7 @@ int main(int argc, char **argv)
 	char dir[4096] = "";
 	unsigned long long f;
 
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		int bad = 0;
-
-		if (!strcmp(a, "--mem")) {
-			opt.mem = 1;
-			continue;
-		}
-		if (v == NULL) {
-			bad = 1;
-		} else if (!strcmp(a, "--seconds")) {
-			bad = su_parse_double(v, &opt.seconds);
-		} else if (!strcmp(a, "--keys")) {
-			bad = su_parse_u64(v, &opt.keys) || opt.keys == 0;
-		} else if (!strcmp(a, "--readers")) {
-			bad = su_parse_u64(v, &opt.readers) || opt.readers == 0 || opt.readers > 16;
-		} else if (!strcmp(a, "--writers")) {
-			bad = su_parse_u64(v, &opt.writers) || opt.writers > 16;
-		} else if (!strcmp(a, "--compact-ms")) {
-			bad = su_parse_u64(v, &opt.compact_ms);
-		} else if (!strcmp(a, "--seed")) {
-			bad = su_parse_u64(v, &opt.seed);
-		} else {
-			bad = 1;
-		}
-		if (bad) {
-			fprintf(stderr, "usage: %s [--seconds N] [--keys N] [--readers N] [--writers N] "
-					"[--compact-ms N] [--mem] [--seed N]\n", argv[0]);
-			return 2;
-		}
-		i++;
-	}
+	su_opts_parse(argc, argv, "readsec", options, NULL);
 	if (!opt.mem && su_mktemp_dir(dir, sizeof(dir), "readsec") != 0) {
 		fprintf(stderr, "cannot make a temporary directory\n");
 		return 1;
