@@ -182,6 +182,21 @@ static inline const void *pkv__map_slot_line_rcu(const ck_ht_t *ht, uint64_t has
 	return (const void *)((uintptr_t)(map->entries + (hash & map->mask)) & ~(uintptr_t)63);
 }
 
+/* Key equality; keys of 8 to 16 bytes (the common case) in two overlapping 8-byte compares. */
+static inline bool pkv__key_eq(const void *a, const void *b, size_t n)
+{
+	if (n >= 8 && n <= 16) {
+		uint64_t a0, a1, b0, b1;
+
+		memcpy(&a0, a, 8);
+		memcpy(&b0, b, 8);
+		memcpy(&a1, (const unsigned char *)a + n - 8, 8);
+		memcpy(&b1, (const unsigned char *)b + n - 8, 8);
+		return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+	}
+	return memcmp(a, b, n) == 0;
+}
+
 /*
  * The reader's probe of ck_ht_get_spmc (ck_ht.c: ck_ht_map_probe_rd without pointer packing),
  * inline and with the key compared in place: the same loads in the same order, the same
@@ -222,7 +237,7 @@ retry:
 			value = __atomic_load_n(&cursor->value, __ATOMIC_RELAXED);
 			if (__atomic_load_n(&map->deletions, __ATOMIC_ACQUIRE) != d_inner)
 				goto retry;
-			if (memcmp((const void *)k, key, klen) == 0) {
+			if (pkv__key_eq((const void *)k, key, klen)) {
 				if (__atomic_load_n(&map->deletions, __ATOMIC_ACQUIRE) != d)
 					goto restart;
 				return (const struct pkv_rec *)value;
