@@ -43,6 +43,21 @@ extern "C" {
 #define PKV_MAX_KEY 1024u
 /** Longest value accepted, in bytes (1 MiB, inclusive). Longer values are PKV_ETOOBIG. */
 #define PKV_MAX_VALUE (1024u * 1024u)
+/**
+ * PKV_BATCH_MAX_OPS - most writes and conditions one batch holds, together (pkv_batch_put,
+ * pkv_batch_put_expire, pkv_batch_del and pkv_batch_expect each add one). The call that would add
+ * one more is PKV_ETOOBIG and leaves the batch as it was.
+ */
+#define PKV_BATCH_MAX_OPS 65536u
+/**
+ * PKV_BATCH_MAX_BYTES - most bytes one batch holds: the sum over its writes and conditions of
+ * klen + vlen + PKV_BATCH_OP_OVERHEAD (64 MiB; so 64 values of 1 MiB do not fit, 63 do). The call
+ * that would cross it is PKV_ETOOBIG and leaves the batch as it was.
+ */
+#define PKV_BATCH_MAX_BYTES (64u * 1024u * 1024u)
+/** PKV_BATCH_OP_OVERHEAD - what each write or condition counts towards PKV_BATCH_MAX_BYTES
+ * beyond its key and value bytes. */
+#define PKV_BATCH_OP_OVERHEAD 16u
 
 /* ------------------------------------------------------------------------------------------ */
 /* Error codes (negative, below the errno range; see pkv_strerror)                               */
@@ -305,6 +320,79 @@ PKV_EXPORT int pkv_verify(pkv *db);
  * is not a single atomic snapshot).
  */
 PKV_EXPORT int pkv_get_stats(pkv *db, pkv_stats *out);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Batches: several writes applied all or none (pkv_write)                                       */
+
+/** A batch of writes and conditions, built with pkv_batch_* and applied with pkv_write(). */
+typedef struct pkv_batch pkv_batch;
+
+/**
+ * pkv_batch_new() - allocate an empty batch.
+ * @b_out: OUT: the batch, set only on success; free it with pkv_batch_free().
+ * Returns: 0; PKV_EINVAL (NULL @b_out); -ENOMEM.
+ * Context: any thread. A batch belongs to no store: it may be written to several stores, and
+ * reused (pkv_batch_clear) after it was written. One thread at a time may use a batch.
+ */
+PKV_EXPORT int pkv_batch_new(pkv_batch **b_out);
+
+/**
+ * pkv_batch_put() - add "set @key to @val" to @b. The bytes are copied; the caller's buffers
+ * may be reused at once. A later write of the same key in the batch wins.
+ * @b:          batch.
+ * @key, @klen: key, 1 .. PKV_MAX_KEY bytes.
+ * @val, @vlen: value, 0 .. PKV_MAX_VALUE bytes; @val may be NULL when @vlen is 0.
+ * Returns: 0; PKV_EINVAL (NULL @b or @key, @klen 0, NULL @val with @vlen > 0); PKV_ETOOBIG
+ * (@klen > PKV_MAX_KEY, @vlen > PKV_MAX_VALUE, or the batch would cross PKV_BATCH_MAX_OPS or
+ * PKV_BATCH_MAX_BYTES); -ENOMEM. On any error the batch is unchanged.
+ * Context: the thread that owns @b; touches no store.
+ */
+PKV_EXPORT int pkv_batch_put(pkv_batch *b, const void *key, size_t klen, const void *val,
+			     size_t vlen);
+
+/**
+ * pkv_batch_put_expire() - pkv_batch_put() of a key that expires: from @expires_ms on (absolute
+ * wall-clock time, CLOCK_REALTIME, milliseconds since the epoch) the key reads as absent
+ * everywhere, as if deleted then, and compaction reclaims it. A time already past is allowed: the
+ * key is written and reads as absent at once. @expires_ms 0 means "never": a plain put.
+ * Returns: as pkv_batch_put().
+ * Context: as pkv_batch_put().
+ */
+PKV_EXPORT int pkv_batch_put_expire(pkv_batch *b, const void *key, size_t klen, const void *val,
+				    size_t vlen, uint64_t expires_ms);
+
+/**
+ * pkv_batch_del() - add "delete @key" to @b. Deleting a key that is absent when the batch is
+ * written is no error (pkv_write does not return PKV_NOTFOUND for it).
+ * Returns: 0; PKV_EINVAL (NULL @b or @key, @klen 0); PKV_ETOOBIG (@klen > PKV_MAX_KEY, or a
+ * limit of the batch); -ENOMEM. On any error the batch is unchanged.
+ * Context: as pkv_batch_put().
+ */
+PKV_EXPORT int pkv_batch_del(pkv_batch *b, const void *key, size_t klen);
+
+/**
+ * pkv_batch_expect() - add a condition: when pkv_write() applies @b, @key's current version must
+ * be @seq, or nothing is written and pkv_write returns PKV_ECONFLICT.
+ * @seq: a version's sequence number (pkv_write's seq_out, or the seq a read returned); 0: the key
+ *       must be absent; PKV_ANY: the key must be present, any version. An expired key is absent.
+ * Conditions are checked against the state before the batch, all together and in the same step
+ * as the writes are applied (no other write can come between), whatever order they were added
+ * in relative to the writes. Several conditions on one key must all hold.
+ * Returns: 0; PKV_EINVAL (NULL @b or @key, @klen 0); PKV_ETOOBIG (@klen > PKV_MAX_KEY, or a limit
+ * of the batch); -ENOMEM. On any error the batch is unchanged.
+ * Context: as pkv_batch_put().
+ */
+PKV_EXPORT int pkv_batch_expect(pkv_batch *b, const void *key, size_t klen, uint64_t seq);
+
+/**
+ * pkv_batch_clear() - empty @b (writes and conditions) for reuse; keeps its memory. NULL is a
+ * no-op.
+ * Context: as pkv_batch_put().
+ */
+PKV_EXPORT void pkv_batch_clear(pkv_batch *b);
+
+/** pkv_batch_free() - free @b and everything it holds. NULL is a no-op. */
+PKV_EXPORT void pkv_batch_free(pkv_batch *b);
 
 /**
  * pkv_thread_attach() - register the calling thread with the RCU runtime now (pkv would do it on
