@@ -2,7 +2,7 @@
 /*
  * map.h - the live map: ck_ht tables split into writer shards, records reclaimed through RCU.
  *
- * Concurrency rules (numbered in map.c, M.1 - M.6):
+ * Concurrency rules (numbered in map.c, M.1 - M.7):
  *   - functions ending in _rcu are called inside an RCU read-side section;
  *   - functions ending in _locked are called with the key's shard lock held;
  *   - a record is immutable once pkv__map_set_locked published it.
@@ -13,10 +13,13 @@
 #define PKV_MAP_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <ck_ht.h>
+#include <ck_pr.h>
 
 #include "hash.h"
 
@@ -28,12 +31,18 @@ struct pkv_rec {
 	uint64_t seq;
 	uint32_t vlen;
 	uint16_t klen;
-	uint16_t flags;       /* PKV_REC_TOMB */
-	unsigned char data[]; /* key[klen], value[vlen] */
+	uint16_t flags;       /* PKV_REC_TOMB, PKV_REC_EXPIRES */
+	unsigned char data[]; /* key[klen], value[vlen], then expires_ms if PKV_REC_EXPIRES */
 };
 
 /* A delete that shadows the key's version in the snapshot base (live map only, never on disk). */
 #define PKV_REC_TOMB 0x1u
+/*
+ * The record expires: 8 more bytes after the value hold expires_ms (CLOCK_REALTIME ms,
+ * little-endian, unaligned: read with memcpy). From that instant on the key reads as absent
+ * everywhere (DECISIONS: a reader reads the clock only when a record has this flag).
+ */
+#define PKV_REC_EXPIRES 0x2u
 
 static inline const void *pkv__rec_key(const struct pkv_rec *r)
 {
@@ -43,6 +52,24 @@ static inline const void *pkv__rec_key(const struct pkv_rec *r)
 static inline const void *pkv__rec_val(const struct pkv_rec *r)
 {
 	return r->data + r->klen;
+}
+
+/* The record's expiry (ms since the epoch), or 0 if it never expires. */
+static inline uint64_t pkv__rec_expires(const struct pkv_rec *r)
+{
+	uint64_t e = 0;
+
+	if (r->flags & PKV_REC_EXPIRES)
+		memcpy(&e, r->data + r->klen + r->vlen, sizeof(e));
+	return e;
+}
+
+/* Is @r, a visible version (not a tombstone), expired at @now_ms? */
+static inline bool pkv__rec_expired(const struct pkv_rec *r, uint64_t now_ms)
+{
+	uint64_t e = pkv__rec_expires(r);
+
+	return e != 0 && e <= now_ms;
 }
 
 
@@ -64,7 +91,51 @@ struct pkv_map {
 	unsigned nshards;
 	unsigned shard_shift; /* shard = hash >> shard_shift */
 	struct ck_malloc alloc;
+	/*
+	 * Batch visibility to multi-gets (map.c M.7): bumped only by batches that write more than
+	 * one key, each counter alone in its cache line.
+	 */
+	uint64_t batch_begun __attribute__((aligned(64)));
+	uint64_t batch_done __attribute__((aligned(64)));
 };
+
+/*
+ * Batch visibility (map.c M.7). A batch that writes more than one key calls
+ * pkv__map_batch_begin_locked once it holds every shard lock it needs and has its sequence
+ * number, publishes its records, then calls pkv__map_batch_end_locked before unlocking.
+ */
+static inline void pkv__map_batch_begin_locked(struct pkv_map *m)
+{
+	__atomic_fetch_add(&m->batch_begun, 1, __ATOMIC_SEQ_CST);
+}
+
+static inline void pkv__map_batch_end_locked(struct pkv_map *m)
+{
+	__atomic_fetch_add(&m->batch_done, 1, __ATOMIC_RELEASE);
+}
+
+/*
+ * A multi-get starts here: waits (pausing) while a batch is in flight, and returns the batch
+ * count to hand to pkv__map_batch_read_retry_rcu after the lookups.
+ */
+static inline uint64_t pkv__map_batch_read_begin_rcu(struct pkv_map *m)
+{
+	for (;;) {
+		uint64_t d = __atomic_load_n(&m->batch_done, __ATOMIC_ACQUIRE);
+		uint64_t b = __atomic_load_n(&m->batch_begun, __ATOMIC_ACQUIRE);
+
+		if (b == d)
+			return b;
+		ck_pr_stall();
+	}
+}
+
+/* After the lookups: true if a batch began since @begun (the lookups must be redone). */
+static inline bool pkv__map_batch_read_retry_rcu(struct pkv_map *m, uint64_t begun)
+{
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	return __atomic_load_n(&m->batch_begun, __ATOMIC_ACQUIRE) != begun;
+}
 
 /* Set up @m with @nshards (a power of two) sized for @capacity_hint keys; 0 or -ENOMEM. */
 int pkv__map_init(struct pkv_map *m, unsigned nshards, size_t capacity_hint);
@@ -93,6 +164,10 @@ const struct pkv_rec *pkv__map_get_rcu(struct pkv_map *m, uint64_t hash, const v
 
 /* Allocate an unpublished record holding @key and @val; NULL on ENOMEM. */
 struct pkv_rec *pkv__rec_new(const void *key, size_t klen, const void *val, size_t vlen);
+
+/* As pkv__rec_new, for a version that expires at @expires_ms (0: never). */
+struct pkv_rec *pkv__rec_new_x(const void *key, size_t klen, const void *val, size_t vlen,
+			       uint64_t expires_ms);
 
 /* Allocate an unpublished tombstone for @key; NULL on ENOMEM. */
 struct pkv_rec *pkv__rec_new_tomb(const void *key, size_t klen);
@@ -132,6 +207,9 @@ void pkv__map_drop_locked(struct pkv_map *m, struct map_shard *s, const struct p
 /* Rebuild the shard's table at a size fit for its count if it is mostly empty (after a
  * compaction dropped what the snapshot holds); readers switch tables under RCU. */
 void pkv__map_shrink_locked(struct map_shard *s);
+
+/* Remove every entry of @s (pkv_clear, and its replay); the records are retired. */
+void pkv__map_clear_locked(struct map_shard *s);
 
 /* Hand every retired record of every shard to RCU now (close, tests). */
 void pkv__map_flush_retired(struct pkv_map *m);
