@@ -45,6 +45,16 @@ struct pkv_batch {
 	size_t bytes; /* sum of pkv__batch_op_bytes() over ops and conditions */
 };
 
+/*
+ * One distinct key a batch writes, as pkv_write plans it: the key's hash and shard, and the
+ * index in ops[] of the batch's last write of that key (the one that wins).
+ */
+struct batch_key {
+	uint64_t hash;
+	uint32_t shard;
+	uint32_t op;
+};
+
 /* What one op or condition counts against PKV_BATCH_MAX_BYTES: its bytes plus a fixed head. */
 static inline size_t pkv__batch_op_bytes(size_t klen, size_t vlen)
 {

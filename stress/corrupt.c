@@ -754,7 +754,7 @@ static void seg_check(struct seg *s, char *why, size_t cap)
 	}
 	seg_bytes = ld64(h + 32);
 	if (memcmp(h, "pkvWAL\0\0", 8) != 0 || crc32c(0, h, 48) != ld32(h + 48) ||
-	    ld32(h + 8) != 1 || seg_bytes < WAL_HDR) {
+	    ld32(h + 8) < 1 || ld32(h + 8) > 2 || seg_bytes < WAL_HDR) {
 		snprintf(why, cap, "wal/%s: bad segment header", s->name);
 		return;
 	}
