@@ -395,6 +395,66 @@ PKV_EXPORT void pkv_batch_clear(pkv_batch *b);
 PKV_EXPORT void pkv_batch_free(pkv_batch *b);
 
 /**
+ * pkv_write() - apply the batch @b to @db: all of its writes or none, in order (a later write of
+ * a key in the batch wins), as one step with its conditions.
+ * @db:      store.
+ * @b:       batch; not changed (it may be written again, to this store or another).
+ * @flags:   0, or PKV_WRITE_POWER: durable against power loss on return whatever the mode.
+ * @seq_out: OUT (may be NULL): the batch's sequence number, which every key it writes carries
+ *           (pkv_batch_expect and the seq of reads name it, and it is what durability waits
+ *           take); 0 when nothing was written (an empty batch, a batch of conditions only, or
+ *           PKV_ECONFLICT). Left alone on other errors, unless the batch was applied before a
+ *           failed fdatasync (see Returns).
+ *
+ * Under the locks of every shard the batch touches (taken in one global order, so concurrent
+ * batches never deadlock), the conditions are checked against the state before the batch; if
+ * one fails nothing is written. Otherwise the batch takes one sequence number and is logged as
+ * one WAL record, so after any crash, in every durability mode, recovery finds all of it or
+ * none of it (a torn batch record is a torn tail). pkv_get_many never returns part of a batch.
+ * A delete of an absent key is no error. An empty batch writes nothing and returns 0; a batch
+ * of conditions only checks them and writes nothing.
+ *
+ * Returns: 0; PKV_ECONFLICT (a condition did not hold: nothing was written); PKV_EINVAL (NULL
+ * @db or @b, @flags other than 0 and PKV_WRITE_POWER); PKV_EREADONLY (a batch with writes on a
+ * read-only store, or one whose writes were stopped); PKV_ECORRUPT (a condition's key cannot
+ * be read from a damaged snapshot: nothing was written); -ENOMEM, -ENOSPC, -EIO (nothing was
+ * written; the store stays usable); or, for a power-durable write, the -errno of the fdatasync
+ * that failed after the batch was applied (as pkv_put()).
+ * Context: any thread; writers of the shards the batch touches wait for it. Under
+ * PKV_DURABLE_POWER or PKV_WRITE_POWER it blocks for one (shared) fdatasync.
+ */
+PKV_EXPORT int pkv_write(pkv *db, pkv_batch *b, unsigned flags, uint64_t *seq_out);
+
+/**
+ * pkv_put_expire() - pkv_put_ex() of a key that expires at @expires_ms (absolute wall-clock time:
+ * CLOCK_REALTIME, milliseconds since the epoch). From that instant on the key reads as absent
+ * everywhere (gets, pkv_get_ref, pkv_get_many, scans, batch conditions, dumps; in the live map
+ * and in the snapshot), pkv_del of it returns PKV_NOTFOUND, and the next compaction reclaims its
+ * memory and disk. @expires_ms 0 means "never" (a plain put); a time already past writes a key
+ * that reads as absent at once. An expired key still counts in pkv_stats.keys until a
+ * compaction reclaims it. The clock is the machine's: expiry follows its jumps.
+ * Returns: as pkv_put_ex().
+ * Context: as pkv_put().
+ */
+PKV_EXPORT int pkv_put_expire(pkv *db, const void *key, size_t klen, const void *val,
+			      size_t vlen, uint64_t expires_ms, unsigned flags);
+
+/**
+ * pkv_clear() - delete every key, as one atomic write: one sequence number, one WAL record, an
+ * empty base. Durable like any write of the store's mode (under PKV_DURABLE_POWER it returns
+ * after an fdatasync); after any crash recovery finds the store either as it was or empty (plus
+ * the writes after the clear). Waits for a running compaction; the disk space of the old
+ * snapshot is reclaimed by the next compaction.
+ * Returns: 0; PKV_EINVAL (NULL @db); PKV_EREADONLY; -ENOMEM, -ENOSPC, -EIO (nothing was
+ * cleared); or the -errno of a failed fdatasync under PKV_DURABLE_POWER (cleared, not known to
+ * be durable; the store then refuses writes).
+ * Context: any thread; every writer waits for it (it holds every shard lock for the time it
+ * takes to unlink every record from the map). Readers never wait; pkv_get_many sees the store
+ * before or after the clear, never in between.
+ */
+PKV_EXPORT int pkv_clear(pkv *db);
+
+/**
  * pkv_thread_attach() - register the calling thread with the RCU runtime now (pkv would do it on
  * the thread's first call). Idempotent. Returns 0.
  */

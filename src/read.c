@@ -4,7 +4,9 @@
  * pkv_get_many.
  *
  * The get path takes no lock and makes no syscall: hash the key once, probe the live map inside
- * an RCU read-side section, and on a miss the base snapshot's index (snapshot.c N.4).
+ * an RCU read-side section, and on a miss the base snapshot's index (snapshot.c N.4). A version
+ * past its expiry (map.h PKV_REC_EXPIRES, snapshot.h SNAP_REC_EXPIRES) is absent: the clock
+ * (internal.h pkv__now_ms, vDSO) is read only for versions that can expire.
  */
 #include <stdint.h>
 #include <string.h>
@@ -32,7 +34,10 @@ PKV_EXPORT int pkv_get(pkv *db, const void *key, size_t klen, void *buf, size_t 
 	pkv__rcu_read_lock();
 	rec = pkv__map_get_rcu(&db->map, h, key, klen);
 	if (rec != NULL) {
-		if (!(rec->flags & PKV_REC_TOMB)) {
+		/* An expired version is absent, and it still shadows the base's older one. The
+		 * clock is read only for records that can expire. */
+		if (!(rec->flags & PKV_REC_TOMB) &&
+		    !((rec->flags & PKV_REC_EXPIRES) && pkv__rec_expired(rec, pkv__now_ms()))) {
 			val = pkv__rec_val(rec);
 			n = rec->vlen;
 		}
@@ -43,8 +48,12 @@ PKV_EXPORT int pkv_get(pkv *db, const void *key, size_t klen, void *buf, size_t 
 
 		/* N.4: checked bytes or PKV_ECORRUPT, never damaged bytes and never a false miss. */
 		if (base && (r = pkv__snap_find(base, h, key, klen, &sr)) == 0) {
-			val = pkv__snap_rec_val(sr);
-			n = sr->vlen;
+			uint64_t e = pkv__snap_rec_expires(sr);
+
+			if (e == 0 || e > pkv__now_ms()) {
+				val = pkv__snap_rec_val(sr);
+				n = sr->vlen;
+			}
 		} else if (r == PKV_NOTFOUND) {
 			r = 0;
 		}

@@ -25,8 +25,9 @@
 #include "rcu.h"
 #include "store.h"
 
+/* A put (WAL_PUT, or WAL_PUTX with @expires_ms) or a delete (WAL_DEL) of one key. */
 static int db_write(struct pkv *db, enum wal_rec_type type, const void *key, size_t klen,
-		    const void *val, size_t vlen, unsigned flags)
+		    const void *val, size_t vlen, uint64_t expires_ms, unsigned flags)
 {
 	struct pkv_rec *rec = NULL;
 	struct write_plan plan = { 0 };
@@ -43,8 +44,8 @@ static int db_write(struct pkv *db, enum wal_rec_type type, const void *key, siz
 		  (db->opts.durability == PKV_DURABLE_POWER || (flags & PKV_WRITE_POWER));
 	if (durable) /* sync.c S.5: a group commit waits for writers counted here */
 		__atomic_add_fetch(&db->sync.inflight, 1, __ATOMIC_RELEASE);
-	if (type == WAL_PUT) {
-		rec = pkv__rec_new(key, klen, val, vlen);
+	if (type != WAL_DEL) {
+		rec = pkv__rec_new_x(key, klen, val, vlen, expires_ms);
 		if (rec == NULL) {
 			r = -ENOMEM;
 			goto out;
@@ -54,11 +55,31 @@ static int db_write(struct pkv *db, enum wal_rec_type type, const void *key, siz
 	s = pkv__map_shard(&db->map, h);
 
 	pthread_mutex_lock(&s->lock);
+	if (type == WAL_DEL) {
+		/* An expired key is absent: its delete is PKV_NOTFOUND, like any absent key's. */
+		struct apply_clock clk = { 0 };
+		uint64_t ver;
+
+		r = pkv__apply_version_locked(db, s, h, key, klen, &clk, &ver);
+		if (r == 0 && ver == 0)
+			r = PKV_NOTFOUND;
+		else if (r == PKV_ECORRUPT)
+			r = 0; /* a damaged base copy: the plan's own rule decides (apply.c) */
+		if (r < 0)
+			goto unlock;
+	}
 	r = pkv__apply_plan_locked(db, s, h, key, klen, rec, 0, &plan);
 	if (r < 0)
 		goto unlock;
 	if (db->in_memory)
 		seq = (int64_t)__atomic_add_fetch(&db->mem_seq, 1, __ATOMIC_RELAXED);
+	else if (type == WAL_PUTX)
+		seq = pkv__wal_append_src(&db->wal,
+					  &(struct wal_src){ .type = WAL_PUTX, .key = key,
+							     .klen = (uint32_t)klen, .val = val,
+							     .vlen = (uint32_t)vlen,
+							     .expires_ms = expires_ms },
+					  &rolled);
 	else
 		seq = pkv__wal_append(&db->wal, type, key, (uint32_t)klen, val, (uint32_t)vlen,
 				      &rolled);
@@ -77,7 +98,7 @@ static int db_write(struct pkv *db, enum wal_rec_type type, const void *key, siz
 		goto unlock;
 	}
 	rec = NULL;
-	if (type == WAL_PUT)
+	if (type != WAL_DEL)
 		__atomic_store_n(&s->puts, s->puts + 1, __ATOMIC_RELAXED);
 	else
 		__atomic_store_n(&s->dels, s->dels + 1, __ATOMIC_RELAXED);
@@ -114,7 +135,7 @@ PKV_EXPORT int pkv_put_ex(pkv *db, const void *key, size_t klen, const void *val
 		return r;
 	if (vlen > PKV_MAX_VALUE)
 		return PKV_ETOOBIG;
-	return db_write(db, WAL_PUT, key, klen, val, vlen, flags);
+	return db_write(db, WAL_PUT, key, klen, val, vlen, 0, flags);
 }
 
 PKV_EXPORT int pkv_put(pkv *db, const void *key, size_t klen, const void *val, size_t vlen)
@@ -131,10 +152,335 @@ PKV_EXPORT int pkv_del_ex(pkv *db, const void *key, size_t klen, unsigned flags)
 	r = pkv__db_check_key(key, klen);
 	if (r < 0)
 		return r;
-	return db_write(db, WAL_DEL, key, klen, NULL, 0, flags);
+	return db_write(db, WAL_DEL, key, klen, NULL, 0, 0, flags);
 }
 
 PKV_EXPORT int pkv_del(pkv *db, const void *key, size_t klen)
 {
 	return pkv_del_ex(db, key, klen, 0);
+}
+
+PKV_EXPORT int pkv_put_expire(pkv *db, const void *key, size_t klen, const void *val, size_t vlen,
+			      uint64_t expires_ms, unsigned flags)
+{
+	int r;
+
+	if (db == NULL || (val == NULL && vlen > 0) || (flags & ~PKV_WRITE_POWER))
+		return PKV_EINVAL;
+	r = pkv__db_check_key(key, klen);
+	if (r < 0)
+		return r;
+	if (vlen > PKV_MAX_VALUE)
+		return PKV_ETOOBIG;
+	/* 0 is "never", as in pkv_item.expires_ms: a plain put. */
+	return db_write(db, expires_ms ? WAL_PUTX : WAL_PUT, key, klen, val, vlen, expires_ms,
+			flags);
+}
+
+/* ---- batches ------------------------------------------------------------------------------ */
+
+static bool same_key(const pkv_batch *b, const struct batch_key *x, const struct batch_key *y)
+{
+	const struct batch_op *ox = &b->ops[x->op], *oy = &b->ops[y->op];
+
+	return x->hash == y->hash && ox->klen == oy->klen &&
+	       memcmp(pkv__batch_key(b, ox), pkv__batch_key(b, oy), ox->klen) == 0;
+}
+
+/* Shard, then hash, then key bytes, then op index: equal keys end up adjacent, latest last. */
+static int key_cmp(const void *xp, const void *yp, void *arg)
+{
+	const struct batch_key *x = xp, *y = yp;
+	const pkv_batch *b = arg;
+	const struct batch_op *ox = &b->ops[x->op], *oy = &b->ops[y->op];
+	int d;
+
+	if (x->shard != y->shard)
+		return x->shard < y->shard ? -1 : 1;
+	if (x->hash != y->hash)
+		return x->hash < y->hash ? -1 : 1;
+	if (ox->klen != oy->klen)
+		return ox->klen < oy->klen ? -1 : 1;
+	d = memcmp(pkv__batch_key(b, ox), pkv__batch_key(b, oy), ox->klen);
+	if (d != 0)
+		return d;
+	return x->op < y->op ? -1 : x->op > y->op;
+}
+
+static uint32_t shard_of(struct pkv *db, uint64_t hash)
+{
+	return (uint32_t)(pkv__map_shard(&db->map, hash) - db->map.shards);
+}
+
+static void mark(uint64_t *set, uint32_t *lo, uint32_t *hi, uint32_t shard)
+{
+	set[shard / 64] |= 1ull << (shard % 64);
+	if (shard < *lo)
+		*lo = shard;
+	if (shard > *hi)
+		*hi = shard;
+}
+
+/* B.1: ascending shard order, the one global order every batch and clear takes locks in. */
+static void lock_set(struct pkv *db, const uint64_t *set, uint32_t lo, uint32_t hi)
+{
+	for (uint32_t i = lo; i <= hi; i++)
+		if (set[i / 64] >> (i % 64) & 1)
+			pthread_mutex_lock(&db->map.shards[i].lock);
+}
+
+static void unlock_set(struct pkv *db, const uint64_t *set, uint32_t lo, uint32_t hi)
+{
+	for (uint32_t i = hi + 1; i-- > lo;)
+		if (set[i / 64] >> (i % 64) & 1)
+			pthread_mutex_unlock(&db->map.shards[i].lock);
+}
+
+static bool cond_holds(uint64_t want, uint64_t have)
+{
+	return want == PKV_ANY ? have != 0 : want == have;
+}
+
+PKV_EXPORT int pkv_write(pkv *db, pkv_batch *b, unsigned flags, uint64_t *seq_out)
+{
+	struct batch_key *keys = NULL;
+	struct write_plan *plans = NULL;
+	uint64_t *chash = NULL, *set = NULL;
+	uint32_t nkeys = 0, lo = UINT32_MAX, hi = 0;
+	struct apply_clock clk = { 0 };
+	struct wal_src src;
+	bool durable = false, locked = false, rolled = false;
+	int64_t seq = 0;
+	int r = 0;
+
+	if (db == NULL || b == NULL || (flags & ~PKV_WRITE_POWER))
+		return PKV_EINVAL;
+	if (b->nops == 0 && b->nconds == 0) {
+		if (seq_out)
+			*seq_out = 0;
+		return 0;
+	}
+	if (b->nops > 0 && pkv__store_readonly(db))
+		return PKV_EREADONLY;
+	pkv__rcu_enter();
+
+	/* Everything that allocates comes before any lock (B.2). */
+	keys = malloc(((size_t)b->nops + 1) * sizeof(*keys));
+	chash = malloc(((size_t)b->nconds + 1) * sizeof(*chash));
+	set = calloc((db->map.nshards + 63) / 64, sizeof(*set));
+	plans = calloc((size_t)b->nops + 1, sizeof(*plans));
+	if (keys == NULL || chash == NULL || set == NULL || plans == NULL) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (uint32_t i = 0; i < b->nops; i++) {
+		const struct batch_op *op = &b->ops[i];
+
+		keys[i].hash = pkv__map_hash(&db->map, pkv__batch_key(b, op), op->klen);
+		keys[i].shard = shard_of(db, keys[i].hash);
+		keys[i].op = i;
+	}
+	/* B.3: one entry per distinct key, holding its last op, in ascending shard order. */
+	if (b->nops > 1)
+		qsort_r(keys, b->nops, sizeof(*keys), key_cmp, b);
+	for (uint32_t i = 0; i < b->nops; i++) {
+		if (nkeys > 0 && same_key(b, &keys[nkeys - 1], &keys[i]))
+			keys[nkeys - 1] = keys[i]; /* a later op of the same key */
+		else
+			keys[nkeys++] = keys[i];
+	}
+	for (uint32_t i = 0; i < nkeys; i++)
+		mark(set, &lo, &hi, keys[i].shard);
+	for (uint32_t i = 0; i < b->nconds; i++) {
+		const struct batch_op *c = &b->conds[i];
+
+		chash[i] = pkv__map_hash(&db->map, pkv__batch_key(b, c), c->klen);
+		mark(set, &lo, &hi, shard_of(db, chash[i]));
+	}
+	for (uint32_t i = 0; i < nkeys; i++) {
+		const struct batch_op *op = &b->ops[keys[i].op];
+
+		if (op->type == BATCH_DEL)
+			continue;
+		plans[i].rec = pkv__rec_new_x(pkv__batch_key(b, op), op->klen,
+					      pkv__batch_val(b, op), op->vlen,
+					      op->type == BATCH_PUT_EXPIRE ? op->arg : 0);
+		if (plans[i].rec == NULL) {
+			r = -ENOMEM;
+			goto out;
+		}
+	}
+
+	durable = nkeys > 0 && !db->in_memory &&
+		  (db->opts.durability == PKV_DURABLE_POWER || (flags & PKV_WRITE_POWER));
+	if (durable) /* sync.c S.5: a group commit waits for writers counted here */
+		__atomic_add_fetch(&db->sync.inflight, 1, __ATOMIC_RELEASE);
+	lock_set(db, set, lo, hi);
+	locked = true;
+
+	/* B.2: the conditions, against the state before the batch. */
+	for (uint32_t i = 0; i < b->nconds; i++) {
+		const struct batch_op *c = &b->conds[i];
+		uint64_t have;
+
+		r = pkv__apply_version_locked(db, pkv__map_shard(&db->map, chash[i]), chash[i],
+					      pkv__batch_key(b, c), c->klen, &clk, &have);
+		if (r < 0)
+			goto out;
+		if (!cond_holds(c->arg, have)) {
+			r = PKV_ECONFLICT;
+			goto out;
+		}
+	}
+	if (nkeys == 0)
+		goto out; /* conditions only: checked, nothing to write */
+	for (uint32_t i = 0; i < nkeys; i++) {
+		const struct batch_op *op = &b->ops[keys[i].op];
+		struct pkv_rec *rec = plans[i].rec;
+
+		r = pkv__apply_plan_locked(db, &db->map.shards[keys[i].shard], keys[i].hash,
+					   pkv__batch_key(b, op), op->klen, rec, 0, &plans[i]);
+		if (r == PKV_NOTFOUND) { /* a delete of an absent key: logged, changes nothing */
+			plans[i].skip = true;
+			r = 0;
+		}
+		if (r < 0) {
+			plans[i].rec = rec; /* still ours: freed below */
+			goto out;
+		}
+	}
+
+	/* B.3: the one record and the one sequence number. */
+	if (nkeys == 1) {
+		const struct batch_op *op = &b->ops[keys[0].op];
+
+		src = (struct wal_src){
+			.type = op->type == BATCH_DEL		 ? WAL_DEL
+				: op->type == BATCH_PUT_EXPIRE ? WAL_PUTX
+							       : WAL_PUT,
+			.key = pkv__batch_key(b, op),
+			.klen = op->klen,
+			.val = pkv__batch_val(b, op),
+			.vlen = op->type == BATCH_DEL ? 0 : op->vlen,
+			.expires_ms = op->type == BATCH_PUT_EXPIRE ? op->arg : 0,
+		};
+	} else {
+		src = (struct wal_src){ .type = WAL_BATCH, .batch = b, .keys = keys,
+					.nkeys = nkeys };
+	}
+	if (db->in_memory)
+		seq = (int64_t)__atomic_add_fetch(&db->mem_seq, 1, __ATOMIC_RELAXED);
+	else
+		seq = pkv__wal_append_src(&db->wal, &src, &rolled);
+	if (seq < 0) {
+		r = (int)seq;
+		seq = 0;
+		goto out;
+	}
+	if (nkeys > 1) /* B.4 */
+		pkv__map_batch_begin_locked(&db->map);
+	for (uint32_t i = 0; i < nkeys; i++) {
+		const struct batch_op *op = &b->ops[keys[i].op];
+		struct map_shard *s = &db->map.shards[keys[i].shard];
+
+		if (op->type == BATCH_DEL)
+			__atomic_store_n(&s->dels, s->dels + 1, __ATOMIC_RELAXED);
+		else
+			__atomic_store_n(&s->puts, s->puts + 1, __ATOMIC_RELAXED);
+		if (plans[i].skip)
+			continue;
+		r = pkv__apply_commit_locked(db, s, keys[i].hash, pkv__batch_key(b, op), op->klen,
+					     &plans[i], (uint64_t)seq);
+		if (r < 0) {
+			/* As a single write: unreachable unless ck_ht could not grow for a full
+			 * probe sequence (map.c M.6). The log and the map disagree from here on:
+			 * stop writing. */
+			pkv__store_set_readonly(db, r);
+			break;
+		}
+	}
+	if (nkeys > 1)
+		pkv__map_batch_end_locked(&db->map);
+out:
+	if (locked)
+		unlock_set(db, set, lo, hi);
+	if (rolled) { /* wal.c is a leaf: the lane asked for a spare, and the WAL grew */
+		pkv__sync_kick(db);
+		pkv__compactor_kick(db);
+	}
+	if (plans != NULL)
+		for (uint32_t i = 0; i < b->nops; i++)
+			if (plans[i].rec)
+				pkv__rec_free(plans[i].rec); /* never published */
+	if (r == 0 && seq > 0 && !db->in_memory) {
+		pkv__wal_wait_written(&db->wal, (uint64_t)seq);
+		if (durable)
+			r = pkv__sync_wait(db, (uint64_t)seq);
+	}
+	if (durable)
+		__atomic_sub_fetch(&db->sync.inflight, 1, __ATOMIC_RELEASE);
+	if (seq_out && (r == 0 || r == PKV_ECONFLICT || seq > 0))
+		*seq_out = (uint64_t)seq;
+	free(plans);
+	free(keys);
+	free(chash);
+	free(set);
+	return r;
+}
+
+/* ---- clear -------------------------------------------------------------------------------- */
+
+PKV_EXPORT int pkv_clear(pkv *db)
+{
+	uint64_t *set = NULL;
+	uint32_t n;
+	bool durable, rolled = false;
+	int64_t seq;
+	int r = 0;
+
+	if (db == NULL)
+		return PKV_EINVAL;
+	if (pkv__store_readonly(db))
+		return PKV_EREADONLY;
+	pkv__rcu_enter();
+	n = db->map.nshards;
+	set = malloc(((n + 63) / 64) * sizeof(*set));
+	if (set == NULL)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < (n + 63) / 64; i++)
+		set[i] = ~0ull;
+	durable = !db->in_memory && db->opts.durability == PKV_DURABLE_POWER;
+	if (durable)
+		__atomic_add_fetch(&db->sync.inflight, 1, __ATOMIC_RELEASE);
+	/* B.5: no compaction runs meanwhile (it takes compact_mu before any shard lock too). */
+	pthread_mutex_lock(&db->compact_mu);
+	lock_set(db, set, 0, n - 1);
+	if (db->in_memory)
+		seq = (int64_t)__atomic_add_fetch(&db->mem_seq, 1, __ATOMIC_RELAXED);
+	else
+		seq = pkv__wal_append_src(&db->wal, &(struct wal_src){ .type = WAL_CLEAR },
+					  &rolled);
+	if (seq < 0) {
+		r = (int)seq;
+	} else {
+		pkv__map_batch_begin_locked(&db->map);
+		pkv__apply_clear_locked(db);
+		pkv__map_batch_end_locked(&db->map);
+	}
+	unlock_set(db, set, 0, n - 1);
+	pthread_mutex_unlock(&db->compact_mu);
+	pkv__map_flush_retired(&db->map); /* hand the cleared records to RCU now */
+	if (rolled) {
+		pkv__sync_kick(db);
+		pkv__compactor_kick(db);
+	}
+	if (r == 0 && !db->in_memory) {
+		pkv__wal_wait_written(&db->wal, (uint64_t)seq);
+		if (durable)
+			r = pkv__sync_wait(db, (uint64_t)seq);
+	}
+	if (durable)
+		__atomic_sub_fetch(&db->sync.inflight, 1, __ATOMIC_RELEASE);
+	free(set);
+	return r;
 }
