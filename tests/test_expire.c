@@ -8,6 +8,7 @@
  * Links the static library for the seam; otherwise the public API only.
  */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
