@@ -75,6 +75,9 @@ static inline bool pkv__rec_expired(const struct pkv_rec *r, uint64_t now_ms)
 
 struct retire_batch;
 
+/* Most shards a map has (pkv_options.shards). */
+#define PKV_MAX_SHARDS 4096u
+
 struct map_shard {
 	/* Read by every reader: alone in its cache line, written only when the table grows. */
 	ck_ht_t ht __attribute__((aligned(64)));

@@ -187,24 +187,60 @@ static bool same_key(const pkv_batch *b, const struct batch_key *x, const struct
 	       memcmp(pkv__batch_key(b, ox), pkv__batch_key(b, oy), ox->klen) == 0;
 }
 
-/* Shard, then hash, then key bytes, then op index: equal keys end up adjacent, latest last. */
-static int key_cmp(const void *xp, const void *yp, void *arg)
+/*
+ * By hash, then op index. The shard is the hash's top bits (map.h), so this is ascending shard
+ * order too (B.1), and the keys of one hash are adjacent, latest op last.
+ */
+static int key_cmp(const void *xp, const void *yp)
 {
 	const struct batch_key *x = xp, *y = yp;
-	const pkv_batch *b = arg;
-	const struct batch_op *ox = &b->ops[x->op], *oy = &b->ops[y->op];
-	int d;
 
-	if (x->shard != y->shard)
-		return x->shard < y->shard ? -1 : 1;
 	if (x->hash != y->hash)
 		return x->hash < y->hash ? -1 : 1;
-	if (ox->klen != oy->klen)
-		return ox->klen < oy->klen ? -1 : 1;
-	d = memcmp(pkv__batch_key(b, ox), pkv__batch_key(b, oy), ox->klen);
-	if (d != 0)
-		return d;
 	return x->op < y->op ? -1 : x->op > y->op;
+}
+
+static void sort_keys(struct batch_key *k, uint32_t n)
+{
+	if (n > 16) {
+		qsort(k, n, sizeof(*k), key_cmp);
+		return;
+	}
+	for (uint32_t i = 1; i < n; i++) { /* small batches: insertion sort, no calls */
+		struct batch_key t = k[i];
+		uint32_t j = i;
+
+		for (; j > 0 && key_cmp(&k[j - 1], &t) > 0; j--)
+			k[j] = k[j - 1];
+		k[j] = t;
+	}
+}
+
+/*
+ * B.3: keep one entry per distinct key, its last op; @k sorted by sort_keys. Keys that share
+ * a hash are compared among themselves only (a run is almost always one key long). Returns the
+ * number kept, still in hash order.
+ */
+static uint32_t dedup_keys(const pkv_batch *b, struct batch_key *k, uint32_t n)
+{
+	uint32_t out = 0;
+
+	for (uint32_t i = 0; i < n;) {
+		uint32_t j = i, run = out;
+
+		while (j < n && k[j].hash == k[i].hash)
+			j++;
+		for (; i < j; i++) {
+			uint32_t m = run;
+
+			while (m < out && !same_key(b, &k[m], &k[i]))
+				m++;
+			k[m] = k[i]; /* a later op of a kept key replaces it (ops ascend) */
+			if (m == out)
+				out++;
+		}
+	}
+	return out;
 }
 
 static uint32_t shard_of(struct pkv *db, uint64_t hash)
@@ -241,11 +277,15 @@ static bool cond_holds(uint64_t want, uint64_t have)
 	return want == PKV_ANY ? have != 0 : want == have;
 }
 
+/* Batches this small plan on the stack: no allocation beyond their records. */
+#define SMALL_BATCH 16
+
 PKV_EXPORT int pkv_write(pkv *db, pkv_batch *b, unsigned flags, uint64_t *seq_out)
 {
-	struct batch_key *keys = NULL;
-	struct write_plan *plans = NULL;
-	uint64_t *chash = NULL, *set = NULL;
+	struct batch_key keys_s[SMALL_BATCH], *keys = keys_s;
+	struct write_plan plans_s[SMALL_BATCH], *plans = plans_s;
+	uint64_t chash_s[SMALL_BATCH], *chash = chash_s;
+	uint64_t set[(PKV_MAX_SHARDS + 63) / 64];
 	uint32_t nkeys = 0, lo = UINT32_MAX, hi = 0;
 	struct apply_clock clk = { 0 };
 	struct wal_src src;
@@ -265,11 +305,16 @@ PKV_EXPORT int pkv_write(pkv *db, pkv_batch *b, unsigned flags, uint64_t *seq_ou
 	pkv__rcu_enter();
 
 	/* Everything that allocates comes before any lock (B.2). */
-	keys = malloc(((size_t)b->nops + 1) * sizeof(*keys));
-	chash = malloc(((size_t)b->nconds + 1) * sizeof(*chash));
-	set = calloc((db->map.nshards + 63) / 64, sizeof(*set));
-	plans = calloc((size_t)b->nops + 1, sizeof(*plans));
-	if (keys == NULL || chash == NULL || set == NULL || plans == NULL) {
+	memset(set, 0, ((db->map.nshards + 63) / 64) * sizeof(*set));
+	if (b->nops > SMALL_BATCH) {
+		keys = malloc((size_t)b->nops * sizeof(*keys));
+		plans = calloc((size_t)b->nops, sizeof(*plans));
+	} else {
+		memset(plans_s, 0, sizeof(plans_s));
+	}
+	if (b->nconds > SMALL_BATCH)
+		chash = malloc((size_t)b->nconds * sizeof(*chash));
+	if (keys == NULL || plans == NULL || chash == NULL) {
 		r = -ENOMEM;
 		goto out;
 	}
@@ -281,14 +326,8 @@ PKV_EXPORT int pkv_write(pkv *db, pkv_batch *b, unsigned flags, uint64_t *seq_ou
 		keys[i].op = i;
 	}
 	/* B.3: one entry per distinct key, holding its last op, in ascending shard order. */
-	if (b->nops > 1)
-		qsort_r(keys, b->nops, sizeof(*keys), key_cmp, b);
-	for (uint32_t i = 0; i < b->nops; i++) {
-		if (nkeys > 0 && same_key(b, &keys[nkeys - 1], &keys[i]))
-			keys[nkeys - 1] = keys[i]; /* a later op of the same key */
-		else
-			keys[nkeys++] = keys[i];
-	}
+	sort_keys(keys, b->nops);
+	nkeys = dedup_keys(b, keys, b->nops);
 	for (uint32_t i = 0; i < nkeys; i++)
 		mark(set, &lo, &hi, keys[i].shard);
 	for (uint32_t i = 0; i < b->nconds; i++) {
@@ -409,7 +448,7 @@ out:
 		pkv__compactor_kick(db);
 	}
 	if (plans != NULL)
-		for (uint32_t i = 0; i < b->nops; i++)
+		for (uint32_t i = 0; i < nkeys; i++)
 			if (plans[i].rec)
 				pkv__rec_free(plans[i].rec); /* never published */
 	if (r == 0 && seq > 0 && !db->in_memory) {
@@ -421,10 +460,12 @@ out:
 		__atomic_sub_fetch(&db->sync.inflight, 1, __ATOMIC_RELEASE);
 	if (seq_out && (r == 0 || r == PKV_ECONFLICT || seq > 0))
 		*seq_out = (uint64_t)seq;
-	free(plans);
-	free(keys);
-	free(chash);
-	free(set);
+	if (plans != plans_s)
+		free(plans);
+	if (keys != keys_s)
+		free(keys);
+	if (chash != chash_s)
+		free(chash);
 	return r;
 }
 
