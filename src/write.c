@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * write.c - the public write path: pkv_put, pkv_del (and their _ex forms). The home of batches,
- * pkv_write, pkv_put_expire and pkv_clear.
+ * write.c - the public write path: pkv_put, pkv_del (and their _ex forms), pkv_put_expire,
+ * batches (pkv_write) and pkv_clear.
  *
  * The write path, in order (each step's guarantee is numbered where it is implemented):
  *   1. allocate the record                          (may fail: nothing happened)
@@ -13,6 +13,28 @@
  *   7. under PKV_DURABLE_POWER, join a group commit (sync.c S.1 - S.3)
  * The shard lock spans 3 and 4, so the order of one key's records in the log is the order in
  * which they were applied to the map.
+ *
+ * Batches and clear (tests cite these):
+ *  B.1  A batch takes the locks of every shard its writes and conditions touch in ascending
+ *       shard order, before it looks at anything; pkv_clear takes all of them the same way
+ *       (after compact_mu, as a compaction does). One global order: no two of them can wait
+ *       for each other in a cycle, and single writes hold one shard lock only.
+ *  B.2  Under those locks the conditions are checked against the state before the batch (live
+ *       map, then the base; a tombstone or an expired version is absent: apply.c), then every
+ *       write is planned (the step that can fail, for want of memory); only then are the one
+ *       sequence number and the one WAL record taken. A failed condition or plan writes
+ *       nothing and takes no number. Everything that allocates (the records, the plan arrays
+ *       of a large batch) happens before the locks.
+ *  B.3  One record per batch (docs/format.md): a crash keeps all of it or none. The record lists
+ *       each distinct key once, with its last write in the batch (a later op on a key wins),
+ *       and the map gets only that write, so no reader ever sees a batch's intermediate value
+ *       of a key. A batch that reduces to one key is logged as that key's own record type.
+ *  B.4  A batch of more than one key publishes between the map's batch_begun and batch_done
+ *       counters (map.c M.7), under all its locks, so pkv_get_many never returns part of it.
+ *       pkv_clear does the same.
+ *  B.5  pkv_clear logs one clear record, then empties every shard and drops the base image
+ *       (apply.c): recovery disregards the base and every earlier record at it (recovery.c
+ *       R.11), and the next compaction deletes the dropped snapshot (compact.c C.10).
  */
 #include <errno.h>
 #include <stdbool.h>
