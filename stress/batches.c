@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "pkv.h"
+#include "stress_util.h"
 
 #define ACCOUNTS 64
 #define TOTAL ((int64_t)ACCOUNTS * 1000)
@@ -347,35 +348,26 @@ int main(int argc, char **argv)
 
 	G.compact_ms = 50;
 	G.seed = (uint64_t)time(NULL);
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+	{
+		const struct su_opt opts[] = {
+			SU_OPT("seconds", SU_OPT_UINT, &seconds, "length of each round", .min = 1,
+			       .max = 3600),
+			SU_OPT("threads", SU_OPT_UINT, &threads, "transfer threads", .min = 2,
+			       .max = MAX_THREADS),
+			SU_OPT("rounds", SU_OPT_UINT, &rounds, "rounds, each ended by a pkv_clear",
+			       .min = 1, .max = 1000),
+			SU_OPT("compact-ms", SU_OPT_UINT, &G.compact_ms,
+			       "pkv_compact every N ms (0: never)"),
+			SU_OPT("durability", SU_OPT_DURABILITY, &dur, "the store's mode",
+			       .arg = "MODE"),
+			SU_OPT("mem", SU_OPT_FLAG, &mem, "an in-memory store (dir NULL)"),
+			SU_OPT("dir", SU_OPT_STR, &parent, "parent of the store's directory",
+			       .arg = "PARENT"),
+			SU_OPT("seed", SU_OPT_U64, &G.seed, "random seed (default: the time)"),
+			SU_OPT_END,
+		};
 
-		if (!strcmp(a, "--mem")) {
-			mem = true;
-		} else if (v && !strcmp(a, "--seconds")) {
-			seconds = (unsigned)atoi(v), i++;
-		} else if (v && !strcmp(a, "--threads")) {
-			threads = (unsigned)atoi(v), i++;
-		} else if (v && !strcmp(a, "--rounds")) {
-			rounds = (unsigned)atoi(v), i++;
-		} else if (v && !strcmp(a, "--compact-ms")) {
-			G.compact_ms = (unsigned)atoi(v), i++;
-		} else if (v && !strcmp(a, "--seed")) {
-			G.seed = strtoull(v, NULL, 0), i++;
-		} else if (v && !strcmp(a, "--dir")) {
-			parent = v, i++;
-		} else if (v && !strcmp(a, "--durability")) {
-			dur = !strcmp(v, "power")      ? PKV_DURABLE_POWER
-			      : !strcmp(v, "periodic") ? PKV_DURABLE_PERIODIC
-						       : PKV_DURABLE_PROCESS;
-			i++;
-		} else {
-			fprintf(stderr,
-				"usage: batches [--seconds N] [--threads N] [--rounds N] "
-				"[--compact-ms N] [--durability process|power|periodic] [--mem] "
-				"[--dir PARENT] [--seed N]\n");
-			return 2;
-		}
+		su_opts_parse(argc, argv, "batches", opts, NULL);
 	}
 	if (threads < 2 || threads > MAX_THREADS || rounds < 1 || seconds < 1) {
 		fprintf(stderr, "batches: --threads 2..%d, --rounds and --seconds >= 1\n",
