@@ -42,22 +42,22 @@ static inline uint64_t pkv__hash_murmur64a(const void *key, size_t len, uint64_t
 	switch (len & 7) {
 	case 7:
 		h ^= (uint64_t)p[6] << 48;
-		/* fall through */
+		__attribute__((fallthrough));
 	case 6:
 		h ^= (uint64_t)p[5] << 40;
-		/* fall through */
+		__attribute__((fallthrough));
 	case 5:
 		h ^= (uint64_t)p[4] << 32;
-		/* fall through */
+		__attribute__((fallthrough));
 	case 4:
 		h ^= (uint64_t)p[3] << 24;
-		/* fall through */
+		__attribute__((fallthrough));
 	case 3:
 		h ^= (uint64_t)p[2] << 16;
-		/* fall through */
+		__attribute__((fallthrough));
 	case 2:
 		h ^= (uint64_t)p[1] << 8;
-		/* fall through */
+		__attribute__((fallthrough));
 	case 1:
 		h ^= (uint64_t)p[0];
 		h *= m;
