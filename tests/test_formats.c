@@ -10,6 +10,7 @@
  * Public API only.
  */
 #include <criterion/criterion.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "testutil.h"
@@ -114,6 +115,30 @@ Test(formats, v1_store_continues)
 	tu_close(db);
 	st[n++] = (struct kv){"new", 3, "n", 1};
 	st[0].val = NULL;
+
+	/* recovery.c R.13: the new records went to a new segment of version 2, never into the
+	 * version 1 segment (whose format cannot hold newer record types). */
+	{
+		struct tu_wal w;
+		int newer = 0;
+
+		tu_wal_read(tu_db, &w);
+		for (int i = 0; i < w.nrecs; i++) {
+			size_t len;
+			unsigned char *hdr = tu_read_file(w.files[w.recs[i].file], &len);
+			uint32_t version;
+
+			cr_assert_geq(len, 12);
+			memcpy(&version, hdr + 8, 4);
+			free(hdr);
+			cr_assert_eq(version, w.recs[i].seq > 14 ? 2u : 1u,
+				     "record %llu is in a segment of version %u",
+				     (unsigned long long)w.recs[i].seq, version);
+			newer += w.recs[i].seq > 14;
+		}
+		cr_assert_eq(newer, 2, "the two new writes are in the WAL");
+		tu_wal_free(&w);
+	}
 
 	db = tu_open(tu_db, &o);
 	check_state(db, st, n, "reopen after writes on a v1 store");
