@@ -193,7 +193,7 @@ typedef struct pkv_stats {
 	int readonly_reason;
 } pkv_stats;
 
-/* Flags for pkv_put_ex() / pkv_del_ex(). */
+/* Flags for pkv_put_ex(), pkv_del_ex(), pkv_put_expire() and pkv_write(). */
 #define PKV_WRITE_POWER 0x1u /* this write is power-loss durable on return, whatever the mode */
 
 /* ------------------------------------------------------------------------------------------ */
