@@ -398,9 +398,10 @@ Test(write, bad_input)
 	cr_assert_eq(pkv_clear(NULL), PKV_EINVAL);
 	cr_assert_eq(tu_stats(db).last_seq, 0);
 
-	/* Still working. */
+	/* Still working; PKV_WRITE_POWER makes the batch durable on return. */
 	cr_assert_eq(pkv_write(db, b, PKV_WRITE_POWER, &s), 0);
 	cr_assert_eq(s, 1);
+	cr_assert_geq(tu_stats(db).durable_seq, s, "a PKV_WRITE_POWER batch is durable on return");
 	assert_val(db, "k", "v");
 	tu_close(db);
 
