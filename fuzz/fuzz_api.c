@@ -36,6 +36,18 @@
  *       record before it returns), so recovery discards nothing and finds no gap.
  *  A.8  A compaction that returned 0 wrote a snapshot of every present key up to the last
  *       write: stats.snapshot_seq and snapshot_keys say so.
+ *  A.9  Batches (pkv_write): all of a batch or none, in order, under one sequence number that
+ *       every key it writes carries; conditions (a version's seq from the model, 0, PKV_ANY,
+ *       or a wrong one) are checked against the state before the batch, and a failed one
+ *       returns PKV_ECONFLICT and takes no number; a bad op is refused by the builder with its
+ *       code and leaves the batch as it was; bad pkv_write arguments are PKV_EINVAL.
+ *  A.10 Expiry against a fake clock (the library's seam, pkv__clock_set), which only this
+ *       target moves: a key reads as absent from its expires_ms on, to gets and conditions,
+ *       from the live map and the snapshot, before and after a reopen. stats.keys lies between
+ *       the visible keys and the present ones (an expired key counts until a compaction
+ *       reclaims it); a compaction's snapshot holds the visible keys only.
+ *  A.11 pkv_clear: every key absent, one sequence number; across a crash the store is before
+ *       or after it, as for any write.
  *
  * A crash: a persistent EIO on every file-system operation is armed (the background threads
  * included), then pkv_close: from that point nothing reaches the files, while what the WAL
@@ -64,6 +76,10 @@
 
 #include "faultfs.h"
 #include "pkv.h"
+
+/* The library's clock seam (src/internal.h): not in pkv.h, reached because this target links
+ * the library's objects. */
+void pkv__clock_set(uint64_t (*fn)(void));
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -96,20 +112,40 @@ struct slot {
 	bool present;
 	uint32_t len;
 	uint32_t seed;
+	uint64_t ver; /* seq of the write that set it */
+	uint64_t exp; /* expires_ms, 0: never */
 };
 
 struct model {
 	struct slot k[NKEYS];
 };
 
-/* An applied write kept until a reopen decides whether it survived (A.5). */
-struct wr {
+/* One key's write within a write. */
+struct wop {
 	uint8_t kid;
 	bool del;
-	bool acked;
 	uint32_t len, seed;
+	uint64_t exp;
+};
+
+#define MAX_BOPS 8 /* writes per batch this target builds */
+
+/* An applied write (one key, a batch, or a clear) kept until a reopen decides whether it
+ * survived (A.5). */
+struct wr {
+	bool acked;
+	bool clear;
+	uint8_t nops;
+	struct wop ops[MAX_BOPS];
 	uint64_t seq;
 };
+
+static uint64_t fake_now; /* A.10: the library's clock while this target runs */
+
+static uint64_t fake_clock(void)
+{
+	return __atomic_load_n(&fake_now, __ATOMIC_RELAXED);
+}
 
 static struct {
 	char root[PATH_MAX]; /* made once per process */
@@ -330,14 +366,38 @@ static int key_error(int kid)
 
 static void model_apply(struct model *m, const struct wr *w)
 {
-	struct slot *s = &m->k[w->kid];
+	if (w->clear)
+		memset(m, 0, sizeof(*m));
+	for (unsigned i = 0; i < w->nops; i++) {
+		const struct wop *o = &w->ops[i];
+		struct slot *s = &m->k[o->kid];
 
-	s->present = !w->del;
-	s->len = w->del ? 0 : w->len;
-	s->seed = w->del ? 0 : w->seed;
+		s->present = !o->del;
+		s->len = o->del ? 0 : o->len;
+		s->seed = o->del ? 0 : o->seed;
+		s->exp = o->del ? 0 : o->exp;
+		s->ver = o->del ? 0 : w->seq;
+	}
 }
 
+/* A.10: present and not expired at the fake clock. */
+static bool visible(const struct slot *s)
+{
+	return s->present && !(s->exp && s->exp <= fake_clock());
+}
+
+/* Keys a get finds. */
 static unsigned model_count(const struct model *m)
+{
+	unsigned n = 0;
+
+	for (int i = 0; i < NKEYS; i++)
+		n += visible(&m->k[i]);
+	return n;
+}
+
+/* Keys the store may still count (expired ones until a compaction reclaims them). */
+static unsigned model_count_all(const struct model *m)
 {
 	unsigned n = 0;
 
@@ -346,17 +406,20 @@ static unsigned model_count(const struct model *m)
 	return n;
 }
 
+/* The version a condition sees: seq, or 0 when absent or expired. */
+static uint64_t model_version(const struct model *m, int kid)
+{
+	return visible(&m->k[kid]) ? m->k[kid].ver : 0;
+}
+
 /* Record an applied write (A.3): into the live state, and the stable one if nothing before it
  * is still undecided. */
-static void model_write(int kid, bool del, uint32_t len, uint32_t seed, bool acked)
+static void model_write_wr(struct wr *wp)
 {
-	struct wr w = { .kid = (uint8_t)kid,
-			.del = del,
-			.acked = acked,
-			.len = len,
-			.seed = seed,
-			.seq = ++F.seq };
+	struct wr w = *wp;
+	bool acked = w.acked;
 
+	w.seq = ++F.seq;
 	model_apply(&F.live, &w);
 	if (acked && F.ntail == 0) {
 		model_apply(&F.stable, &w);
@@ -364,6 +427,15 @@ static void model_write(int kid, bool del, uint32_t len, uint32_t seed, bool ack
 	} else {
 		F.tail[F.ntail++] = w;
 	}
+}
+
+static void model_write(int kid, bool del, uint32_t len, uint32_t seed, uint64_t exp, bool acked)
+{
+	struct wr w = { .acked = acked, .nops = 1 };
+
+	w.ops[0] = (struct wop){ .kid = (uint8_t)kid, .del = del, .len = len, .seed = seed,
+				 .exp = exp };
+	model_write_wr(&w);
 }
 
 static pkv_stats stats(void)
@@ -382,7 +454,8 @@ static pkv_stats stats(void)
 static void get_check(int kid, unsigned mode, unsigned extra)
 {
 	const struct slot *s = &F.live.k[kid];
-	uint32_t len = s->present ? s->len : 0;
+	bool vis = visible(s);
+	uint32_t len = vis ? s->len : 0;
 	size_t cap, vlen = (size_t)-1, copied;
 	uint8_t *buf = gbuf;
 	int r;
@@ -412,7 +485,7 @@ static void get_check(int kid, unsigned mode, unsigned extra)
 		cap = PKV_MAX_VALUE + GBUF_SLACK - 16;
 	memset(gbuf, CANARY, cap + 16);
 	r = code(pkv_get(F.db, keys[kid], key_len[kid], buf, cap, &vlen));
-	if (!s->present) {
+	if (!vis) {
 		CHECK(r == PKV_NOTFOUND, "get key %d: %s, expected NOTFOUND (vlen %zu)", kid,
 		      pkv_strerror(r), vlen);
 		copied = 0;
@@ -446,8 +519,9 @@ static void compare_all(void)
 	{
 		pkv_stats st = stats();
 
-		CHECK(st.keys == model_count(&F.live), "stats.keys %" PRIu64 ", model has %u",
-		      st.keys, model_count(&F.live));
+		CHECK(st.keys >= model_count(&F.live) && st.keys <= model_count_all(&F.live),
+		      "stats.keys %" PRIu64 ", model has %u (%u with expired ones)", st.keys,
+		      model_count(&F.live), model_count_all(&F.live));
 	}
 }
 
@@ -458,8 +532,9 @@ static void check_stats(void)
 
 	CHECK(st.last_seq == F.seq, "stats.last_seq %" PRIu64 ", expected %" PRIu64, st.last_seq,
 	      F.seq);
-	CHECK(st.keys == model_count(&F.live), "stats.keys %" PRIu64 ", model has %u", st.keys,
-	      model_count(&F.live));
+	CHECK(st.keys >= model_count(&F.live) && st.keys <= model_count_all(&F.live),
+	      "stats.keys %" PRIu64 ", model has %u (%u with expired ones)", st.keys,
+	      model_count(&F.live), model_count_all(&F.live));
 	CHECK(st.durable_seq <= st.last_seq, "durable_seq %" PRIu64 " > last_seq %" PRIu64,
 	      st.durable_seq, st.last_seq);
 	CHECK(st.durable_seq >= F.durable_min,
@@ -587,13 +662,35 @@ static void close_store(void)
 
 /* ---- the calls ----------------------------------------------------------------------------- */
 
-static void op_write(struct in *in, bool del, bool ex)
+/* A.10: an expiry relative to the fake clock: past, now, soon, later, far, or never (0). */
+static uint64_t pick_exp(struct in *in)
+{
+	uint8_t c = in_byte(in), x = in_byte(in);
+
+	switch (c % 6) {
+	case 0:
+		return fake_clock() - 1 - x;
+	case 1:
+		return fake_clock();
+	case 2:
+		return fake_clock() + 1 + x;
+	case 3:
+		return fake_clock() + 1 + (uint64_t)x * 1000;
+	case 4:
+		return fake_clock() + (1ull << 40);
+	default:
+		return 0;
+	}
+}
+
+static void op_write(struct in *in, bool del, bool ex, bool expire)
 {
 	const uint8_t *k;
 	size_t klen;
 	int kid = pick_key(in, &k, &klen);
 	uint32_t len = del ? 0 : pick_len(in);
-	unsigned flags = ex && (in_byte(in) & 1) ? PKV_WRITE_POWER : 0;
+	unsigned flags = (ex || expire) && (in_byte(in) & 1) ? PKV_WRITE_POWER : 0;
+	uint64_t exp = expire ? pick_exp(in) : 0;
 	uint32_t seed = ++F.serial;
 	bool durable = flags || F.opts.durability == PKV_DURABLE_POWER;
 	int expect = key_error(kid);
@@ -610,15 +707,19 @@ static void op_write(struct in *in, bool del, bool ex)
 	      st0.last_seq, F.seq);
 	if (del)
 		r = ex ? pkv_del_ex(F.db, k, klen, flags) : pkv_del(F.db, k, klen);
+	else if (expire)
+		r = pkv_put_expire(F.db, k, klen, vbuf, len, exp, flags);
 	else
 		r = ex ? pkv_put_ex(F.db, k, klen, vbuf, len, flags) :
 			 pkv_put(F.db, k, klen, vbuf, len);
 	code(r);
 	st1 = stats();
 	took = st1.last_seq - st0.last_seq;
-	trace("%s%s key %d (%zu bytes)%s%s value %u bytes seed %u: %s, took %" PRIu64 " seq",
-	      del ? "del" : "put", ex ? "_ex" : "", kid, klen, flags ? " POWER" : "",
-	      durable ? " durable" : "", len, seed, pkv_strerror(r), took);
+	trace("%s%s key %d (%zu bytes)%s%s value %u bytes seed %u exp %" PRIu64 ": %s, took %" PRIu64
+	      " seq",
+	      del ? "del" : expire ? "put_expire" : "put", ex ? "_ex" : "", kid, klen,
+	      flags ? " POWER" : "", durable ? " durable" : "", len, seed, exp, pkv_strerror(r),
+	      took);
 	CHECK(st1.last_seq >= st0.last_seq && took <= 1,
 	      "a write moved last_seq from %" PRIu64 " to %" PRIu64, st0.last_seq, st1.last_seq);
 
@@ -636,7 +737,7 @@ static void op_write(struct in *in, bool del, bool ex)
 		get_check(kid, 5, 0);
 		return;
 	}
-	if (del && !F.live.k[kid].present) {
+	if (del && !visible(&F.live.k[kid])) {
 		CHECK(r == PKV_NOTFOUND || (faulted() && r == PKV_EREADONLY),
 		      "del of an absent key: %s", pkv_strerror(r));
 		CHECK(took == 0, "del of an absent key took a sequence number");
@@ -650,7 +751,7 @@ static void op_write(struct in *in, bool del, bool ex)
 		CHECK(fault_code(r), "write under a fault: %s", pkv_strerror(r));
 	}
 	if (took) {
-		model_write(kid, del, len, seed, r == 0);
+		model_write(kid, del, len, seed, exp, r == 0);
 		if (del) {
 			F.dels_applied++;
 			F.dels_acked += r == 0;
@@ -662,6 +763,165 @@ static void op_write(struct in *in, bool del, bool ex)
 			F.durable_min = F.seq;
 	}
 	get_check(kid, 5, 0);
+}
+
+/* A.9: a batch of up to MAX_BOPS writes (bad ones refused by the builder) and up to two
+ * conditions, some of which hold. */
+static void op_batch(struct in *in)
+{
+	uint8_t a = in_byte(in), fl = in_byte(in);
+	unsigned nops = a % (MAX_BOPS + 1), nconds = (a >> 4) % 3;
+	unsigned flags = fl & 1 ? PKV_WRITE_POWER : 0;
+	bool durable = flags || F.opts.durability == PKV_DURABLE_POWER, conflict = false;
+	struct wr w = { 0 };
+	uint64_t seq = 77, took;
+	uint64_t puts = 0, dels = 0;
+	pkv_stats st0, st1;
+	pkv_batch *b;
+	int r;
+
+	CHECK(pkv_batch_new(&b) == 0, "batch_new");
+	for (unsigned i = 0; i < nops; i++) {
+		const uint8_t *k;
+		size_t klen;
+		int kid = pick_key(in, &k, &klen);
+		uint8_t kind = in_byte(in) % 4;
+		uint32_t len = kind == 0 ? 0 : pick_len(in);
+		uint64_t exp = kind == 2 ? pick_exp(in) : 0;
+		uint32_t seed = ++F.serial;
+		int expect = key_error(kid);
+
+		if (expect == 0 && len > PKV_MAX_VALUE)
+			expect = PKV_ETOOBIG;
+		if (kind != 0 && len <= PKV_MAX_VALUE)
+			fill(vbuf, len, seed);
+		r = code(kind == 0   ? pkv_batch_del(b, k, klen)
+			 : kind == 2 ? pkv_batch_put_expire(b, k, klen, vbuf, len, exp)
+				     : pkv_batch_put(b, k, klen, vbuf, len));
+		CHECK(r == expect || (kid < 0 && len > PKV_MAX_VALUE && r == PKV_ETOOBIG),
+		      "batch op %u: %s, expected %s", i, pkv_strerror(r), pkv_strerror(expect));
+		if (r == 0)
+			w.ops[w.nops++] = (struct wop){ .kid = (uint8_t)kid, .del = kind == 0,
+							.len = len, .seed = seed, .exp = exp };
+	}
+	for (unsigned i = 0; i < nconds; i++) {
+		const uint8_t *k;
+		size_t klen;
+		int kid = pick_key(in, &k, &klen);
+		uint8_t c = in_byte(in);
+		uint64_t have = kid >= 0 ? model_version(&F.live, kid) : 0, want;
+
+		want = c % 5 == 0 ? have : c % 5 == 1 ? 0 : c % 5 == 2 ? PKV_ANY
+		       : c % 5 == 3 ? have + 1 : c;
+		r = code(pkv_batch_expect(b, k, klen, want));
+		CHECK(r == key_error(kid), "batch_expect: %s", pkv_strerror(r));
+		if (r == 0 && !(want == PKV_ANY ? have != 0 : want == have))
+			conflict = true;
+	}
+	/* The store counts the last write of each distinct key. */
+	for (unsigned i = 0; i < w.nops; i++) {
+		bool last = true;
+
+		for (unsigned j = i + 1; j < w.nops; j++)
+			last &= w.ops[j].kid != w.ops[i].kid;
+		if (last) {
+			puts += !w.ops[i].del;
+			dels += w.ops[i].del;
+		}
+	}
+	st0 = stats();
+	r = code(pkv_write(F.db, b, flags, &seq));
+	st1 = stats();
+	took = st1.last_seq - st0.last_seq;
+	trace("batch of %u writes, %u conditions%s%s: %s, seq %" PRIu64 ", took %" PRIu64, w.nops,
+	      nconds, conflict ? " (one fails)" : "", flags ? " POWER" : "", pkv_strerror(r), seq,
+	      took);
+	CHECK(took <= 1, "a batch took %" PRIu64 " sequence numbers", took);
+	if (w.nops == 0) {
+		CHECK(r == (conflict ? PKV_ECONFLICT : 0) && took == 0 && seq == 0,
+		      "a batch without writes: %s, took %" PRIu64 ", seq %" PRIu64, pkv_strerror(r),
+		      took, seq);
+	} else if (F.ro_open || st0.readonly_reason) {
+		CHECK(r == PKV_EREADONLY && took == 0, "batch on a store refusing writes: %s",
+		      pkv_strerror(r));
+	} else if (conflict) {
+		CHECK(r == PKV_ECONFLICT && took == 0 && seq == 0,
+		      "a failing condition: %s, took %" PRIu64, pkv_strerror(r), took);
+	} else {
+		if (r == 0)
+			CHECK(took == 1 && seq == st1.last_seq,
+			      "a batch returned 0 with seq %" PRIu64 ", took %" PRIu64, seq, took);
+		else
+			CHECK(faulted() && fault_code(r), "batch failed: %s", pkv_strerror(r));
+		if (took) {
+			w.acked = r == 0;
+			model_write_wr(&w);
+			F.puts_applied += puts;
+			F.dels_applied += dels;
+			if (r == 0) {
+				F.puts_acked += puts;
+				F.dels_acked += dels;
+				if (durable)
+					F.durable_min = F.seq;
+			}
+		}
+	}
+	/* Every key the batch wrote carries its seq (or is absent), seen through a condition. */
+	if (r == 0 && w.nops > 0 && !faulted()) {
+		pkv_batch_clear(b);
+		for (unsigned i = 0; i < w.nops; i++)
+			CHECK(pkv_batch_expect(b, keys[w.ops[i].kid], key_len[w.ops[i].kid],
+					       model_version(&F.live, w.ops[i].kid)) == 0,
+			      "batch_expect");
+		r = code(pkv_write(F.db, b, 0, NULL));
+		CHECK(r == 0, "the keys of batch %" PRIu64 " do not carry its seq: %s", seq,
+		      pkv_strerror(r));
+	}
+	for (unsigned i = 0; i < w.nops; i++)
+		get_check(w.ops[i].kid, 5, 0);
+	pkv_batch_free(b);
+}
+
+/* A.11 */
+static void op_clear(void)
+{
+	pkv_stats st0 = stats(), st1;
+	int r = code(pkv_clear(F.db));
+	uint64_t took;
+
+	st1 = stats();
+	took = st1.last_seq - st0.last_seq;
+	trace("clear: %s, took %" PRIu64, pkv_strerror(r), took);
+	CHECK(took <= 1, "clear took %" PRIu64 " sequence numbers", took);
+	if (F.ro_open || st0.readonly_reason) {
+		CHECK(r == PKV_EREADONLY && took == 0, "clear of a store refusing writes: %s",
+		      pkv_strerror(r));
+		return;
+	}
+	if (r == 0)
+		CHECK(took == 1 && st1.keys == 0, "clear: took %" PRIu64 ", %" PRIu64 " keys left",
+		      took, st1.keys);
+	else
+		CHECK(faulted() && fault_code(r), "clear failed: %s", pkv_strerror(r));
+	if (took) {
+		struct wr w = { .acked = r == 0, .clear = true };
+
+		model_write_wr(&w);
+		if (r == 0 && F.opts.durability == PKV_DURABLE_POWER)
+			F.durable_min = F.seq;
+	}
+	compare_all();
+}
+
+/* A.10: move the fake clock forward, then every key against the model. */
+static void op_clock(struct in *in)
+{
+	uint8_t c = in_byte(in), x = in_byte(in);
+	uint64_t step = c % 4 == 0 ? x : c % 4 == 1 ? (uint64_t)x * 1000 : c % 4 == 2 ? 1 : 1ull << 41;
+
+	__atomic_store_n(&fake_now, fake_clock() + step, __ATOMIC_RELAXED);
+	trace("clock +%" PRIu64 " ms", step);
+	compare_all();
 }
 
 static void op_get(struct in *in)
@@ -1012,6 +1272,21 @@ static void op_badargs(void)
 	CHECK(pkv_get_stats(NULL, &st) == PKV_EINVAL, "get_stats(NULL db)");
 	CHECK(pkv_get_stats(F.db, NULL) == PKV_EINVAL, "get_stats(NULL out)");
 	CHECK(pkv_close(NULL) == 0, "close(NULL)");
+	{
+		pkv_batch *b = NULL;
+
+		CHECK(pkv_batch_new(NULL) == PKV_EINVAL, "batch_new(NULL)");
+		CHECK(pkv_batch_new(&b) == 0 && pkv_batch_put(b, k, 1, k, 1) == 0, "batch");
+		CHECK(pkv_write(NULL, b, 0, NULL) == PKV_EINVAL, "write(NULL db)");
+		CHECK(pkv_write(F.db, NULL, 0, NULL) == PKV_EINVAL, "write(NULL batch)");
+		CHECK(pkv_write(F.db, b, 2, NULL) == PKV_EINVAL, "write(unknown flag)");
+		CHECK(pkv_put_expire(F.db, k, 1, k, 1, 5, 0x40) == PKV_EINVAL,
+		      "put_expire(unknown flag)");
+		CHECK(pkv_put_expire(NULL, k, 1, k, 1, 5, 0) == PKV_EINVAL, "put_expire(NULL db)");
+		CHECK(pkv_clear(NULL) == PKV_EINVAL, "clear(NULL)");
+		pkv_batch_free(b);
+		pkv_batch_free(NULL);
+	}
 	/* Not bad, but here: the thread leaves RCU and is registered again by its next call. */
 	CHECK(pkv_thread_detach() == 0 && pkv_thread_detach() == 0, "thread_detach");
 	get_check(0, 5, 0);
@@ -1082,6 +1357,10 @@ enum call {
 	C_COMPARE,
 	C_GET_REF,
 	C_GET_MANY,
+	C_PUTX,
+	C_BATCH,
+	C_CLEAR,
+	C_CLOCK,
 };
 
 static const char *const call_names[] = {
@@ -1103,14 +1382,18 @@ static const char *const call_names[] = {
 	[C_COMPARE] = "compare",
 	[C_GET_REF] = "get_ref",
 	[C_GET_MANY] = "get_many",
+	[C_PUTX] = "put_expire",
+	[C_BATCH] = "batch",
+	[C_CLEAR] = "clear",
+	[C_CLOCK] = "clock",
 };
 
 /* A call's byte (mod 32) -> the call: writes and gets most often. */
 static const uint8_t call_of[32] = {
-	C_PUT,	  C_PUT,	C_PUT,	   C_PUT,     C_PUT,   C_PUT,	 C_PUT_EX, C_PUT_EX,
+	C_PUT,	  C_PUT,	C_PUT,	   C_PUT,     C_CLEAR, C_PUT,	 C_PUT_EX, C_PUT_EX,
 	C_GET,	  C_GET,	C_GET,	   C_GET,     C_GET_REF, C_DEL,	 C_DEL,	   C_DEL,
 	C_DEL_EX, C_SYNC,	C_COMPACT, C_VERIFY,  C_STATS, C_REOPEN, C_CRASH,  C_FAULT,
-	C_DISARM, C_OPEN_FAULT, C_BADARGS, C_COMPARE, C_PUT,   C_PUT,	 C_GET_MANY, C_PUT_EX,
+	C_DISARM, C_OPEN_FAULT, C_BADARGS, C_COMPARE, C_BATCH, C_PUTX,	 C_GET_MANY, C_CLOCK,
 };
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
@@ -1163,6 +1446,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	pkv_options o;
 
 	rm_tree(F.dir);
+	__atomic_store_n(&fake_now, 1700000000000ull, __ATOMIC_RELAXED); /* A.10 */
+	pkv__clock_set(fake_clock);
 	memset(&F.live, 0, sizeof(F.live));
 	memset(&F.stable, 0, sizeof(F.stable));
 	F.stable_seq = F.seq = 0;
@@ -1185,19 +1470,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		F.what = call_names[call_of[b % 32]];
 		switch (call_of[b % 32]) {
 		case C_PUT:
-			op_write(&in, false, false);
+			op_write(&in, false, false, false);
 			break;
 		case C_PUT_EX:
-			op_write(&in, false, true);
+			op_write(&in, false, true, false);
+			break;
+		case C_PUTX:
+			op_write(&in, false, false, true);
+			break;
+		case C_BATCH:
+			op_batch(&in);
+			break;
+		case C_CLEAR:
+			op_clear();
+			break;
+		case C_CLOCK:
+			op_clock(&in);
 			break;
 		case C_GET:
 			op_get(&in);
 			break;
 		case C_DEL:
-			op_write(&in, true, false);
+			op_write(&in, true, false, false);
 			break;
 		case C_DEL_EX:
-			op_write(&in, true, true);
+			op_write(&in, true, true, false);
 			break;
 		case C_SYNC:
 			op_sync();

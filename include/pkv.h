@@ -43,6 +43,21 @@ extern "C" {
 #define PKV_MAX_KEY 1024u
 /** Longest value accepted, in bytes (1 MiB, inclusive). Longer values are PKV_ETOOBIG. */
 #define PKV_MAX_VALUE (1024u * 1024u)
+/**
+ * PKV_BATCH_MAX_OPS - most writes and conditions one batch holds, together (pkv_batch_put,
+ * pkv_batch_put_expire, pkv_batch_del and pkv_batch_expect each add one). The call that would add
+ * one more is PKV_ETOOBIG and leaves the batch as it was.
+ */
+#define PKV_BATCH_MAX_OPS 65536u
+/**
+ * PKV_BATCH_MAX_BYTES - most bytes one batch holds: the sum over its writes and conditions of
+ * klen + vlen + PKV_BATCH_OP_OVERHEAD (64 MiB; so 64 values of 1 MiB do not fit, 63 do). The call
+ * that would cross it is PKV_ETOOBIG and leaves the batch as it was.
+ */
+#define PKV_BATCH_MAX_BYTES (64u * 1024u * 1024u)
+/** PKV_BATCH_OP_OVERHEAD - what each write or condition counts towards PKV_BATCH_MAX_BYTES
+ * beyond its key and value bytes. */
+#define PKV_BATCH_OP_OVERHEAD 16u
 
 /* ------------------------------------------------------------------------------------------ */
 /* Error codes (negative, below the errno range; see pkv_strerror)                               */
@@ -178,7 +193,7 @@ typedef struct pkv_stats {
 	int readonly_reason;
 } pkv_stats;
 
-/* Flags for pkv_put_ex() / pkv_del_ex(). */
+/* Flags for pkv_put_ex(), pkv_del_ex(), pkv_put_expire() and pkv_write(). */
 #define PKV_WRITE_POWER 0x1u /* this write is power-loss durable on return, whatever the mode */
 
 /* ------------------------------------------------------------------------------------------ */
@@ -425,6 +440,139 @@ PKV_EXPORT int pkv_verify(pkv *db);
  * is not a single atomic snapshot).
  */
 PKV_EXPORT int pkv_get_stats(pkv *db, pkv_stats *out);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Batches: several writes applied all or none (pkv_write)                                       */
+
+/** A batch of writes and conditions, built with pkv_batch_* and applied with pkv_write(). */
+typedef struct pkv_batch pkv_batch;
+
+/**
+ * pkv_batch_new() - allocate an empty batch.
+ * @b_out: OUT: the batch, set only on success; free it with pkv_batch_free().
+ * Returns: 0; PKV_EINVAL (NULL @b_out); -ENOMEM.
+ * Context: any thread. A batch belongs to no store: it may be written to several stores, and
+ * reused (pkv_batch_clear) after it was written. One thread at a time may use a batch.
+ */
+PKV_EXPORT int pkv_batch_new(pkv_batch **b_out);
+
+/**
+ * pkv_batch_put() - add "set @key to @val" to @b. The bytes are copied; the caller's buffers
+ * may be reused at once. A later write of the same key in the batch wins.
+ * @b:          batch.
+ * @key, @klen: key, 1 .. PKV_MAX_KEY bytes.
+ * @val, @vlen: value, 0 .. PKV_MAX_VALUE bytes; @val may be NULL when @vlen is 0.
+ * Returns: 0; PKV_EINVAL (NULL @b or @key, @klen 0, NULL @val with @vlen > 0); PKV_ETOOBIG
+ * (@klen > PKV_MAX_KEY, @vlen > PKV_MAX_VALUE, or the batch would cross PKV_BATCH_MAX_OPS or
+ * PKV_BATCH_MAX_BYTES); -ENOMEM. On any error the batch is unchanged.
+ * Context: the thread that owns @b; touches no store.
+ */
+PKV_EXPORT int pkv_batch_put(pkv_batch *b, const void *key, size_t klen, const void *val,
+			     size_t vlen);
+
+/**
+ * pkv_batch_put_expire() - pkv_batch_put() of a key that expires: from @expires_ms on (absolute
+ * wall-clock time, CLOCK_REALTIME, milliseconds since the epoch) the key reads as absent
+ * everywhere, as if deleted then, and compaction reclaims it. A time already past is allowed: the
+ * key is written and reads as absent at once. @expires_ms 0 means "never": a plain put.
+ * Returns: as pkv_batch_put().
+ * Context: as pkv_batch_put().
+ */
+PKV_EXPORT int pkv_batch_put_expire(pkv_batch *b, const void *key, size_t klen, const void *val,
+				    size_t vlen, uint64_t expires_ms);
+
+/**
+ * pkv_batch_del() - add "delete @key" to @b. Deleting a key that is absent when the batch is
+ * written is no error (pkv_write does not return PKV_NOTFOUND for it).
+ * Returns: 0; PKV_EINVAL (NULL @b or @key, @klen 0); PKV_ETOOBIG (@klen > PKV_MAX_KEY, or a
+ * limit of the batch); -ENOMEM. On any error the batch is unchanged.
+ * Context: as pkv_batch_put().
+ */
+PKV_EXPORT int pkv_batch_del(pkv_batch *b, const void *key, size_t klen);
+
+/**
+ * pkv_batch_expect() - add a condition: when pkv_write() applies @b, @key's current version must
+ * be @seq, or nothing is written and pkv_write returns PKV_ECONFLICT.
+ * @seq: a version's sequence number (pkv_write's seq_out, or the seq a read returned); 0: the key
+ *       must be absent; PKV_ANY: the key must be present, any version. An expired key is absent.
+ * Conditions are checked against the state before the batch, all together and in the same step
+ * as the writes are applied (no other write can come between), whatever order they were added
+ * in relative to the writes. Several conditions on one key must all hold.
+ * Returns: 0; PKV_EINVAL (NULL @b or @key, @klen 0); PKV_ETOOBIG (@klen > PKV_MAX_KEY, or a limit
+ * of the batch); -ENOMEM. On any error the batch is unchanged.
+ * Context: as pkv_batch_put().
+ */
+PKV_EXPORT int pkv_batch_expect(pkv_batch *b, const void *key, size_t klen, uint64_t seq);
+
+/**
+ * pkv_batch_clear() - empty @b (writes and conditions) for reuse; keeps its memory. NULL is a
+ * no-op.
+ * Context: as pkv_batch_put().
+ */
+PKV_EXPORT void pkv_batch_clear(pkv_batch *b);
+
+/** pkv_batch_free() - free @b and everything it holds. NULL is a no-op. */
+PKV_EXPORT void pkv_batch_free(pkv_batch *b);
+
+/**
+ * pkv_write() - apply the batch @b to @db: all of its writes or none, in order (a later write of
+ * a key in the batch wins), as one step with its conditions.
+ * @db:      store.
+ * @b:       batch; not changed (it may be written again, to this store or another).
+ * @flags:   0, or PKV_WRITE_POWER: durable against power loss on return whatever the mode.
+ * @seq_out: OUT (may be NULL): the batch's sequence number, which every key it writes carries
+ *           (pkv_batch_expect and the seq of reads name it, and it is what durability waits
+ *           take); 0 when nothing was written (an empty batch, a batch of conditions only, or
+ *           PKV_ECONFLICT). Left alone on other errors, unless the batch was applied before a
+ *           failed fdatasync (see Returns).
+ *
+ * Under the locks of every shard the batch touches (taken in one global order, so concurrent
+ * batches never deadlock), the conditions are checked against the state before the batch; if
+ * one fails nothing is written. Otherwise the batch takes one sequence number and is logged as
+ * one WAL record, so after any crash, in every durability mode, recovery finds all of it or
+ * none of it (a torn batch record is a torn tail). pkv_get_many never returns part of a batch.
+ * A delete of an absent key is no error. An empty batch writes nothing and returns 0; a batch
+ * of conditions only checks them and writes nothing.
+ *
+ * Returns: 0; PKV_ECONFLICT (a condition did not hold: nothing was written); PKV_EINVAL (NULL
+ * @db or @b, @flags other than 0 and PKV_WRITE_POWER); PKV_EREADONLY (a batch with writes on a
+ * read-only store, or one whose writes were stopped); PKV_ECORRUPT (a condition's key cannot
+ * be read from a damaged snapshot: nothing was written); -ENOMEM, -ENOSPC, -EIO (nothing was
+ * written; the store stays usable); or, for a power-durable write, the -errno of the fdatasync
+ * that failed after the batch was applied (as pkv_put()).
+ * Context: any thread; writers of the shards the batch touches wait for it. Under
+ * PKV_DURABLE_POWER or PKV_WRITE_POWER it blocks for one (shared) fdatasync.
+ */
+PKV_EXPORT int pkv_write(pkv *db, pkv_batch *b, unsigned flags, uint64_t *seq_out);
+
+/**
+ * pkv_put_expire() - pkv_put_ex() of a key that expires at @expires_ms (absolute wall-clock time:
+ * CLOCK_REALTIME, milliseconds since the epoch). From that instant on the key reads as absent
+ * everywhere (gets, pkv_get_ref, pkv_get_many, scans, batch conditions, dumps; in the live map
+ * and in the snapshot), pkv_del of it returns PKV_NOTFOUND, and the next compaction reclaims its
+ * memory and disk. @expires_ms 0 means "never" (a plain put); a time already past writes a key
+ * that reads as absent at once. An expired key still counts in pkv_stats.keys until a
+ * compaction reclaims it. The clock is the machine's: expiry follows its jumps.
+ * Returns: as pkv_put_ex().
+ * Context: as pkv_put().
+ */
+PKV_EXPORT int pkv_put_expire(pkv *db, const void *key, size_t klen, const void *val,
+			      size_t vlen, uint64_t expires_ms, unsigned flags);
+
+/**
+ * pkv_clear() - delete every key, as one atomic write: one sequence number, one WAL record, an
+ * empty base. Durable like any write of the store's mode (under PKV_DURABLE_POWER it returns
+ * after an fdatasync); after any crash recovery finds the store either as it was or empty (plus
+ * the writes after the clear). Waits for a running compaction; the disk space of the old
+ * snapshot is reclaimed by the next compaction.
+ * Returns: 0; PKV_EINVAL (NULL @db); PKV_EREADONLY; -ENOMEM, -ENOSPC, -EIO (nothing was
+ * cleared); or the -errno of a failed fdatasync under PKV_DURABLE_POWER (cleared, not known to
+ * be durable; the store then refuses writes).
+ * Context: any thread; every writer waits for it (it holds every shard lock for the time it
+ * takes to unlink every record from the map). Readers never wait; pkv_get_many sees the store
+ * before or after the clear, never in between.
+ */
+PKV_EXPORT int pkv_clear(pkv *db);
 
 /**
  * pkv_thread_attach() - register the calling thread with the RCU runtime now (pkv would do it on

@@ -102,3 +102,60 @@ int pkv__apply_commit_locked(struct pkv *db, struct map_shard *s, uint64_t hash,
 	__atomic_store_n(&s->nkeys, s->nkeys + p->delta, __ATOMIC_RELAXED);
 	return 0;
 }
+
+int pkv__apply_version_locked(struct pkv *db, struct map_shard *s, uint64_t hash,
+			      const void *key, size_t klen, struct apply_clock *clk, uint64_t *out)
+{
+	const struct pkv_rec *live = pkv__map_find_locked(s, hash, key, klen);
+	int r = 0;
+
+	*out = 0;
+	if (live) {
+		if (!(live->flags & PKV_REC_TOMB) &&
+		    !((live->flags & PKV_REC_EXPIRES) &&
+		      pkv__rec_expired(live, pkv__apply_now(clk))))
+			*out = live->seq;
+		return 0;
+	}
+	pkv__rcu_read_lock();
+	{
+		const struct pkv_snap *b = pkv__store_base_rcu(db);
+		const struct snap_rec_disk *br;
+
+		if (b) {
+			r = pkv__snap_find(b, hash, key, klen, &br);
+			if (r == 0) {
+				uint64_t e = pkv__snap_rec_expires(br);
+
+				if (e == 0 || e > pkv__apply_now(clk))
+					*out = br->seq;
+			} else if (r == PKV_NOTFOUND) {
+				r = 0;
+			}
+		}
+	}
+	pkv__rcu_read_unlock();
+	return r;
+}
+
+void pkv__apply_clear_locked(struct pkv *db)
+{
+	struct pkv_snap *old;
+
+	for (unsigned i = 0; i < db->map.nshards; i++)
+		pkv__map_clear_locked(&db->map.shards[i]);
+	/*
+	 * The base goes too; readers still probing it are in read-side sections, so it stays
+	 * mapped until the next compaction (after a grace period) or close unmaps it and deletes
+	 * its file (compact.c C.9). Until then recovery finds it as the newest snapshot and
+	 * disregards it at the clear record (recovery.c R.11).
+	 */
+	old = __atomic_exchange_n(&db->base, NULL, __ATOMIC_SEQ_CST);
+	if (old) {
+		PKV_ASSERT(db->cleared_base == NULL);
+		if (db->cleared_base == NULL)
+			db->cleared_base = old;
+	}
+	__atomic_store_n(&db->keys_baseline, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&db->base_bytes, 0, __ATOMIC_RELAXED);
+}

@@ -36,4 +36,35 @@ int pkv__apply_plan_locked(struct pkv *db, struct map_shard *s, uint64_t hash, c
 int pkv__apply_commit_locked(struct pkv *db, struct map_shard *s, uint64_t hash,
 			     const void *key, size_t klen, struct write_plan *p, uint64_t seq);
 
+/* The clock, read at most once per write and only if a version it looks at can expire. */
+struct apply_clock {
+	uint64_t now;
+	bool have;
+};
+
+static inline uint64_t pkv__apply_now(struct apply_clock *c)
+{
+	if (!c->have) {
+		c->now = pkv__now_ms();
+		c->have = true;
+	}
+	return c->now;
+}
+
+/*
+ * The current version of @key as a condition (and a single delete) sees it: *@out is its seq,
+ * or 0 when it is absent (never written, deleted, or expired at the clock of @clk). Caller holds
+ * the key's shard lock. Returns 0, or PKV_ECORRUPT (the base's copy of the key cannot be read,
+ * and a condition must not guess).
+ */
+int pkv__apply_version_locked(struct pkv *db, struct map_shard *s, uint64_t hash,
+			      const void *key, size_t klen, struct apply_clock *clk, uint64_t *out);
+
+/*
+ * pkv_clear's effect, and its replay: every shard emptied, the base image dropped (kept mapped
+ * in db->cleared_base until the next compaction), the key count 0. The caller holds every shard
+ * lock and compact_mu, or is recovery (single-threaded).
+ */
+void pkv__apply_clear_locked(struct pkv *db);
+
 #endif /* PKV_APPLY_H */

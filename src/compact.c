@@ -33,6 +33,17 @@
  *       falls back to the old base.
  *  C.8  A failed compaction changes nothing that matters: the temporary file is removed and the
  *       old base and the WAL stay authoritative.
+ *  C.9  Expiry: the walk reads the clock once (now) and writes no version that is expired at
+ *       now, from the live map or the old base; the new base keeps every other version's expiry.
+ *       An old-base key dropped so gets a tombstone in the live map before the new base is
+ *       published (unless the key has a live entry by then), counted as its delete: the key
+ *       count then stays exact whatever writers do around the swap, and the tombstone is
+ *       trimmed like any other (C.7). A live version expired at now that the new base lacks is
+ *       removed at the trim, counted likewise, if it is still the key's current one. So the
+ *       memory and disk of every key expired when a compaction starts are reclaimed by it.
+ *  C.10 A base that pkv_clear disregarded (db->cleared_base) is unmapped after the grace
+ *       period that follows the new base's publication, and its file deleted after the WAL
+ *       segments the new snapshot covers (the clear record among them), as an old base is.
  */
 #include <dirent.h>
 #include <malloc.h>
@@ -53,7 +64,34 @@
 #include "wal.h"
 
 /* Write the live walk and the old base into @w (C.1, C.2, C.5). *@max_seq: newest version. */
-static int walk(struct pkv *db, struct snap_writer *w, uint64_t *max_seq)
+/* Old-base records the walk dropped as expired (C.9): they get tombstones before the swap. */
+struct expired_list {
+	const struct snap_rec_disk **v;
+	size_t n, cap;
+};
+
+static int expired_add(struct expired_list *e, const struct snap_rec_disk *b)
+{
+	if (e->n == e->cap) {
+		size_t cap = e->cap ? e->cap * 2 : 256;
+		const struct snap_rec_disk **v = realloc(e->v, cap * sizeof(*v));
+
+		if (v == NULL)
+			return -ENOMEM;
+		e->v = v;
+		e->cap = cap;
+	}
+	e->v[e->n++] = b;
+	return 0;
+}
+
+static bool expired_at(uint64_t expires_ms, uint64_t now)
+{
+	return expires_ms != 0 && expires_ms <= now;
+}
+
+static int walk(struct pkv *db, struct snap_writer *w, uint64_t now, struct expired_list *gone,
+		uint64_t *max_seq)
 {
 	struct pkv_map *m = &db->map;
 	const struct pkv_snap *old;
@@ -74,12 +112,13 @@ static int walk(struct pkv *db, struct snap_writer *w, uint64_t *max_seq)
 		pthread_mutex_unlock(&s->lock);
 		for (long k = 0; k < n && rc == 0; k++) {
 			r = v[k];
-			if (r->flags & PKV_REC_TOMB)
-				continue;
+			if ((r->flags & PKV_REC_TOMB) || expired_at(pkv__rec_expires(r), now))
+				continue; /* C.9: the trim removes an expired one */
 			if (r->seq > *max_seq)
 				*max_seq = r->seq;
-			rc = pkv__snapw_add(w, pkv__map_hash(m, pkv__rec_key(r), r->klen), r->seq,
-					    pkv__rec_key(r), r->klen, pkv__rec_val(r), r->vlen);
+			rc = pkv__snapw_add_x(w, pkv__map_hash(m, pkv__rec_key(r), r->klen), r->seq,
+					      pkv__rec_key(r), r->klen, pkv__rec_val(r), r->vlen,
+					      pkv__rec_expires(r));
 		}
 		pkv__rcu_read_unlock();
 		if (n < 0)
@@ -108,10 +147,14 @@ static int walk(struct pkv *db, struct snap_writer *w, uint64_t *max_seq)
 				 (uint64_t)((const unsigned char *)b - old->data));
 			return PKV_ECORRUPT;
 		}
+		if (expired_at(pkv__snap_rec_expires(b), now)) {
+			rc = expired_add(gone, b); /* C.9 */
+			continue;
+		}
 		if (b->seq > *max_seq)
 			*max_seq = b->seq;
-		rc = pkv__snapw_add(w, h, b->seq, pkv__snap_rec_key(b), b->klen,
-				    pkv__snap_rec_val(b), b->vlen);
+		rc = pkv__snapw_add_x(w, h, b->seq, pkv__snap_rec_key(b), b->klen,
+				      pkv__snap_rec_val(b), b->vlen, pkv__snap_rec_expires(b));
 	}
 	if (rc == 0 && old && off != SNAP_HDR_BYTES + old->data_bytes && old->data_bytes) {
 		pkv__log(db, PKV_LOG_ERROR, "compact: %s: records end early at offset %" PRIu64,
@@ -127,34 +170,84 @@ static int walk(struct pkv *db, struct snap_writer *w, uint64_t *max_seq)
  * removals take it, each removal checking that the record is still the key's current one.
  * Live values are not probed at all: they stay, and the base's pages stay untouched.
  */
-static void trim(struct pkv *db, const struct pkv_snap *base)
+/*
+ * C.9: shadow each old-base key the walk dropped as expired with a tombstone, unless the key
+ * has a live entry by now (whose write already counted it against the old base). Before the new
+ * base is published, so that no writer can plan against a base that lacks the key while the
+ * count still holds it. Best effort under memory pressure: a key left without a tombstone still
+ * reads as absent (it is expired in the old base and absent from the new one), only the key
+ * count keeps it until the next compaction.
+ */
+static void shadow_expired(struct pkv *db, const struct expired_list *gone)
+{
+	struct pkv_map *m = &db->map;
+
+	for (size_t i = 0; i < gone->n; i++) {
+		const struct snap_rec_disk *b = gone->v[i];
+		uint64_t h = pkv__map_hash(m, b->data, b->klen);
+		struct map_shard *s = pkv__map_shard(m, h);
+		struct pkv_rec *t;
+
+		pthread_mutex_lock(&s->lock);
+		if (pkv__map_find_locked(s, h, b->data, b->klen) == NULL &&
+		    (t = pkv__rec_new_tomb(b->data, b->klen)) != NULL) {
+			if (pkv__map_reserve_locked(s) == 0 &&
+			    pkv__map_set_locked(s, h, t, b->seq) == 0)
+				__atomic_store_n(&s->nkeys, s->nkeys - 1, __ATOMIC_RELAXED);
+			else
+				pkv__rec_free(t);
+		}
+		pthread_mutex_unlock(&s->lock);
+	}
+}
+
+static void trim(struct pkv *db, const struct pkv_snap *base, uint64_t now)
 {
 	struct pkv_map *m = &db->map;
 
 	for (unsigned i = 0; i < m->nshards; i++) {
 		struct map_shard *s = &m->shards[i];
-		const struct pkv_rec **v;
-		long n, drop = 0;
+		const struct pkv_rec **v, **x = NULL;
+		long n, drop = 0, expired = 0;
 
 		pkv__rcu_read_lock();
 		pthread_mutex_lock(&s->lock);
 		n = pkv__map_collect_locked(s, &v);
 		pthread_mutex_unlock(&s->lock);
+		if (n > 0)
+			x = malloc((size_t)n * sizeof(*x)); /* NULL: expired ones wait (C.9) */
 		for (long k = 0; k < n; k++) {
 			const struct pkv_rec *r = v[k];
 			const struct snap_rec_disk *b;
+			bool tomb = r->flags & PKV_REC_TOMB;
 			uint64_t h;
 
-			if (!(r->flags & PKV_REC_TOMB))
+			/* Live values stay (C.7); only tombstones and expired versions are looked at. */
+			if (!tomb && !(x && expired_at(pkv__rec_expires(r), now)))
 				continue;
 			h = pkv__map_hash(m, r->data, r->klen);
-			/* Damage (PKV_ECORRUPT) keeps the tombstone: the base may hold the key. */
-			if (pkv__snap_find(base, h, r->data, r->klen, &b) == PKV_NOTFOUND)
+			/* Damage (PKV_ECORRUPT) keeps the record: the base may hold the key. */
+			if (pkv__snap_find(base, h, r->data, r->klen, &b) != PKV_NOTFOUND)
+				continue;
+			if (tomb)
 				v[drop++] = r;
+			else
+				x[expired++] = r; /* C.9 */
 		}
 		pthread_mutex_lock(&s->lock);
 		for (long k = 0; k < drop; k++)
 			pkv__map_drop_locked(m, s, v[k]);
+		for (long k = 0; k < expired; k++) {
+			const struct pkv_rec *r = x[k];
+			uint64_t h = pkv__map_hash(m, r->data, r->klen);
+
+			/* Only if no write replaced it since: then the key goes, and is counted. */
+			if (pkv__map_find_locked(s, h, r->data, r->klen) == r) {
+				pkv__map_drop_locked(m, s, r);
+				__atomic_store_n(&s->nkeys, s->nkeys - 1, __ATOMIC_RELAXED);
+			}
+		}
+		free(x);
 		pkv__map_shrink_locked(s);
 		pthread_mutex_unlock(&s->lock);
 		pkv__rcu_read_unlock();
@@ -168,7 +261,8 @@ int pkv__compact_run(struct pkv *db)
 	struct snap_writer *w = NULL;
 	struct pkv_snap *fresh = NULL, *old;
 	char tmp[4096], path[4096];
-	uint64_t seq, max_seq = 0, old_seq;
+	uint64_t seq, max_seq = 0, old_seq, now;
+	struct expired_list gone = { 0 };
 	const char *why = NULL;
 	int r;
 
@@ -190,7 +284,8 @@ int pkv__compact_run(struct pkv *db)
 	if (r < 0)
 		goto out_unlock;
 	__atomic_store_n(&db->compacting, 1, __ATOMIC_SEQ_CST); /* C.4, before any shard walk */
-	r = walk(db, w, &max_seq);
+	now = pkv__now_ms(); /* C.9: one clock for the whole compaction */
+	r = walk(db, w, now, &gone, &max_seq);
 	if (r < 0) {
 		pkv__snapw_abort(w);
 		goto out_flag;
@@ -227,10 +322,11 @@ int pkv__compact_run(struct pkv *db)
 		goto out_flag;
 	}
 
+	shadow_expired(db, &gone); /* C.9: before the new base is published */
 	/* C.7: publish before trimming; the exchange is a full barrier (xchg on x86-64). */
 	old = __atomic_exchange_n(&db->base, fresh, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&db->base_bytes, (uint64_t)fresh->len, __ATOMIC_RELAXED);
-	trim(db, fresh);
+	trim(db, fresh, now);
 	__atomic_store_n(&db->compacting, 0, __ATOMIC_SEQ_CST);
 	pkv__map_flush_retired(&db->map); /* hand the trimmed records to RCU now, not later */
 
@@ -247,6 +343,19 @@ int pkv__compact_run(struct pkv *db)
 			r = pkv__fs_fsync_dir(db->snap_dir);
 	} else {
 		r = pkv__wal_retire_upto(&db->wal, seq);
+	}
+	if (db->cleared_base) { /* C.10 */
+		char cpath[4096];
+		int e;
+
+		snprintf(cpath, sizeof(cpath), "%s", db->cleared_base->path);
+		pkv__snap_close(db->cleared_base);
+		db->cleared_base = NULL;
+		e = pkv__fs->unlink(cpath);
+		if (e == 0)
+			e = pkv__fs_fsync_dir(db->snap_dir);
+		if (r == 0)
+			r = e;
 	}
 	/* The trimmed records are freed by RCU callbacks; once they ran, give the pages back:
 	 * resident memory should follow the live map down, not stay at its peak. */
@@ -267,6 +376,7 @@ out_flag:
 		 pkv_strerror(r));
 out_unlock:
 	pthread_mutex_unlock(&db->compact_mu);
+	free(gone.v);
 	return r;
 }
 

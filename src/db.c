@@ -159,6 +159,8 @@ static void db_free(struct pkv *db)
 	pkv__wal_destroy(&db->wal);
 	pkv__map_destroy(&db->map); /* waits for every pending RCU callback */
 	pkv__snap_close(db->base);
+	/* Unmapped, not deleted: the clear record that disregards it is still in the WAL. */
+	pkv__snap_close(db->cleared_base);
 	pkv__sync_destroy(db);
 	pthread_cond_destroy(&db->compactor_cv);
 	pthread_mutex_destroy(&db->compactor_mu);

@@ -16,7 +16,9 @@
 
 #include <assert.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #define pkv_likely(x) __builtin_expect(!!(x), 1)
@@ -51,6 +53,29 @@ void pkv__logf(const struct pkv_log *log, int level, const char *fmt, ...)
 static inline void pkv__thread_background(void)
 {
 	(void)setpriority(PRIO_PROCESS, (id_t)gettid(), 10);
+}
+
+/*
+ * The wall clock of expiry (DECISIONS: expires_ms is CLOCK_REALTIME in ms). Readers call it only
+ * for records that can expire. clock_gettime(CLOCK_REALTIME) is a vDSO call: no syscall.
+ *
+ * The test seam: pkv__clock_set(fn) makes every later pkv__now_ms() return fn() (NULL restores
+ * the real clock), so tests and fuzz_api drive expiry with a fake clock. Not exported: tests
+ * that use it link the static library.
+ */
+extern uint64_t (*pkv__clock_fn)(void);
+
+void pkv__clock_set(uint64_t (*fn)(void));
+
+static inline uint64_t pkv__now_ms(void)
+{
+	uint64_t (*fn)(void) = __atomic_load_n(&pkv__clock_fn, __ATOMIC_RELAXED);
+	struct timespec ts;
+
+	if (pkv_unlikely(fn != NULL))
+		return fn();
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 #endif /* PKV_INTERNAL_H */

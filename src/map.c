@@ -23,7 +23,7 @@
  *       the key's probe sequence; only relocations and tombstone reuse make ck_ht readers reprobe.
  *  M.6  Growth happens before a write reaches the WAL (pkv__map_reserve_locked), so a write that
  *       took a sequence number is never refused by the table for want of room.
- *  M.7  Batch visibility: a batch that writes several keys bumps batch_begun (seq_cst) after it
+ *  M.7  Batch visibility: a batch (or a clear) that writes several keys bumps batch_begun (seq_cst) after it
  *       holds all its shard locks and before it publishes anything, and batch_done (release)
  *       after it published everything. A multi-get reads done then begun (acquire) and waits
  *       while they differ; after its lookups it reloads begun: if any record it saw belonged to
@@ -263,20 +263,30 @@ void pkv__map_destroy(struct pkv_map *m)
 	m->shards = NULL;
 }
 
-struct pkv_rec *pkv__rec_new(const void *key, size_t klen, const void *val, size_t vlen)
+struct pkv_rec *pkv__rec_new_x(const void *key, size_t klen, const void *val, size_t vlen,
+			       uint64_t expires_ms)
 {
-	struct pkv_rec *r = malloc(sizeof(*r) + klen + vlen);
+	/* No cost for records that never expire: the 8 bytes exist only with the flag. */
+	size_t extra = expires_ms ? sizeof(expires_ms) : 0;
+	struct pkv_rec *r = malloc(sizeof(*r) + klen + vlen + extra);
 
 	if (r == NULL)
 		return NULL;
 	r->seq = 0;
 	r->vlen = (uint32_t)vlen;
 	r->klen = (uint16_t)klen;
-	r->flags = 0;
+	r->flags = expires_ms ? PKV_REC_EXPIRES : 0;
 	memcpy(r->data, key, klen);
 	if (vlen)
 		memcpy(r->data + klen, val, vlen);
+	if (extra)
+		memcpy(r->data + klen + vlen, &expires_ms, extra);
 	return r;
+}
+
+struct pkv_rec *pkv__rec_new(const void *key, size_t klen, const void *val, size_t vlen)
+{
+	return pkv__rec_new_x(key, klen, val, vlen, 0);
 }
 
 struct pkv_rec *pkv__rec_new_tomb(const void *key, size_t klen)
@@ -389,6 +399,28 @@ void pkv__map_drop_locked(struct pkv_map *m, struct map_shard *s, const struct p
 
 	if (pkv__map_find_locked(s, h, r->data, r->klen) == r)
 		(void)pkv__map_del_locked(s, h, r->data, r->klen);
+}
+
+void pkv__map_clear_locked(struct map_shard *s)
+{
+	ck_ht_iterator_t it = CK_HT_ITERATOR_INITIALIZER;
+	ck_ht_entry_t *e;
+
+	/*
+	 * Removal only turns a slot into a tombstone (no allocation, so nothing here can fail,
+	 * and the slot array the iterator walks stays where it is); each removed record is
+	 * retired (M.4). The shrink then rebuilds a small table when that is worth it.
+	 */
+	while (ck_ht_next(&s->ht, &it, &e)) {
+		ck_ht_hash_t h = { e->hash };
+		ck_ht_entry_t k;
+
+		ck_ht_entry_key_set(&k, ck_ht_entry_key(e), ck_ht_entry_key_length(e));
+		if (ck_ht_remove_spmc(&s->ht, h, &k))
+			retire_locked(s, ck_ht_entry_value(&k));
+	}
+	__atomic_store_n(&s->nkeys, 0, __ATOMIC_RELAXED);
+	pkv__map_shrink_locked(s);
 }
 
 void pkv__map_shrink_locked(struct map_shard *s)

@@ -2,7 +2,7 @@
 /*
  * map.h - the live map: ck_ht tables split into writer shards, records reclaimed through RCU.
  *
- * Concurrency rules (numbered in map.c, M.1 - M.6):
+ * Concurrency rules (numbered in map.c, M.1 - M.7):
  *   - functions ending in _rcu are called inside an RCU read-side section;
  *   - functions ending in _locked are called with the key's shard lock held;
  *   - a record is immutable once pkv__map_set_locked published it.
@@ -31,12 +31,18 @@ struct pkv_rec {
 	uint64_t seq;
 	uint32_t vlen;
 	uint16_t klen;
-	uint16_t flags;       /* PKV_REC_TOMB */
-	unsigned char data[]; /* key[klen], value[vlen] */
+	uint16_t flags;       /* PKV_REC_TOMB, PKV_REC_EXPIRES */
+	unsigned char data[]; /* key[klen], value[vlen], then expires_ms if PKV_REC_EXPIRES */
 };
 
 /* A delete that shadows the key's version in the snapshot base (live map only, never on disk). */
 #define PKV_REC_TOMB 0x1u
+/*
+ * The record expires: 8 more bytes after the value hold expires_ms (CLOCK_REALTIME ms,
+ * little-endian, unaligned: read with memcpy). From that instant on the key reads as absent
+ * everywhere (DECISIONS: a reader reads the clock only when a record has this flag).
+ */
+#define PKV_REC_EXPIRES 0x2u
 
 static inline const void *pkv__rec_key(const struct pkv_rec *r)
 {
@@ -48,8 +54,29 @@ static inline const void *pkv__rec_val(const struct pkv_rec *r)
 	return r->data + r->klen;
 }
 
+/* The record's expiry (ms since the epoch), or 0 if it never expires. */
+static inline uint64_t pkv__rec_expires(const struct pkv_rec *r)
+{
+	uint64_t e = 0;
+
+	if (r->flags & PKV_REC_EXPIRES)
+		memcpy(&e, r->data + r->klen + r->vlen, sizeof(e));
+	return e;
+}
+
+/* Is @r, a visible version (not a tombstone), expired at @now_ms? */
+static inline bool pkv__rec_expired(const struct pkv_rec *r, uint64_t now_ms)
+{
+	uint64_t e = pkv__rec_expires(r);
+
+	return e != 0 && e <= now_ms;
+}
+
 
 struct retire_batch;
+
+/* Most shards a map has (pkv_options.shards). */
+#define PKV_MAX_SHARDS 4096u
 
 struct map_shard {
 	/* Read by every reader: alone in its cache line, written only when the table grows. */
@@ -282,6 +309,10 @@ static inline const struct pkv_rec *pkv__map_get_rcu(struct pkv_map *m, uint64_t
 /* Allocate an unpublished record holding @key and @val; NULL on ENOMEM. */
 struct pkv_rec *pkv__rec_new(const void *key, size_t klen, const void *val, size_t vlen);
 
+/* As pkv__rec_new, for a version that expires at @expires_ms (0: never). */
+struct pkv_rec *pkv__rec_new_x(const void *key, size_t klen, const void *val, size_t vlen,
+			       uint64_t expires_ms);
+
 /* Allocate an unpublished tombstone for @key; NULL on ENOMEM. */
 struct pkv_rec *pkv__rec_new_tomb(const void *key, size_t klen);
 
@@ -322,6 +353,9 @@ void pkv__map_drop_locked(struct pkv_map *m, struct map_shard *s, const struct p
 /* Rebuild the shard's table at a size fit for its count if it is mostly empty (after a
  * compaction dropped what the snapshot holds); readers switch tables under RCU. */
 void pkv__map_shrink_locked(struct map_shard *s);
+
+/* Remove every entry of @s (pkv_clear, and its replay); the records are retired. */
+void pkv__map_clear_locked(struct map_shard *s);
 
 /* Hand every retired record of every shard to RCU now (close, tests). */
 void pkv__map_flush_retired(struct pkv_map *m);

@@ -26,6 +26,9 @@
  *       get the same treatment against the base image's index and records. Its results never
  *       show a batch in part (map.c M.7): it waits while a batch is in flight and looks the whole
  *       array up again if one began meanwhile.
+ *  RD.6 A version whose expiry (map.h PKV_REC_EXPIRES, snapshot.h SNAP_REC_EXPIRES) is at or
+ *       before pkv__now_ms() is absent to every read call, and an expired live version still
+ *       shadows the base's older one. The clock is read only for versions that can expire.
  */
 #include <limits.h>
 #include <string.h>
@@ -39,38 +42,50 @@
 
 /* RD.1, the base image's half: 0, PKV_NOTFOUND or PKV_ECORRUPT. */
 static int lookup_base_rcu(struct pkv *db, uint64_t h, const void *key, size_t klen,
-			   const void **val, size_t *vlen, uint64_t *seq)
+			   const void **val, size_t *vlen, uint64_t *seq, uint64_t *exp)
 {
 	const struct pkv_snap *base = pkv__store_base_rcu(db);
 	const struct snap_rec_disk *sr;
+	uint64_t e;
 	int r;
 
 	if (base == NULL)
 		return PKV_NOTFOUND;
 	r = pkv__snap_find(base, h, key, klen, &sr);
 	if (r == 0) {
+		e = pkv__snap_rec_expires(sr);
+		if (e != 0 && e <= pkv__now_ms()) /* RD.6 */
+			return PKV_NOTFOUND;
 		*val = pkv__snap_rec_val(sr);
 		*vlen = sr->vlen;
 		*seq = sr->seq;
+		*exp = e;
 	}
 	return r;
 }
 
 /* RD.1: 0 (*val, *vlen, *seq set), PKV_NOTFOUND or PKV_ECORRUPT. */
 static inline int lookup_rcu(struct pkv *db, uint64_t h, const void *key, size_t klen,
-			     const void **val, size_t *vlen, uint64_t *seq)
+			     const void **val, size_t *vlen, uint64_t *seq, uint64_t *exp)
 {
 	const struct pkv_rec *rec = pkv__map_get_rcu(&db->map, h, key, klen);
 
 	if (__builtin_expect(rec != NULL, 1)) {
 		if (rec->flags & PKV_REC_TOMB)
 			return PKV_NOTFOUND;
+		*exp = 0;
+		if (__builtin_expect(rec->flags & PKV_REC_EXPIRES, 0)) {
+			/* RD.6: an expired version is absent, and still shadows the base's. */
+			*exp = pkv__rec_expires(rec);
+			if (*exp <= pkv__now_ms())
+				return PKV_NOTFOUND;
+		}
 		*val = pkv__rec_val(rec);
 		*vlen = rec->vlen;
 		*seq = rec->seq;
 		return 0;
 	}
-	return lookup_base_rcu(db, h, key, klen, val, vlen, seq);
+	return lookup_base_rcu(db, h, key, klen, val, vlen, seq, exp);
 }
 
 static void log_corrupt(struct pkv *db, const char *call)
@@ -84,7 +99,7 @@ PKV_EXPORT int pkv_get(pkv *db, const void *key, size_t klen, void *buf, size_t 
 {
 	const void *val = NULL;
 	size_t n = 0;
-	uint64_t seq, h;
+	uint64_t seq, exp, h;
 	int r;
 
 	if (db == NULL || vlen == NULL || (buf == NULL && cap > 0))
@@ -95,7 +110,7 @@ PKV_EXPORT int pkv_get(pkv *db, const void *key, size_t klen, void *buf, size_t 
 	pkv__rcu_enter();
 	h = pkv__map_hash(&db->map, key, klen);
 	pkv__rcu_read_lock();
-	r = lookup_rcu(db, h, key, klen, &val, &n, &seq);
+	r = lookup_rcu(db, h, key, klen, &val, &n, &seq, &exp);
 	*vlen = n;
 	if (r == 0 && cap > 0 && n > 0) /* buf may be NULL when only the length is asked for */
 		memcpy(buf, val, cap < n ? cap : n);
@@ -174,7 +189,7 @@ PKV_EXPORT int pkv_read_end(pkv *db)
 PKV_EXPORT int pkv_get_ref(pkv *db, const void *key, size_t klen, const void **val, size_t *vlen,
 			   uint64_t *seq)
 {
-	uint64_t h, s = 0;
+	uint64_t h, s = 0, e;
 	int r;
 
 	if (db == NULL || val == NULL || vlen == NULL)
@@ -189,7 +204,7 @@ PKV_EXPORT int pkv_get_ref(pkv *db, const void *key, size_t klen, const void **v
 	if (r < 0)
 		return r;
 	h = pkv__map_hash(&db->map, key, klen);
-	r = lookup_rcu(db, h, key, klen, val, vlen, &s);
+	r = lookup_rcu(db, h, key, klen, val, vlen, &s, &e);
 	if (r == 0 && seq)
 		*seq = s;
 	if (__builtin_expect(r == PKV_ECORRUPT, 0))
@@ -253,7 +268,7 @@ static void many_base(struct pkv *db, pkv_item *it, int *st, const uint64_t *h, 
 		if (st[i] != ITEM_BASE)
 			continue;
 		r = lookup_base_rcu(db, h[i], it[i].key, it[i].klen, &it[i].val, &it[i].vlen,
-				    &seq);
+				    &seq, &it[i].expires_ms);
 		it[i].seq = seq;
 		it[i].rc = r;
 		st[i] = 0;
@@ -299,6 +314,14 @@ static int many_chunk(struct pkv *db, pkv_item *it, size_t n)
 		if (rec->flags & PKV_REC_TOMB) {
 			it[i].rc = PKV_NOTFOUND;
 			continue;
+		}
+		if (rec->flags & PKV_REC_EXPIRES) { /* RD.6 */
+			it[i].expires_ms = pkv__rec_expires(rec);
+			if (it[i].expires_ms <= pkv__now_ms()) {
+				it[i].expires_ms = 0;
+				it[i].rc = PKV_NOTFOUND;
+				continue;
+			}
 		}
 		it[i].val = pkv__rec_val(rec);
 		it[i].vlen = rec->vlen;

@@ -34,6 +34,16 @@
  *       newer than the key's version in the snapshot base (compact.c C.2).
  *  R.10 A lane that pkv_close left clean (its last segment truncated to the end of its data
  *       after the final sync) needs no zeroing and no fdatasync: a clean reopen writes nothing.
+ *  R.11 A batch record is applied whole, each op under the record's one sequence number, through
+ *       the same plan as a live write (apply.c); a torn or damaged batch record fails its
+ *       length or CRC check like any record (R.2), so a batch is replayed all or nothing. A
+ *       clear record empties the map and disregards the base (apply.c pkv__apply_clear_locked);
+ *       the records after it apply to an empty store.
+ *  R.12 A record whose type its segment's format version cannot hold (docs/format.md,
+ *       Versions: version 1 knew put, delete and no-op) is damage, handled as R.2 says.
+ *  R.13 A lane whose last segment is of an older format version does not append to it: the
+ *       segment is retired like a full one (deleted once a snapshot covers it), and the lane's
+ *       next record starts a segment of the current version.
  * A read-only open performs R.1 - R.5 only and changes nothing on disk.
  */
 #include <dirent.h>
@@ -252,6 +262,11 @@ static int lane_advance(struct rctx *c, struct rlane *l)
 			l->off = WAL_SEG_HDR;
 			continue;
 		}
+		if (d == WAL_DEC_OK && !pkv__walrec_type_in_version(l->next.type, s->hdr.version)) {
+			/* R.12: a record type its segment's version cannot hold is damage. */
+			d = WAL_DEC_BAD;
+			why = "record type newer than its segment's format version";
+		}
 		if (d == WAL_DEC_BAD) {
 			l->bad = true;
 			l->bad_si = l->si;
@@ -272,41 +287,69 @@ static int lane_advance(struct rctx *c, struct rlane *l)
 	return 0;
 }
 
-/* R.9: apply one record through the same plan as a live write (db.c). */
-static int apply(struct pkv *db, const struct wal_rec *w, uint64_t h)
+/* R.9: apply one write (a record, or an op of a batch record) through the same plan as a live
+ * write (apply.c). */
+static int apply_one(struct pkv *db, enum wal_rec_type type, const void *key, uint32_t klen,
+		     const void *val, uint32_t vlen, uint64_t expires_ms, uint64_t seq, uint64_t h)
 {
 	struct write_plan plan;
 	struct pkv_rec *r = NULL;
 	struct map_shard *s;
 	int rc;
 
-	if (w->type == WAL_NOP)
-		return 0;
 	s = pkv__map_shard(&db->map, h);
-	if (w->type == WAL_PUT) {
-		r = pkv__rec_new(w->key, w->klen, w->val, w->vlen);
+	if (type == WAL_PUT || type == WAL_PUTX) {
+		r = pkv__rec_new_x(key, klen, val, vlen, type == WAL_PUTX ? expires_ms : 0);
 		if (r == NULL)
 			return -ENOMEM;
 	}
 	/* Single-threaded: the shard lock is not needed, the plan's rules are. */
-	rc = pkv__apply_plan_locked(db, s, h, w->key, w->klen, r, w->seq, &plan);
+	rc = pkv__apply_plan_locked(db, s, h, key, klen, r, seq, &plan);
 	if (rc == PKV_NOTFOUND || (rc == 0 && plan.skip)) {
 		rc = 0; /* a delete of an absent key, or a version the base already has */
 		goto out;
 	}
 	if (rc == 0)
-		rc = pkv__apply_commit_locked(db, s, h, w->key, w->klen, &plan, w->seq);
+		rc = pkv__apply_commit_locked(db, s, h, key, klen, &plan, seq);
 	if (rc == PKV_ECORRUPT)
 		pkv__log(db, PKV_LOG_ERROR,
 			 "recovery: %s: the snapshot's version of the key of seq %" PRIu64
 			 " is damaged and may be newer: cannot tell which one holds (R.9)",
-			 db->dir, w->seq);
+			 db->dir, seq);
 out:
 	if (plan.rec && plan.rec != r)
 		pkv__rec_free(plan.rec);
 	if (r && (rc < 0 || plan.skip || plan.rec == r))
 		pkv__rec_free(r);
 	return rc;
+}
+
+/*
+ * R.11: a batch record is applied whole, op by op under its one sequence number (it was
+ * decoded whole, so a torn one never gets here: R.2); a clear record empties the map and
+ * disregards the base (apply.c), so the records after it apply to an empty store.
+ */
+static int apply(struct pkv *db, const struct wal_rec *w, uint64_t h)
+{
+	struct wal_op op;
+	size_t off = 0;
+	int rc = 0;
+
+	switch (w->type) {
+	case WAL_NOP:
+		return 0;
+	case WAL_CLEAR:
+		pkv__apply_clear_locked(db);
+		return 0;
+	case WAL_BATCH:
+		while (rc == 0 && pkv__walrec_batch_next(w, &off, &op))
+			rc = apply_one(db, op.type, op.key, op.klen, op.val, op.vlen, op.expires_ms,
+				       w->seq, pkv__map_hash(&db->map, op.key, op.klen));
+		return rc;
+	default:
+		return apply_one(db, w->type, w->key, w->klen, w->val, w->vlen, w->expires_ms,
+				 w->seq, h);
+	}
 }
 
 /*
@@ -338,6 +381,8 @@ static int applier_pop(struct applier *a)
 	return apply(a->db, &p->w, p->hash);
 }
 
+static int applier_drain(struct applier *a);
+
 static int applier_push(struct applier *a, const struct wal_rec *w)
 {
 	struct pending *p;
@@ -347,6 +392,14 @@ static int applier_push(struct applier *a, const struct wal_rec *w)
 		r = applier_pop(a);
 		if (r < 0)
 			return r;
+	}
+	if (w->type == WAL_BATCH || w->type == WAL_CLEAR) {
+		/* In order with the ring: what precedes first, then this one at once. */
+		r = applier_drain(a);
+		if (r == 0)
+			r = apply(a->db, w, 0);
+		a->base = pkv__store_base_rcu(a->db); /* a clear drops it */
+		return r;
 	}
 	p = &a->ring[(a->head + a->n) % RING];
 	p->w = *w;
@@ -643,6 +696,9 @@ int pkv__recover(struct pkv *db, uint64_t base_seq)
 				r = pkv__fs->fallocate(keep->fd, 0, (off_t)keep->hdr.seg_bytes);
 			if (r == 0 && ours)
 				r = adopt_lane(&c, l);
+			/* R.13: a segment of an older format version takes no new record. */
+			if (r == 0 && ours && keep->hdr.version < WAL_VERSION)
+				pkv__wal_lane_retire_cur(&db->wal, l->id);
 			/* Full segments: deleted once a snapshot covers them (compact.c C.6). */
 			for (size_t k = 0; k < l->nsegs && r == 0; k++)
 				if (k < l->keep_si || !ours)

@@ -79,7 +79,7 @@ int pkv__snap_open(const char *path, uint64_t hash_seed, struct pkv_snap **out, 
 		*why = "snapshot header checksum mismatch";
 		goto out;
 	}
-	if (h.version != SNAP_VERSION || h.flags != 0) {
+	if (h.version < SNAP_VERSION_MIN || h.version > SNAP_VERSION || h.flags != 0) {
 		*why = "unknown snapshot format version";
 		goto out;
 	}
@@ -115,6 +115,8 @@ int pkv__snap_open(const char *path, uint64_t hash_seed, struct pkv_snap **out, 
 	}
 	s->map = map;
 	s->len = (size_t)size;
+	s->version = h.version;
+	s->rec_flags = h.version >= 3 ? SNAP_REC_EXPIRES : 0; /* version 2 records have none */
 	s->index = (const uint64_t *)(s->map + h.index_off);
 	s->pcrc = (const uint32_t *)(s->map + h.pcrc_off);
 	s->mask = h.nslots - 1;
@@ -152,7 +154,10 @@ static const struct snap_rec_disk *rec_at(const struct pkv_snap *s, uint64_t off
 	    off % 8 != 0)
 		return NULL;
 	r = (const struct snap_rec_disk *)(s->data + off);
-	if ((uint64_t)r->klen + r->vlen > end - off - SNAP_REC_HDR)
+	/* A flag the file's version does not know is damage; the expiry's 8 bytes must lie
+	 * inside the records too (its version may carry them). */
+	if ((r->flags & ~s->rec_flags) != 0 ||
+	    (uint64_t)r->klen + r->vlen + pkv__snap_rec_tail(r) > end - off - SNAP_REC_HDR)
 		return NULL;
 	return r;
 }
@@ -161,7 +166,7 @@ bool pkv__snap_rec_ok(const struct snap_rec_disk *r)
 {
 	uint32_t c = pkv__crc32c(0, r, offsetof(struct snap_rec_disk, crc));
 
-	return pkv__crc32c(c, r->data, (size_t)r->klen + r->vlen) == r->crc;
+	return pkv__crc32c(c, r->data, (size_t)r->klen + r->vlen + pkv__snap_rec_tail(r)) == r->crc;
 }
 
 /* Does index page @p match its CRC? */
@@ -231,7 +236,7 @@ const struct snap_rec_disk *pkv__snap_next(const struct pkv_snap *s, uint64_t *o
 	r = rec_at(s, *off);
 	if (r == NULL)
 		return NULL;
-	*off += SNAP_REC_SIZE(r->klen, r->vlen);
+	*off += SNAP_REC_SIZE(r->klen, r->vlen + pkv__snap_rec_tail(r));
 	return r;
 }
 
@@ -257,7 +262,8 @@ int pkv__snap_verify(const struct pkv_snap *s, const char **why)
 	}
 	while ((r = pkv__snap_next(s, &off)) != NULL) {
 		if (r->klen == 0 || r->klen > PKV_MAX_KEY || r->vlen > PKV_MAX_VALUE ||
-		    r->flags != 0 || r->seq > s->max_seq || r->seq == 0) {
+		    (r->flags & ~s->rec_flags) != 0 || r->seq > s->max_seq || r->seq == 0 ||
+		    ((r->flags & SNAP_REC_EXPIRES) && pkv__snap_rec_expires(r) == 0)) {
 			*why = "snapshot record out of range";
 			return PKV_ECORRUPT;
 		}
@@ -350,13 +356,23 @@ static int stage_flush(struct snap_writer *w)
 int pkv__snapw_add(struct snap_writer *w, uint64_t hash, uint64_t seq, const void *key,
 		   uint32_t klen, const void *val, uint32_t vlen)
 {
-	size_t size = SNAP_REC_SIZE(klen, vlen);
-	struct snap_rec_disk rh = { .seq = seq, .vlen = vlen, .klen = (uint16_t)klen };
+	return pkv__snapw_add_x(w, hash, seq, key, klen, val, vlen, 0);
+}
+
+int pkv__snapw_add_x(struct snap_writer *w, uint64_t hash, uint64_t seq, const void *key,
+		     uint32_t klen, const void *val, uint32_t vlen, uint64_t expires_ms)
+{
+	size_t tail = expires_ms ? sizeof(expires_ms) : 0;
+	size_t size = SNAP_REC_SIZE(klen, vlen + tail);
+	struct snap_rec_disk rh = { .seq = seq, .vlen = vlen, .klen = (uint16_t)klen,
+				    .flags = expires_ms ? SNAP_REC_EXPIRES : 0 };
 	int r;
 
 	rh.crc = pkv__crc32c(0, &rh, offsetof(struct snap_rec_disk, crc));
 	rh.crc = pkv__crc32c(rh.crc, key, klen);
 	rh.crc = pkv__crc32c(rh.crc, val, vlen);
+	if (tail)
+		rh.crc = pkv__crc32c(rh.crc, &expires_ms, tail);
 
 	if (w->nents == w->capents) {
 		size_t ncap = w->capents ? w->capents * 2 : 4096;
@@ -383,6 +399,8 @@ int pkv__snapw_add(struct snap_writer *w, uint64_t hash, uint64_t seq, const voi
 		memcpy(big + SNAP_REC_HDR, key, klen);
 		if (vlen)
 			memcpy(big + SNAP_REC_HDR + klen, val, vlen);
+		if (tail)
+			memcpy(big + SNAP_REC_HDR + klen + vlen, &expires_ms, tail);
 		w->data_crc = pkv__crc32c(w->data_crc, big, size);
 		r = pkv__fs_pwrite_all(w->fd, big, size, (off_t)(SNAP_HDR_BYTES + w->written));
 		w->written += size;
@@ -393,8 +411,10 @@ int pkv__snapw_add(struct snap_writer *w, uint64_t hash, uint64_t seq, const voi
 	memcpy(w->stage + w->staged + SNAP_REC_HDR, key, klen);
 	if (vlen)
 		memcpy(w->stage + w->staged + SNAP_REC_HDR + klen, val, vlen);
-	memset(w->stage + w->staged + SNAP_REC_HDR + klen + vlen, 0,
-	       size - SNAP_REC_HDR - klen - vlen);
+	if (tail)
+		memcpy(w->stage + w->staged + SNAP_REC_HDR + klen + vlen, &expires_ms, tail);
+	memset(w->stage + w->staged + SNAP_REC_HDR + klen + vlen + tail, 0,
+	       size - SNAP_REC_HDR - klen - vlen - tail);
 	w->staged += size;
 	return 0;
 }

@@ -20,13 +20,15 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "hash.h"
 
 struct pkv_log;
 
 #define SNAP_MAGIC "pkvSNAP\0"
-#define SNAP_VERSION 2u
+#define SNAP_VERSION 3u     /* written: records may carry an expiry */
+#define SNAP_VERSION_MIN 2u /* the oldest read (docs/format.md, Versions) */
 #define SNAP_HDR_BYTES 4096u
 #define SNAP_IPAGE 4096u /* index bytes covered by one page CRC */
 #define SNAP_IPAGE_SLOTS (SNAP_IPAGE / 8u)
@@ -70,15 +72,35 @@ struct snap_rec_disk {
 	uint64_t seq;
 	uint32_t vlen;
 	uint16_t klen;
-	uint16_t flags; /* 0 */
-	uint32_t crc;   /* crc32c(crc32c(0, bytes 0..15), key and value) */
-	unsigned char data[]; /* key[klen], value[vlen], zero padding to 8 */
+	uint16_t flags; /* SNAP_REC_EXPIRES (version 3) */
+	uint32_t crc;   /* crc32c(crc32c(0, bytes 0..15), key, value and expires_ms) */
+	unsigned char data[]; /* key[klen], value[vlen], [expires_ms], zero padding to 8 */
 };
 #define SNAP_REC_HDR 20u /* bytes before the key (sizeof is 24: the struct is padded) */
 _Static_assert(offsetof(struct snap_rec_disk, data) == SNAP_REC_HDR, "snapshot record head size");
 _Static_assert(offsetof(struct snap_rec_disk, crc) == 16, "snapshot record crc offset");
 
 #define SNAP_REC_SIZE(klen, vlen) ((SNAP_REC_HDR + (uint64_t)(klen) + (vlen) + 7) & ~(uint64_t)7)
+
+/* Record flag (version 3): 8 bytes of expires_ms (ms since the epoch, unaligned) follow the
+ * value, covered by the record's CRC. */
+#define SNAP_REC_EXPIRES 0x1u
+
+/* Bytes after the value: the expiry, if the record has one. */
+static inline uint64_t pkv__snap_rec_tail(const struct snap_rec_disk *r)
+{
+	return (r->flags & SNAP_REC_EXPIRES) ? 8u : 0u;
+}
+
+/* The record's expiry (ms since the epoch), or 0 if it never expires. */
+static inline uint64_t pkv__snap_rec_expires(const struct snap_rec_disk *r)
+{
+	uint64_t e = 0;
+
+	if (r->flags & SNAP_REC_EXPIRES)
+		memcpy(&e, r->data + r->klen + r->vlen, sizeof(e));
+	return e;
+}
 
 static inline const void *pkv__snap_rec_key(const struct snap_rec_disk *r)
 {
@@ -108,6 +130,8 @@ struct pkv_snap {
 	uint64_t max_seq;
 	uint64_t count;
 	uint64_t salt;
+	uint32_t version;   /* of the file: SNAP_VERSION_MIN .. SNAP_VERSION */
+	uint16_t rec_flags; /* the record flags its version allows */
 	char *path;
 };
 
@@ -190,6 +214,9 @@ int pkv__snapw_begin(struct snap_writer **out, const char *tmp_path, uint64_t se
 /* Append a record (the caller guarantees one record per key). 0 or -errno. */
 int pkv__snapw_add(struct snap_writer *w, uint64_t hash, uint64_t seq, const void *key,
 		   uint32_t klen, const void *val, uint32_t vlen);
+/* pkv__snapw_add of a record that expires at @expires_ms (0: never). */
+int pkv__snapw_add_x(struct snap_writer *w, uint64_t hash, uint64_t seq, const void *key,
+		     uint32_t klen, const void *val, uint32_t vlen, uint64_t expires_ms);
 /* Write index and header (with @max_seq), fsync the file. 0 or -errno. Frees the writer. */
 int pkv__snapw_finish(struct snap_writer *w, uint64_t max_seq);
 /* Abandon: close and unlink the temporary file. */

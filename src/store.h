@@ -43,6 +43,10 @@ struct pkv {
 
 	/* Snapshot base image (compact.c). */
 	struct pkv_snap *base;   /* RCU-protected; NULL when there is none */
+	/* A base pkv_clear (or the replay of a clear record) disregarded: still mapped for the
+	 * readers that may probe it, unmapped and its file deleted by the next compaction
+	 * (compact.c C.9) or at close. Guarded by compact_mu. */
+	struct pkv_snap *cleared_base;
 	char *snap_dir;          /* DIR/snap */
 	int compacting;          /* atomic: deletes leave tombstones while set (compact.c C.4) */
 	pthread_mutex_t compact_mu; /* one compaction at a time */

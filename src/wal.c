@@ -307,8 +307,15 @@ static inline struct wal_lane *lane_pick(struct pkv_wal *w)
 int64_t pkv__wal_append(struct pkv_wal *w, enum wal_rec_type type, const void *key, uint32_t klen,
 			const void *val, uint32_t vlen, bool *rolled)
 {
+	struct wal_src src = { .type = type, .key = key, .klen = klen, .val = val, .vlen = vlen };
+
+	return pkv__wal_append_src(w, &src, rolled);
+}
+
+int64_t pkv__wal_append_src(struct pkv_wal *w, const struct wal_src *src, bool *rolled)
+{
 	struct wal_lane *l = lane_pick(w);
-	size_t need = pkv__walrec_size(klen, vlen);
+	size_t need = pkv__walrec_src_size(src);
 	struct wal_seg *seg;
 	uint64_t seq;
 	int r;
@@ -332,8 +339,8 @@ int64_t pkv__wal_append(struct pkv_wal *w, enum wal_rec_type type, const void *k
 	seq = __atomic_add_fetch(&w->seq, 1, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&l->inflight, seq, __ATOMIC_RELEASE);
 
-	pkv__walrec_encode(seg->base + seg->off, seg->seed, seq, type,
-			    __atomic_load_n(&w->synced, __ATOMIC_RELAXED), key, klen, val, vlen);
+	pkv__walrec_src_encode(seg->base + seg->off, seg->seed, seq,
+			       __atomic_load_n(&w->synced, __ATOMIC_RELAXED), src);
 	seg->off += need;
 	if (seg->off - seg->dropped >= WAL_DROP_BYTES)
 		seg_drop_written(seg); /* W.6 */
@@ -511,4 +518,19 @@ void pkv__wal_set_synced(struct pkv_wal *w, uint64_t seq)
 	__atomic_store_n(&w->synced, seq, __ATOMIC_RELAXED);
 	for (unsigned i = 0; i < w->nlanes; i++)
 		w->lanes[i].last_seq = w->lanes[i].synced_seq = 0;
+}
+
+void pkv__wal_lane_retire_cur(struct pkv_wal *w, uint32_t lane)
+{
+	struct wal_lane *l = &w->lanes[lane];
+
+	pthread_mutex_lock(&l->lock);
+	if (l->cur) {
+		(void)pkv__wal_old_add(w, l->id, l->cur->segno, l->cur->last_seq);
+		l->cur->next = l->retired;
+		l->retired = l->cur;
+		l->cur = NULL; /* the next append starts a new segment */
+		l->want_spare = true;
+	}
+	pthread_mutex_unlock(&l->lock);
 }

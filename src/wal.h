@@ -129,6 +129,16 @@ void pkv__wal_seg_close(struct wal_seg *seg);
 int64_t pkv__wal_append(struct pkv_wal *w, enum wal_rec_type type, const void *key, uint32_t klen,
 			const void *val, uint32_t vlen, bool *rolled);
 
+/* pkv__wal_append of any record (a batch, a put with expiry, a clear): see walrec.h. */
+int64_t pkv__wal_append_src(struct pkv_wal *w, const struct wal_src *src, bool *rolled);
+
+/*
+ * Retire the lane's current segment even if it holds no record (as a roll does), so that the
+ * next append starts a new one: recovery's answer to a last segment of an older format
+ * version, which must not receive records of the newer one (docs/format.md, Versions).
+ */
+void pkv__wal_lane_retire_cur(struct pkv_wal *w, uint32_t lane);
+
 /* Wait until every record with a sequence number <= @seq is copied into its segment. */
 void pkv__wal_wait_written(struct pkv_wal *w, uint64_t seq);
 

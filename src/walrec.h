@@ -11,23 +11,37 @@
 #ifndef PKV_WALREC_H
 #define PKV_WALREC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "batch.h"
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "on-disk structs are little-endian");
 
 #define WAL_MAGIC "pkvWAL\0\0"
-#define WAL_VERSION 1u
+#define WAL_VERSION 2u     /* what this library writes */
+#define WAL_VERSION_MIN 1u /* the oldest it reads (docs/format.md, Versions) */
 #define WAL_SEG_HDR 64u  /* bytes before the first record */
 #define WAL_REC_HDR 32u  /* bytes of a record before its key */
 #define WAL_ALIGN 8u
+#define WAL_BATCH_HDR 8u /* a batch body's head: nops, reserved */
+#define WAL_OP_HDR 8u    /* a batch op's head: op, flags, klen, vlen (+ 8: expires_ms of a PUTX) */
 
 enum wal_rec_type {
 	WAL_PUT = 1,
 	WAL_DEL = 2,
-	WAL_BATCH = 3, /* reserved: atomic batches */
+	WAL_BATCH = 3, /* the writes of one pkv_write, under one sequence number (version 2) */
 	WAL_NOP = 4,   /* fills a sequence number whose record could not be written */
+	WAL_PUTX = 5,  /* put with expiry: key, value, expires_ms (version 2) */
+	WAL_CLEAR = 6, /* every key gone at this sequence number (version 2) */
 };
+
+/* May a segment of format @version hold records of @type? (Version 1 knew 1, 2 and 4.) */
+static inline bool pkv__walrec_type_in_version(enum wal_rec_type type, uint32_t version)
+{
+	return version >= 2 || type == WAL_PUT || type == WAL_DEL || type == WAL_NOP;
+}
 
 struct wal_seg_disk {
 	char magic[8];
@@ -71,9 +85,11 @@ struct wal_rec {
 	uint64_t synced;
 	enum wal_rec_type type;
 	uint32_t klen;
-	uint32_t vlen;
+	uint32_t vlen;       /* WAL_BATCH: the body's length */
 	const void *key;
-	const void *val;
+	const void *val;     /* WAL_BATCH: the body, walked with pkv__walrec_batch_next */
+	uint64_t expires_ms; /* WAL_PUTX; 0 otherwise */
+	uint32_t nops;       /* WAL_BATCH: ops in the body */
 	size_t size; /* bytes the record occupies, padding included (may run past the buffer
 		      * when only padding was cut off) */
 };
@@ -103,6 +119,43 @@ uint32_t pkv__walrec_seed(const struct wal_seg_disk *h);
 void pkv__walrec_encode(void *dst, uint32_t seed, uint64_t seq, enum wal_rec_type type,
 			 uint64_t synced, const void *key, uint32_t klen, const void *val,
 			 uint32_t vlen);
+
+/*
+ * What a record is made of, for pkv__walrec_src_encode: the fields of its type (key, value,
+ * expires_ms), or for WAL_BATCH the ops keys[0..nkeys).op of @batch, in that order.
+ */
+struct wal_src {
+	enum wal_rec_type type;
+	const void *key;
+	uint32_t klen;
+	const void *val;
+	uint32_t vlen;
+	uint64_t expires_ms;
+	const struct pkv_batch *batch;
+	const struct batch_key *keys;
+	uint32_t nkeys;
+};
+
+/* Bytes the record of @s occupies, padding included. */
+size_t pkv__walrec_src_size(const struct wal_src *s);
+
+/* Encode the record of @s at @dst, which has room for pkv__walrec_src_size(@s) bytes. */
+void pkv__walrec_src_encode(void *dst, uint32_t seed, uint64_t seq, uint64_t synced,
+			    const struct wal_src *s);
+
+/* One op of a batch record. */
+struct wal_op {
+	enum wal_rec_type type; /* WAL_PUT, WAL_DEL or WAL_PUTX */
+	uint32_t klen, vlen;
+	uint64_t expires_ms;
+	const void *key, *val;
+};
+
+/*
+ * The next op of @r, a WAL_BATCH record that pkv__walrec_decode returned (so its body was
+ * checked whole); *@off starts at 0. False after the last op.
+ */
+bool pkv__walrec_batch_next(const struct wal_rec *r, size_t *off, struct wal_op *op);
 
 enum wal_decode {
 	WAL_DEC_OK = 1,   /* *out is a valid record */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * write.c - the public write path: pkv_put, pkv_del (and their _ex forms). The home of batches,
- * pkv_write, pkv_put_expire and pkv_clear.
+ * write.c - the public write path: pkv_put, pkv_del (and their _ex forms), pkv_put_expire,
+ * batches (pkv_write) and pkv_clear.
  *
  * The write path, in order (each step's guarantee is numbered where it is implemented):
  *   1. allocate the record                          (may fail: nothing happened)
@@ -13,6 +13,28 @@
  *   7. under PKV_DURABLE_POWER, join a group commit (sync.c S.1 - S.3)
  * The shard lock spans 3 and 4, so the order of one key's records in the log is the order in
  * which they were applied to the map.
+ *
+ * Batches and clear (tests cite these):
+ *  B.1  A batch takes the locks of every shard its writes and conditions touch in ascending
+ *       shard order, before it looks at anything; pkv_clear takes all of them the same way
+ *       (after compact_mu, as a compaction does). One global order: no two of them can wait
+ *       for each other in a cycle, and single writes hold one shard lock only.
+ *  B.2  Under those locks the conditions are checked against the state before the batch (live
+ *       map, then the base; a tombstone or an expired version is absent: apply.c), then every
+ *       write is planned (the step that can fail, for want of memory); only then are the one
+ *       sequence number and the one WAL record taken. A failed condition or plan writes
+ *       nothing and takes no number. Everything that allocates (the records, the plan arrays
+ *       of a large batch) happens before the locks.
+ *  B.3  One record per batch (docs/format.md): a crash keeps all of it or none. The record lists
+ *       each distinct key once, with its last write in the batch (a later op on a key wins),
+ *       and the map gets only that write, so no reader ever sees a batch's intermediate value
+ *       of a key. A batch that reduces to one key is logged as that key's own record type.
+ *  B.4  A batch of more than one key publishes between the map's batch_begun and batch_done
+ *       counters (map.c M.7), under all its locks, so pkv_get_many never returns part of it.
+ *       pkv_clear does the same.
+ *  B.5  pkv_clear logs one clear record, then empties every shard and drops the base image
+ *       (apply.c): recovery disregards the base and every earlier record at it (recovery.c
+ *       R.11), and the next compaction deletes the dropped snapshot (compact.c C.10).
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -25,8 +47,9 @@
 #include "rcu.h"
 #include "store.h"
 
+/* A put (WAL_PUT, or WAL_PUTX with @expires_ms) or a delete (WAL_DEL) of one key. */
 static int db_write(struct pkv *db, enum wal_rec_type type, const void *key, size_t klen,
-		    const void *val, size_t vlen, unsigned flags)
+		    const void *val, size_t vlen, uint64_t expires_ms, unsigned flags)
 {
 	struct pkv_rec *rec = NULL;
 	struct write_plan plan = { 0 };
@@ -45,8 +68,8 @@ static int db_write(struct pkv *db, enum wal_rec_type type, const void *key, siz
 		return PKV_EINVAL; /* read.c RD.4: it waits for other threads that may wait for us */
 	if (durable) /* sync.c S.5: a group commit waits for writers counted here */
 		__atomic_add_fetch(&db->sync.inflight, 1, __ATOMIC_RELEASE);
-	if (type == WAL_PUT) {
-		rec = pkv__rec_new(key, klen, val, vlen);
+	if (type != WAL_DEL) {
+		rec = pkv__rec_new_x(key, klen, val, vlen, expires_ms);
 		if (rec == NULL) {
 			r = -ENOMEM;
 			goto out;
@@ -56,11 +79,31 @@ static int db_write(struct pkv *db, enum wal_rec_type type, const void *key, siz
 	s = pkv__map_shard(&db->map, h);
 
 	pthread_mutex_lock(&s->lock);
+	if (type == WAL_DEL) {
+		/* An expired key is absent: its delete is PKV_NOTFOUND, like any absent key's. */
+		struct apply_clock clk = { 0 };
+		uint64_t ver;
+
+		r = pkv__apply_version_locked(db, s, h, key, klen, &clk, &ver);
+		if (r == 0 && ver == 0)
+			r = PKV_NOTFOUND;
+		else if (r == PKV_ECORRUPT)
+			r = 0; /* a damaged base copy: the plan's own rule decides (apply.c) */
+		if (r < 0)
+			goto unlock;
+	}
 	r = pkv__apply_plan_locked(db, s, h, key, klen, rec, 0, &plan);
 	if (r < 0)
 		goto unlock;
 	if (db->in_memory)
 		seq = (int64_t)__atomic_add_fetch(&db->mem_seq, 1, __ATOMIC_RELAXED);
+	else if (type == WAL_PUTX)
+		seq = pkv__wal_append_src(&db->wal,
+					  &(struct wal_src){ .type = WAL_PUTX, .key = key,
+							     .klen = (uint32_t)klen, .val = val,
+							     .vlen = (uint32_t)vlen,
+							     .expires_ms = expires_ms },
+					  &rolled);
 	else
 		seq = pkv__wal_append(&db->wal, type, key, (uint32_t)klen, val, (uint32_t)vlen,
 				      &rolled);
@@ -79,7 +122,7 @@ static int db_write(struct pkv *db, enum wal_rec_type type, const void *key, siz
 		goto unlock;
 	}
 	rec = NULL;
-	if (type == WAL_PUT)
+	if (type != WAL_DEL)
 		__atomic_store_n(&s->puts, s->puts + 1, __ATOMIC_RELAXED);
 	else
 		__atomic_store_n(&s->dels, s->dels + 1, __ATOMIC_RELAXED);
@@ -116,7 +159,7 @@ PKV_EXPORT int pkv_put_ex(pkv *db, const void *key, size_t klen, const void *val
 		return r;
 	if (vlen > PKV_MAX_VALUE)
 		return PKV_ETOOBIG;
-	return db_write(db, WAL_PUT, key, klen, val, vlen, flags);
+	return db_write(db, WAL_PUT, key, klen, val, vlen, 0, flags);
 }
 
 PKV_EXPORT int pkv_put(pkv *db, const void *key, size_t klen, const void *val, size_t vlen)
@@ -133,10 +176,376 @@ PKV_EXPORT int pkv_del_ex(pkv *db, const void *key, size_t klen, unsigned flags)
 	r = pkv__db_check_key(key, klen);
 	if (r < 0)
 		return r;
-	return db_write(db, WAL_DEL, key, klen, NULL, 0, flags);
+	return db_write(db, WAL_DEL, key, klen, NULL, 0, 0, flags);
 }
 
 PKV_EXPORT int pkv_del(pkv *db, const void *key, size_t klen)
 {
 	return pkv_del_ex(db, key, klen, 0);
+}
+
+PKV_EXPORT int pkv_put_expire(pkv *db, const void *key, size_t klen, const void *val, size_t vlen,
+			      uint64_t expires_ms, unsigned flags)
+{
+	int r;
+
+	if (db == NULL || (val == NULL && vlen > 0) || (flags & ~PKV_WRITE_POWER))
+		return PKV_EINVAL;
+	r = pkv__db_check_key(key, klen);
+	if (r < 0)
+		return r;
+	if (vlen > PKV_MAX_VALUE)
+		return PKV_ETOOBIG;
+	/* 0 is "never", as in pkv_item.expires_ms: a plain put. */
+	return db_write(db, expires_ms ? WAL_PUTX : WAL_PUT, key, klen, val, vlen, expires_ms,
+			flags);
+}
+
+/* ---- batches ------------------------------------------------------------------------------ */
+
+static bool same_key(const pkv_batch *b, const struct batch_key *x, const struct batch_key *y)
+{
+	const struct batch_op *ox = &b->ops[x->op], *oy = &b->ops[y->op];
+
+	return x->hash == y->hash && ox->klen == oy->klen &&
+	       memcmp(pkv__batch_key(b, ox), pkv__batch_key(b, oy), ox->klen) == 0;
+}
+
+/*
+ * By hash, then op index. The shard is the hash's top bits (map.h), so this is ascending shard
+ * order too (B.1), and the keys of one hash are adjacent, latest op last.
+ */
+static int key_cmp(const void *xp, const void *yp)
+{
+	const struct batch_key *x = xp, *y = yp;
+
+	if (x->hash != y->hash)
+		return x->hash < y->hash ? -1 : 1;
+	return x->op < y->op ? -1 : x->op > y->op;
+}
+
+static void sort_keys(struct batch_key *k, uint32_t n)
+{
+	if (n > 16) {
+		qsort(k, n, sizeof(*k), key_cmp);
+		return;
+	}
+	for (uint32_t i = 1; i < n; i++) { /* small batches: insertion sort, no calls */
+		struct batch_key t = k[i];
+		uint32_t j = i;
+
+		for (; j > 0 && key_cmp(&k[j - 1], &t) > 0; j--)
+			k[j] = k[j - 1];
+		k[j] = t;
+	}
+}
+
+/*
+ * B.3: keep one entry per distinct key, its last op; @k sorted by sort_keys. Keys that share
+ * a hash are compared among themselves only (a run is almost always one key long). Returns the
+ * number kept, still in hash order.
+ */
+static uint32_t dedup_keys(const pkv_batch *b, struct batch_key *k, uint32_t n)
+{
+	uint32_t out = 0;
+
+	for (uint32_t i = 0; i < n;) {
+		uint32_t j = i, run = out;
+
+		while (j < n && k[j].hash == k[i].hash)
+			j++;
+		for (; i < j; i++) {
+			uint32_t m = run;
+
+			while (m < out && !same_key(b, &k[m], &k[i]))
+				m++;
+			k[m] = k[i]; /* a later op of a kept key replaces it (ops ascend) */
+			if (m == out)
+				out++;
+		}
+	}
+	return out;
+}
+
+static uint32_t shard_of(struct pkv *db, uint64_t hash)
+{
+	return (uint32_t)(pkv__map_shard(&db->map, hash) - db->map.shards);
+}
+
+static void mark(uint64_t *set, uint32_t *lo, uint32_t *hi, uint32_t shard)
+{
+	set[shard / 64] |= 1ull << (shard % 64);
+	if (shard < *lo)
+		*lo = shard;
+	if (shard > *hi)
+		*hi = shard;
+}
+
+/* B.1: ascending shard order, the one global order every batch and clear takes locks in. */
+static void lock_set(struct pkv *db, const uint64_t *set, uint32_t lo, uint32_t hi)
+{
+	for (uint32_t i = lo; i <= hi; i++)
+		if (set[i / 64] >> (i % 64) & 1)
+			pthread_mutex_lock(&db->map.shards[i].lock);
+}
+
+static void unlock_set(struct pkv *db, const uint64_t *set, uint32_t lo, uint32_t hi)
+{
+	for (uint32_t i = hi + 1; i-- > lo;)
+		if (set[i / 64] >> (i % 64) & 1)
+			pthread_mutex_unlock(&db->map.shards[i].lock);
+}
+
+static bool cond_holds(uint64_t want, uint64_t have)
+{
+	return want == PKV_ANY ? have != 0 : want == have;
+}
+
+/* Batches this small plan on the stack: no allocation beyond their records. */
+#define SMALL_BATCH 16
+
+PKV_EXPORT int pkv_write(pkv *db, pkv_batch *b, unsigned flags, uint64_t *seq_out)
+{
+	struct batch_key keys_s[SMALL_BATCH], *keys = keys_s;
+	struct write_plan plans_s[SMALL_BATCH], *plans = plans_s;
+	uint64_t chash_s[SMALL_BATCH], *chash = chash_s;
+	uint64_t set[(PKV_MAX_SHARDS + 63) / 64];
+	uint32_t nkeys = 0, lo = UINT32_MAX, hi = 0;
+	struct apply_clock clk = { 0 };
+	struct wal_src src;
+	bool durable = false, locked = false, rolled = false;
+	int64_t seq = 0;
+	int r = 0;
+
+	if (db == NULL || b == NULL || (flags & ~PKV_WRITE_POWER))
+		return PKV_EINVAL;
+	if (b->nops == 0 && b->nconds == 0) {
+		if (seq_out)
+			*seq_out = 0;
+		return 0;
+	}
+	if (b->nops > 0 && pkv__store_readonly(db))
+		return PKV_EREADONLY;
+	pkv__rcu_enter();
+
+	/* Everything that allocates comes before any lock (B.2). */
+	memset(set, 0, ((db->map.nshards + 63) / 64) * sizeof(*set));
+	if (b->nops > SMALL_BATCH) {
+		keys = malloc((size_t)b->nops * sizeof(*keys));
+		plans = calloc((size_t)b->nops, sizeof(*plans));
+	} else {
+		memset(plans_s, 0, sizeof(plans_s));
+	}
+	if (b->nconds > SMALL_BATCH)
+		chash = malloc((size_t)b->nconds * sizeof(*chash));
+	if (keys == NULL || plans == NULL || chash == NULL) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (uint32_t i = 0; i < b->nops; i++) {
+		const struct batch_op *op = &b->ops[i];
+
+		keys[i].hash = pkv__map_hash(&db->map, pkv__batch_key(b, op), op->klen);
+		keys[i].shard = shard_of(db, keys[i].hash);
+		keys[i].op = i;
+	}
+	/* B.3: one entry per distinct key, holding its last op, in ascending shard order. */
+	sort_keys(keys, b->nops);
+	nkeys = dedup_keys(b, keys, b->nops);
+	for (uint32_t i = 0; i < nkeys; i++)
+		mark(set, &lo, &hi, keys[i].shard);
+	for (uint32_t i = 0; i < b->nconds; i++) {
+		const struct batch_op *c = &b->conds[i];
+
+		chash[i] = pkv__map_hash(&db->map, pkv__batch_key(b, c), c->klen);
+		mark(set, &lo, &hi, shard_of(db, chash[i]));
+	}
+	for (uint32_t i = 0; i < nkeys; i++) {
+		const struct batch_op *op = &b->ops[keys[i].op];
+
+		if (op->type == BATCH_DEL)
+			continue;
+		plans[i].rec = pkv__rec_new_x(pkv__batch_key(b, op), op->klen,
+					      pkv__batch_val(b, op), op->vlen,
+					      op->type == BATCH_PUT_EXPIRE ? op->arg : 0);
+		if (plans[i].rec == NULL) {
+			r = -ENOMEM;
+			goto out;
+		}
+	}
+
+	durable = nkeys > 0 && !db->in_memory &&
+		  (db->opts.durability == PKV_DURABLE_POWER || (flags & PKV_WRITE_POWER));
+	if (durable) /* sync.c S.5: a group commit waits for writers counted here */
+		__atomic_add_fetch(&db->sync.inflight, 1, __ATOMIC_RELEASE);
+	lock_set(db, set, lo, hi);
+	locked = true;
+
+	/* B.2: the conditions, against the state before the batch. */
+	for (uint32_t i = 0; i < b->nconds; i++) {
+		const struct batch_op *c = &b->conds[i];
+		uint64_t have;
+
+		r = pkv__apply_version_locked(db, pkv__map_shard(&db->map, chash[i]), chash[i],
+					      pkv__batch_key(b, c), c->klen, &clk, &have);
+		if (r < 0)
+			goto out;
+		if (!cond_holds(c->arg, have)) {
+			r = PKV_ECONFLICT;
+			goto out;
+		}
+	}
+	if (nkeys == 0)
+		goto out; /* conditions only: checked, nothing to write */
+	for (uint32_t i = 0; i < nkeys; i++) {
+		const struct batch_op *op = &b->ops[keys[i].op];
+		struct pkv_rec *rec = plans[i].rec;
+
+		r = pkv__apply_plan_locked(db, &db->map.shards[keys[i].shard], keys[i].hash,
+					   pkv__batch_key(b, op), op->klen, rec, 0, &plans[i]);
+		if (r == PKV_NOTFOUND) { /* a delete of an absent key: logged, changes nothing */
+			plans[i].skip = true;
+			r = 0;
+		}
+		if (r < 0) {
+			plans[i].rec = rec; /* still ours: freed below */
+			goto out;
+		}
+	}
+
+	/* B.3: the one record and the one sequence number. */
+	if (nkeys == 1) {
+		const struct batch_op *op = &b->ops[keys[0].op];
+
+		src = (struct wal_src){
+			.type = op->type == BATCH_DEL		 ? WAL_DEL
+				: op->type == BATCH_PUT_EXPIRE ? WAL_PUTX
+							       : WAL_PUT,
+			.key = pkv__batch_key(b, op),
+			.klen = op->klen,
+			.val = pkv__batch_val(b, op),
+			.vlen = op->type == BATCH_DEL ? 0 : op->vlen,
+			.expires_ms = op->type == BATCH_PUT_EXPIRE ? op->arg : 0,
+		};
+	} else {
+		src = (struct wal_src){ .type = WAL_BATCH, .batch = b, .keys = keys,
+					.nkeys = nkeys };
+	}
+	if (db->in_memory)
+		seq = (int64_t)__atomic_add_fetch(&db->mem_seq, 1, __ATOMIC_RELAXED);
+	else
+		seq = pkv__wal_append_src(&db->wal, &src, &rolled);
+	if (seq < 0) {
+		r = (int)seq;
+		seq = 0;
+		goto out;
+	}
+	if (nkeys > 1) /* B.4 */
+		pkv__map_batch_begin_locked(&db->map);
+	for (uint32_t i = 0; i < nkeys; i++) {
+		const struct batch_op *op = &b->ops[keys[i].op];
+		struct map_shard *s = &db->map.shards[keys[i].shard];
+
+		if (op->type == BATCH_DEL)
+			__atomic_store_n(&s->dels, s->dels + 1, __ATOMIC_RELAXED);
+		else
+			__atomic_store_n(&s->puts, s->puts + 1, __ATOMIC_RELAXED);
+		if (plans[i].skip)
+			continue;
+		r = pkv__apply_commit_locked(db, s, keys[i].hash, pkv__batch_key(b, op), op->klen,
+					     &plans[i], (uint64_t)seq);
+		if (r < 0) {
+			/* As a single write: unreachable unless ck_ht could not grow for a full
+			 * probe sequence (map.c M.6). The log and the map disagree from here on:
+			 * stop writing. */
+			pkv__store_set_readonly(db, r);
+			break;
+		}
+	}
+	if (nkeys > 1)
+		pkv__map_batch_end_locked(&db->map);
+out:
+	if (locked)
+		unlock_set(db, set, lo, hi);
+	if (rolled) { /* wal.c is a leaf: the lane asked for a spare, and the WAL grew */
+		pkv__sync_kick(db);
+		pkv__compactor_kick(db);
+	}
+	if (plans != NULL)
+		for (uint32_t i = 0; i < nkeys; i++)
+			if (plans[i].rec)
+				pkv__rec_free(plans[i].rec); /* never published */
+	if (r == 0 && seq > 0 && !db->in_memory) {
+		pkv__wal_wait_written(&db->wal, (uint64_t)seq);
+		if (durable)
+			r = pkv__sync_wait(db, (uint64_t)seq);
+	}
+	if (durable)
+		__atomic_sub_fetch(&db->sync.inflight, 1, __ATOMIC_RELEASE);
+	if (seq_out && (r == 0 || r == PKV_ECONFLICT || seq > 0))
+		*seq_out = (uint64_t)seq;
+	if (plans != plans_s)
+		free(plans);
+	if (keys != keys_s)
+		free(keys);
+	if (chash != chash_s)
+		free(chash);
+	return r;
+}
+
+/* ---- clear -------------------------------------------------------------------------------- */
+
+PKV_EXPORT int pkv_clear(pkv *db)
+{
+	uint64_t *set = NULL;
+	uint32_t n;
+	bool durable, rolled = false;
+	int64_t seq;
+	int r = 0;
+
+	if (db == NULL)
+		return PKV_EINVAL;
+	if (pkv__store_readonly(db))
+		return PKV_EREADONLY;
+	pkv__rcu_enter();
+	n = db->map.nshards;
+	set = malloc(((n + 63) / 64) * sizeof(*set));
+	if (set == NULL)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < (n + 63) / 64; i++)
+		set[i] = ~0ull;
+	durable = !db->in_memory && db->opts.durability == PKV_DURABLE_POWER;
+	if (durable)
+		__atomic_add_fetch(&db->sync.inflight, 1, __ATOMIC_RELEASE);
+	/* B.5: no compaction runs meanwhile (it takes compact_mu before any shard lock too). */
+	pthread_mutex_lock(&db->compact_mu);
+	lock_set(db, set, 0, n - 1);
+	if (db->in_memory)
+		seq = (int64_t)__atomic_add_fetch(&db->mem_seq, 1, __ATOMIC_RELAXED);
+	else
+		seq = pkv__wal_append_src(&db->wal, &(struct wal_src){ .type = WAL_CLEAR },
+					  &rolled);
+	if (seq < 0) {
+		r = (int)seq;
+	} else {
+		pkv__map_batch_begin_locked(&db->map);
+		pkv__apply_clear_locked(db);
+		pkv__map_batch_end_locked(&db->map);
+	}
+	unlock_set(db, set, 0, n - 1);
+	pthread_mutex_unlock(&db->compact_mu);
+	pkv__map_flush_retired(&db->map); /* hand the cleared records to RCU now */
+	if (rolled) {
+		pkv__sync_kick(db);
+		pkv__compactor_kick(db);
+	}
+	if (r == 0 && !db->in_memory) {
+		pkv__wal_wait_written(&db->wal, (uint64_t)seq);
+		if (durable)
+			r = pkv__sync_wait(db, (uint64_t)seq);
+	}
+	if (durable)
+		__atomic_sub_fetch(&db->sync.inflight, 1, __ATOMIC_RELEASE);
+	free(set);
+	return r;
 }

@@ -12,7 +12,11 @@
  * lane make the records after them carry a non-zero `synced` (the syncs also make the files the
  * same on every run); no lane rolls during the last SMALL_TAIL writes, so those are a torn tail
  * that may be lost. The "killed" store is SIGKILLed after its last write returned (an unsynced
- * tail in preallocated segments); the "closed" store is closed cleanly.
+ * tail in preallocated segments); the "closed" store is closed cleanly. A sixth of the writes
+ * after the first NKA are batches (pkv_write) that also put a second key under the same seq,
+ * and a fifth of the puts carry a far expiry: the damage then lands in batch records, their op
+ * heads, put-with-expiry records and the expiry fields of snapshot records too, and a batch
+ * record cut or damaged anywhere must lose the batch whole (its seq is one write of the model).
  *
  * Each case copies one of them, applies one damage, and opens the copy with the library in a
  * forked child (alarm() turns a hang into a failure, the exit status shows a crash or a sanitizer
@@ -127,11 +131,15 @@ static const char *const variant_name[NVARIANTS] = { "killed", "closed" };
 
 struct write {
 	uint16_t key;
-	uint8_t del;
+	int16_t key2;   /* >= 0: a batch (pkv_write) that also puts this key, with the same value */
+	uint8_t del;    /* of @key; key2 is always put */
+	uint8_t expire; /* the puts carry a far expiry (a put-with-expiry record, snapshot field) */
 	uint8_t power;
 	uint8_t cpu; /* index into cpus[] */
 	uint32_t vlen;
 };
+
+#define FAR_EXPIRY 4102444800000ull /* 2100-01-01: never passes during a run */
 
 struct keyinfo {
 	char name[16];
@@ -444,11 +452,17 @@ static uint64_t last_write(unsigned j, uint64_t k)
 	return lo ? ki->seqs[lo - 1] : 0;
 }
 
+/* Did write @s delete key @j? (A batch's second key is always put.) */
+static bool del_of(uint64_t s, unsigned j)
+{
+	return hist[s].del && hist[s].key == j;
+}
+
 static bool present_at(unsigned j, uint64_t k)
 {
 	uint64_t s = last_write(j, k);
 
-	return s != 0 && !hist[s].del;
+	return s != 0 && !del_of(s, j);
 }
 
 static uint64_t live_keys_at(uint64_t k)
@@ -501,9 +515,17 @@ struct lane_fill {
 	size_t off;
 };
 
+/* The bytes of write @i's record (docs/format.md): a put, a put with expiry, a delete, or a
+ * batch of two ops (8 bytes of batch head, 8 of op head each, 8 more for an expiry). */
 static size_t rec_need(uint64_t i)
 {
-	return align8(WAL_REC_HDR + keys[hist[i].key].klen + hist[i].vlen);
+	const struct write *w = &hist[i];
+	size_t x = w->expire ? 8 : 0;
+
+	if (w->key2 >= 0)
+		return align8(WAL_REC_HDR + 8 + 8 + keys[w->key].klen + (w->del ? 0 : w->vlen + x) +
+			      8 + keys[w->key2].klen + w->vlen + x);
+	return align8(WAL_REC_HDR + keys[w->key].klen + (w->del ? 0 : w->vlen + x));
 }
 
 /* Account write @i to lane @lane; true if it rolls the lane. */
@@ -547,6 +569,7 @@ static void keep_tail_unrolled(void)
 			if (i == HIST_A + 1)
 				fill_compact(lanes);
 			if (i > HIST_A && i <= HIST - SMALL_TAIL && !hist[i].del &&
+			    hist[i].key2 < 0 &&
 			    lanes[lane].cur && SEG_BYTES - lanes[lane].off >= rec_need(i)) {
 				last_put[lane] = i; /* and it does not roll: room >= its size */
 				room[lane] = SEG_BYTES - lanes[lane].off;
@@ -560,7 +583,8 @@ static void keep_tail_unrolled(void)
 			return;
 		{
 			uint64_t w = last_put[roll_lane];
-			size_t fill = room[roll_lane] + 1 - WAL_REC_HDR - keys[hist[w].key].klen;
+			size_t fill = room[roll_lane] + 1 - WAL_REC_HDR - keys[hist[w].key].klen -
+				      (hist[w].expire ? 8 : 0);
 
 			hist[w].vlen = (uint32_t)(fill < MAX_VAL ? fill : MAX_VAL);
 		}
@@ -615,7 +639,20 @@ static void gen_history(void)
 			key = (int)su_rng_below(&rng, i <= HIST_A ? NKA : NKA_TAIL);
 		w->key = (uint16_t)key;
 		w->del = del;
-		w->vlen = del ? 0 : vlen_of(i);
+		w->key2 = -1;
+		/* A sixth of the writes after the first NKA are batches that also put a "b" key;
+		 * a fifth of the puts carry an expiry. */
+		if (i > NKA && su_hash3(cfg.seed, i, 0x62617463) % 6 == 0) {
+			int k2 = NKA + (int)su_rng_below(&rng, NKB);
+
+			if (k2 != key) {
+				w->key2 = (int16_t)k2;
+				present[k2] = true;
+				keys[k2].seqs[keys[k2].n++] = (uint32_t)i;
+			}
+		}
+		w->expire = su_hash3(cfg.seed, i, 0x657870) % 5 == 0;
+		w->vlen = del && w->key2 < 0 ? 0 : vlen_of(i);
 		w->power = i == POWER_AT;
 		if (run == 0) {
 			cpu = (cpu + 1) % ncpus;
@@ -642,6 +679,37 @@ struct drec {
 	size_t size; /* aligned */
 };
 
+/* A batch body (docs/format.md, "Batch body"): every op well-formed, filling it exactly. */
+static bool batch_ok(const unsigned char *p, size_t len)
+{
+	size_t off = 8;
+	uint32_t nops;
+
+	if (len < 8 || ld32(p + 4) != 0)
+		return false;
+	nops = ld32(p);
+	if (nops == 0 || nops > PKV_BATCH_MAX_OPS)
+		return false;
+	for (uint32_t i = 0; i < nops; i++) {
+		unsigned t;
+		size_t kl, vl, head;
+
+		if (len - off < 8)
+			return false;
+		t = p[off];
+		kl = ld16(p + off + 2);
+		vl = ld32(p + off + 4);
+		if (p[off + 1] != 0 || (t != 1 && t != 2 && t != 5) || kl == 0 || kl > PKV_MAX_KEY ||
+		    vl > PKV_MAX_VALUE || (t == 2 && vl != 0))
+			return false;
+		head = t == 5 ? 16 : 8;
+		if (len - off < head + kl + vl || (t == 5 && ld64(p + off + 8) == 0))
+			return false;
+		off += head + kl + vl;
+	}
+	return off == len;
+}
+
 /* One record at @p with @avail bytes left in the segment: the rules of docs/format.md. */
 static enum dec rec_decode(const unsigned char *p, size_t avail, uint32_t seed, struct drec *out)
 {
@@ -661,7 +729,8 @@ static enum dec rec_decode(const unsigned char *p, size_t avail, uint32_t seed, 
 		return DEC_BAD;
 	klen = ld16(p + 18);
 	vlen = ld32(p + 20);
-	if ((uint64_t)WAL_REC_HDR + klen + vlen != len)
+	/* A put with expiry (type 5) has 8 bytes of expiry after its value. */
+	if ((uint64_t)WAL_REC_HDR + klen + vlen + (p[16] == 5 ? 8 : 0) != len)
 		return DEC_BAD;
 	crc = crc32c(crc32c(seed, p + 8, len - 8), p, 4);
 	if (crc != ld32(p + 4))
@@ -673,9 +742,14 @@ static enum dec rec_decode(const unsigned char *p, size_t avail, uint32_t seed, 
 		return DEC_BAD;
 	if (type == 2 && (klen == 0 || klen > PKV_MAX_KEY || vlen != 0))
 		return DEC_BAD;
-	if (type == 4 && (klen != 0 || vlen != 0))
+	if ((type == 4 || type == 6) && (klen != 0 || vlen != 0))
 		return DEC_BAD;
-	if (type != 1 && type != 2 && type != 4)
+	if (type == 5 && (klen == 0 || klen > PKV_MAX_KEY || vlen > PKV_MAX_VALUE ||
+			  ld64(p + WAL_REC_HDR + klen + vlen) == 0))
+		return DEC_BAD;
+	if (type == 3 && (klen != 0 || !batch_ok(p + WAL_REC_HDR, vlen)))
+		return DEC_BAD;
+	if (type < 1 || type > 6)
 		return DEC_BAD;
 	out->seq = ld64(p + 8);
 	out->synced = ld64(p + 24);
@@ -756,7 +830,7 @@ static void seg_check(struct seg *s, char *why, size_t cap)
 	}
 	seg_bytes = ld64(h + 32);
 	if (memcmp(h, "pkvWAL\0\0", 8) != 0 || crc32c(0, h, 48) != ld32(h + 48) ||
-	    ld32(h + 8) != 1 || seg_bytes < WAL_HDR) {
+	    ld32(h + 8) < 1 || ld32(h + 8) > 2 || seg_bytes < WAL_HDR) {
 		snprintf(why, cap, "wal/%s: bad segment header", s->name);
 		return;
 	}
@@ -1084,7 +1158,8 @@ static void snap_load(enum variant v)
 		const unsigned char *r = s->buf + off;
 		uint32_t vlen = ld32(r + 8);
 		uint16_t klen = ld16(r + 12);
-		size_t len = SNAP_REC_HDR + (size_t)klen + vlen;
+		size_t tail = ld16(r + 14) & 1 ? 8 : 0; /* SNAP_REC_EXPIRES: expires_ms after it */
+		size_t len = SNAP_REC_HDR + (size_t)klen + vlen + tail;
 		int j = key_index(r + SNAP_REC_HDR, klen);
 		uint64_t w;
 
@@ -1102,7 +1177,9 @@ static void snap_load(enum variant v)
 		value_of(w, val);
 		if (!present_at((unsigned)j, HIST_A) || ld64(r) != w || vlen != hist[w].vlen ||
 		    memcmp(r + SNAP_REC_HDR + klen, val, vlen) != 0 ||
-		    crc32c(crc32c(0, r, 16), r + SNAP_REC_HDR, (size_t)klen + vlen) != ld32(r + 16))
+		    (tail != 0) != (hist[w].expire != 0) ||
+		    crc32c(crc32c(0, r, 16), r + SNAP_REC_HDR, (size_t)klen + vlen + tail) !=
+			    ld32(r + 16))
 			die("%s at %zu: the record of %s is not the model's", path, off,
 			    keys[j].name);
 		s->rec_off[s->nrecs] = off;
@@ -1234,11 +1311,27 @@ static int do_write(pkv *db, uint64_t i, unsigned char *buf)
 	const struct write *w = &hist[i];
 	const struct keyinfo *k = &keys[w->key];
 	unsigned flags = w->power ? PKV_WRITE_POWER : 0;
+	uint64_t exp = w->expire ? FAR_EXPIRY : 0;
 
+	value_of(i, buf);
+	if (w->key2 >= 0) { /* one batch record: both keys at seq i */
+		const struct keyinfo *k2 = &keys[w->key2];
+		pkv_batch *b;
+		int rc = pkv_batch_new(&b);
+
+		if (rc == 0)
+			rc = w->del ? pkv_batch_del(b, k->name, k->klen)
+				    : pkv_batch_put_expire(b, k->name, k->klen, buf, w->vlen, exp);
+		if (rc == 0)
+			rc = pkv_batch_put_expire(b, k2->name, k2->klen, buf, w->vlen, exp);
+		if (rc == 0)
+			rc = pkv_write(db, b, flags, NULL);
+		pkv_batch_free(b);
+		return rc;
+	}
 	if (w->del)
 		return pkv_del_ex(db, k->name, k->klen, flags);
-	value_of(i, buf);
-	return pkv_put_ex(db, k->name, k->klen, buf, w->vlen, flags);
+	return pkv_put_expire(db, k->name, k->klen, buf, w->vlen, exp, flags);
 }
 
 /*
@@ -1815,7 +1908,7 @@ static void check_keys(pkv *db, uint64_t k, const struct expect *e, bool tolerat
 
 	for (unsigned j = 0; j < NKEYS; j++) {
 		uint64_t w = last_write(j, k);
-		bool present = w != 0 && !hist[w].del;
+		bool present = w != 0 && !del_of(w, j);
 		bool snap_version = e->p.snap && w != 0 && w <= e->p.base && present;
 		size_t vlen = 0;
 		int rc = pkv_get(db, keys[j].name, keys[j].klen, got, sizeof(got), &vlen);

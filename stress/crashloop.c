@@ -26,6 +26,11 @@
  * key count must match exactly (R4: nothing else was resurrected). pkv_compact() after recovery
  * must keep the state (R5), and a second open of a directory in use is PKV_ELOCKED (R6).
  *
+ * Writers mix batches into the history (history.h): about a third of the operations are one
+ * pkv_write of their three steps, with conditions that hold on a correct store, and every
+ * other single seq put has a far expiry. A writer whose next operation is a batch must be
+ * recovered before it or after all of it (E(A) or E(A + 3)): part of a batch is a failure.
+ *
  * Usage: crashloop [--cycles N] [--seconds N] [--ops N] [--min-ms N] [--max-ms N] [--seed N]
  *                  [--durability process|power|periodic|mixed] [--compact-ms N] [--dir PARENT]
  *                  [--keep] [--quiet]
@@ -136,9 +141,10 @@ static void *child_writer(void *arg)
 	struct child *c = x->c;
 	unsigned w = x->w;
 	unsigned char *val = malloc(MAX_VAL);
+	pkv_batch *b = NULL;
 	char key[64];
 
-	if (val == NULL) {
+	if (val == NULL || pkv_batch_new(&b) != 0) {
 		send_msg(c->fd, MSG_ERR, w, 0, -ENOMEM);
 		_exit(3);
 	}
@@ -149,11 +155,25 @@ static void *child_writer(void *arg)
 
 		if (cfg.ops != 0 && p - c->start[w] >= cfg.ops)
 			break;
+		if (p % 3 == 0 && hist_is_batch(w, n)) { /* history.h: three steps, one write */
+			rc = hist_batch_build(b, w, n, val);
+			if (rc == 0)
+				rc = pkv_write(c->db, b, 0, NULL);
+			if (rc != 0) {
+				send_msg(c->fd, MSG_ERR, w, p, rc);
+				_exit(3);
+			}
+			p += 2;
+			send_msg(c->fd, MSG_ACK, w, p + 1, 0);
+			continue;
+		}
 		switch (p % 3) {
 		case 0:
 			klen = seq_key(w, n, key);
 			vlen = make_value(w, n, KIND_SEQ, val);
-			rc = pkv_put(c->db, key, klen, val, vlen);
+			/* Every other single put expires, far away: the same state, another record. */
+			rc = n % 2 ? pkv_put_expire(c->db, key, klen, val, vlen, HIST_FAR_EXPIRY, 0)
+				   : pkv_put(c->db, key, klen, val, vlen);
 			break;
 		case 1:
 			if (n >= DEL_LAG) {
@@ -173,6 +193,7 @@ static void *child_writer(void *arg)
 		}
 		send_msg(c->fd, MSG_ACK, w, p + 1, 0);
 	}
+	pkv_batch_free(b);
 	free(val);
 	return NULL;
 }
@@ -293,16 +314,20 @@ static void verifier_main(int fd, const uint64_t *acked, uint64_t cycle)
 		memset(&r.st, 0, sizeof(r.st));
 
 	for (unsigned w = 0; w < NWRITERS; w++) {
-		if (hist_state_is(db, w, acked[w] + 1, &rng, OLD_SAMPLE, buf, NULL, NULL)) {
-			r.pos[w] = acked[w] + 1;
+		/* After a batch's steps were acknowledged or not, never part of them (history.h). */
+		uint64_t next = hist_next_pos(w, acked[w]);
+
+		if (hist_state_is(db, w, next, &rng, OLD_SAMPLE, buf, NULL, NULL)) {
+			r.pos[w] = next;
 			r.unacked_recovered++;
 		} else if (hist_state_is(db, w, acked[w], &rng, OLD_SAMPLE, buf, NULL, NULL)) {
 			r.pos[w] = acked[w];
 		} else {
 			printf("cycle %" PRIu64 ": writer %u had %" PRIu64
 			       " acknowledged steps; the recovered state is neither E(%" PRIu64
-			       ") nor E(%" PRIu64 "); differences from E(%" PRIu64 "):\n",
-			       cycle, w, acked[w], acked[w], acked[w] + 1, acked[w]);
+			       ") nor E(%" PRIu64 ")%s; differences from E(%" PRIu64 "):\n",
+			       cycle, w, acked[w], acked[w], next,
+			       next > acked[w] + 1 ? " (a batch: all or nothing)" : "", acked[w]);
 			hist_state_is(db, w, acked[w], &rng, OLD_SAMPLE, buf, report_fail,
 				      &r.failed);
 			r.pos[w] = acked[w];
@@ -389,8 +414,9 @@ static bool run_writer(uint64_t cycle, enum pkv_durability d, uint64_t *acked, s
 			break;
 		}
 		while (su_msgs_next(&in, &m, sizeof(m), true)) {
+			/* One step, or a batch's three at once (history.h). */
 			if (m.type == MSG_ACK && m.writer < NWRITERS &&
-			    m.val == acked[m.writer] + 1) {
+			    m.val == hist_next_pos(m.writer, acked[m.writer])) {
 				acked[m.writer] = m.val;
 			} else if (m.type == MSG_OPENED) {
 				co->opened = true;

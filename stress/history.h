@@ -11,6 +11,14 @@
  *
  * hist_state_is() checks a store against E(P); hist_expected_keys() counts E's keys.
  *
+ * Batches: a writer applies the three steps of some operations n (hist_is_batch) as one
+ * pkv_write (hist_batch_build): put seq key n (with a far expiry, so that the put-with-expiry
+ * records and snapshot fields go through every crash), delete seq key n - D, put the head;
+ * with conditions that always hold on a correct store (seq key n absent; the head present from
+ * n = 1 on, absent before). It acknowledges the three steps at once. So the recovered position
+ * of a writer whose next operation is a batch is a multiple of 3 around it: E(3n + 1) and
+ * E(3n + 2) would be a torn batch (hist_next_pos).
+ *
  * The includer defines VMAGIC (its own value magic) and NWRITERS before including this file.
  */
 #ifndef PKV_STRESS_HISTORY_H
@@ -222,6 +230,51 @@ static SU_UNUSED bool hist_state_is(pkv *db, unsigned w, uint64_t p, struct su_r
 		}
 	}
 	return ok;
+}
+
+/* Far in the future (2100-01-01): an expiry that never passes during a run. */
+#define HIST_FAR_EXPIRY 4102444800000ull
+
+/* Does writer @w apply operation @n as one batch? (About a third of the operations.) */
+static SU_UNUSED bool hist_is_batch(unsigned w, uint64_t n)
+{
+	return su_hash3(w, n, 0xba7c) % 3 == 0;
+}
+
+/*
+ * The position a writer with @acked acknowledged steps may have reached beyond them: one more
+ * step, or a whole batch of three when its next operation is one.
+ */
+static SU_UNUSED uint64_t hist_next_pos(unsigned w, uint64_t acked)
+{
+	return acked % 3 == 0 && hist_is_batch(w, acked / 3) ? acked + 3 : acked + 1;
+}
+
+/* Fill @b with operation @n of writer @w as one batch (see the top of this file). @val has
+ * room for MAX_VAL bytes. Returns 0 or what a pkv_batch_* call returned. */
+static SU_UNUSED int hist_batch_build(pkv_batch *b, unsigned w, uint64_t n, unsigned char *val)
+{
+	char key[64];
+	size_t klen, vlen;
+	int rc;
+
+	pkv_batch_clear(b);
+	klen = seq_key(w, n, key);
+	vlen = make_value(w, n, KIND_SEQ, val);
+	rc = pkv_batch_put_expire(b, key, klen, val, vlen, HIST_FAR_EXPIRY);
+	if (rc == 0)
+		rc = pkv_batch_expect(b, key, klen, 0);
+	if (rc == 0 && n >= DEL_LAG) {
+		klen = seq_key(w, n - DEL_LAG, key);
+		rc = pkv_batch_del(b, key, klen);
+	}
+	klen = head_key(w, key);
+	vlen = make_value(w, n, KIND_HEAD, val);
+	if (rc == 0)
+		rc = pkv_batch_put(b, key, klen, val, vlen);
+	if (rc == 0)
+		rc = pkv_batch_expect(b, key, klen, n >= 1 ? PKV_ANY : 0);
+	return rc;
 }
 
 #endif /* PKV_STRESS_HISTORY_H */

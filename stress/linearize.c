@@ -27,6 +27,11 @@
  *   del     -> 0 if present, PKV_NOTFOUND if absent (the return code is part of the
  *              observation); the state becomes absent.
  *   get     -> the state's value, or PKV_NOTFOUND if absent.
+ *   cas(u, v) -> a pkv_write batch that expects the key at a version and puts v: the version of
+ *              u (its put's seq, known for the values written through pkv_write), absent
+ *              (u = absent: expect 0), or present (u = any: PKV_ANY). 0 and the state becomes v
+ *              if the state is u (absent; present), else PKV_ECONFLICT and nothing changes. A
+ *              worker expects what the key last showed it, so most of its cas race others'.
  * Any other return code fails the history outright (this driver provokes no error).
  *
  * The checker (lin_check) keeps the calls and returns of one key's operations in a list sorted
@@ -109,7 +114,8 @@
 enum op_kind {
 	OP_PUT,
 	OP_GET,
-	OP_DEL
+	OP_DEL,
+	OP_CAS /* pkv_write of a batch: expect the key at a version, put a new value */
 };
 
 #define ABSENT 0 /* model state and get result: the key is absent (PKV_NOTFOUND) */
@@ -117,13 +123,18 @@ enum op_kind {
 #define DEL_OK 0 /* del result: 0 */
 #define DEL_NOTFOUND 1 /* del result: PKV_NOTFOUND */
 #define PENDING INT64_MAX /* response time of an operation cut off by lin_core() */
+#define CAS_ANY (UINT64_MAX - 1) /* cas expectation: PKV_ANY (present, any version) */
+#define CAS_OK 0 /* cas result: written */
+#define CAS_CONFLICT 1 /* cas result: PKV_ECONFLICT */
 
 /* One recorded operation. Value ids are never ABSENT nor VAL_GARBAGE. */
 struct rec {
 	int64_t call; /* invocation time, ns (stamp()) */
 	int64_t ret; /* response time, ns */
-	uint64_t arg; /* put: the value id written */
-	uint64_t out; /* get: the value id read, ABSENT or VAL_GARBAGE; del: DEL_OK, DEL_NOTFOUND */
+	uint64_t arg; /* put, cas: the value id written */
+	uint64_t exp; /* cas: the value id expected (by its put's seq), ABSENT, or CAS_ANY */
+	uint64_t out; /* get: the value id read, ABSENT or VAL_GARBAGE; del: DEL_OK, DEL_NOTFOUND;
+		       * cas: CAS_OK, CAS_CONFLICT */
 	int rc; /* the call's return code */
 	uint8_t kind; /* enum op_kind */
 	uint8_t thread; /* worker index; cfg.threads for the coordinating thread */
@@ -148,6 +159,12 @@ static bool reg_step(uint64_t s, const struct rec *o, uint64_t *next /* OUT */)
 	case OP_GET:
 		*next = s;
 		return pending || o->out == s;
+	case OP_CAS: {
+		bool holds = o->exp == CAS_ANY ? s != ABSENT : s == o->exp;
+
+		*next = holds ? o->arg : s;
+		return pending || o->out == (holds ? CAS_OK : CAS_CONFLICT);
+	}
 	}
 	return false;
 }
@@ -675,7 +692,46 @@ struct worker {
 	unsigned pause[MAX_OPS]; /* spin before operation i (0: none; UINT32_MAX: sched_yield) */
 	unsigned char buf[VBUF];
 	unsigned char scratch[VBUF];
+	pkv_batch *batch; /* for puts through pkv_write and for cas */
+	uint64_t seen[MAX_KEYS]; /* the value each key last showed this worker (CAS_ANY: none) */
 };
+
+/*
+ * Value id -> the seq of the write that put it, for the values written through pkv_write
+ * (seq_out): a cas expects a key at that version. Filled by the workers after the write
+ * returned, emptied by the coordinator between histories; 0: not known (yet).
+ */
+#define VS_CAP 4096u
+static uint64_t vs_id[VS_CAP], vs_seq[VS_CAP];
+
+static void vs_put(uint64_t id, uint64_t seq)
+{
+	for (uint64_t i = su_hash3(id, 0, 0x7673) % VS_CAP, n = 0; n < VS_CAP; n++) {
+		uint64_t zero = 0;
+
+		if (__atomic_compare_exchange_n(&vs_id[i], &zero, id, false, __ATOMIC_ACQ_REL,
+						__ATOMIC_ACQUIRE) ||
+		    zero == id) {
+			__atomic_store_n(&vs_seq[i], seq, __ATOMIC_RELEASE);
+			return;
+		}
+		i = (i + 1) % VS_CAP;
+	}
+}
+
+static uint64_t vs_get(uint64_t id)
+{
+	for (uint64_t i = su_hash3(id, 0, 0x7673) % VS_CAP, n = 0; n < VS_CAP; n++) {
+		uint64_t k = __atomic_load_n(&vs_id[i], __ATOMIC_ACQUIRE);
+
+		if (k == id)
+			return __atomic_load_n(&vs_seq[i], __ATOMIC_ACQUIRE);
+		if (k == 0)
+			return 0;
+		i = (i + 1) % VS_CAP;
+	}
+	return 0;
+}
 
 static struct worker workers[MAX_THREADS];
 static pthread_barrier_t bar_start, bar_done;
@@ -727,21 +783,59 @@ static void start_line(unsigned id, unsigned round)
 	atomic_fetch_add(&started, 1);
 }
 
-/* Run the call @r describes and record it. */
-static void run_op(struct rec *r, unsigned char *buf, unsigned char *scratch)
+/* Run the call @r describes and record it. @w: the worker (NULL: the coordinator, gets only). */
+static void run_op(struct rec *r, unsigned char *buf, unsigned char *scratch, struct worker *w)
 {
 	char key[KEY_CAP];
 	size_t klen = key_name(r->key, key_gen[r->key], key);
 	size_t vlen = 0;
+	uint64_t seq = 0;
 
 	switch (r->kind) {
 	case OP_PUT:
 		vlen = make_value(r->arg, r->key, buf);
-		r->call = stamp();
-		r->rc = pkv_put(db, key, klen, buf, vlen);
-		r->ret = stamp();
+		if (w && r->arg % 2) { /* half of the puts as a one-key pkv_write: seq known */
+			pkv_batch_clear(w->batch);
+			r->rc = pkv_batch_put(w->batch, key, klen, buf, vlen);
+			r->call = stamp();
+			if (r->rc == 0)
+				r->rc = pkv_write(db, w->batch, 0, &seq);
+			r->ret = stamp();
+			if (r->rc == 0)
+				vs_put(r->arg, seq);
+		} else {
+			r->call = stamp();
+			r->rc = pkv_put(db, key, klen, buf, vlen);
+			r->ret = stamp();
+		}
 		r->out = 0;
 		break;
+	case OP_CAS: {
+		/* Expect what this worker saw last: absent, or a value whose version is known;
+		 * anything else becomes "present, any version". */
+		uint64_t u = w ? w->seen[r->key] : CAS_ANY, want = PKV_ANY;
+
+		if (u == ABSENT)
+			want = 0;
+		else if (u != CAS_ANY && u != VAL_GARBAGE && (want = vs_get(u)) != 0)
+			;
+		else
+			u = CAS_ANY, want = PKV_ANY;
+		r->exp = u;
+		vlen = make_value(r->arg, r->key, buf);
+		pkv_batch_clear(w->batch);
+		r->rc = pkv_batch_expect(w->batch, key, klen, want);
+		if (r->rc == 0)
+			r->rc = pkv_batch_put(w->batch, key, klen, buf, vlen);
+		r->call = stamp();
+		if (r->rc == 0)
+			r->rc = pkv_write(db, w->batch, 0, &seq);
+		r->ret = stamp();
+		r->out = r->rc == PKV_ECONFLICT ? CAS_CONFLICT : CAS_OK;
+		if (r->rc == 0)
+			vs_put(r->arg, seq);
+		break;
+	}
 	case OP_DEL:
 		r->call = stamp();
 		r->rc = pkv_del(db, key, klen);
@@ -784,6 +878,11 @@ static void run_op(struct rec *r, unsigned char *buf, unsigned char *scratch)
 		r->out = r->rc == 0 ? decode_value(buf, vlen, r->key, scratch) : ABSENT;
 		break;
 	}
+	if (w) /* what the key showed this worker */
+		w->seen[r->key] = r->kind == OP_GET ? r->out
+				  : r->kind == OP_DEL ? ABSENT
+				  : r->rc == 0	      ? r->arg
+						      : CAS_ANY;
 }
 
 /*
@@ -825,7 +924,7 @@ static void *worker_main(void *arg)
 				sched_yield();
 			for (unsigned s = 0; s < w->pause[i] && w->pause[i] != UINT32_MAX; s++)
 				cpu_relax();
-			run_op(&w->ops[i], w->buf, w->scratch);
+			run_op(&w->ops[i], w->buf, w->scratch, w);
 		}
 		pthread_barrier_wait(&bar_done);
 	}
@@ -912,10 +1011,11 @@ static void make_plan(uint64_t hist, struct plan *p)
 			memset(r, 0, sizeof(*r));
 			r->thread = (uint8_t)t;
 			r->key = (uint8_t)su_rng_below(&rng, p->nkeys);
-			r->kind = x < p->put_pct	      ? OP_PUT :
-				  x < p->put_pct + p->del_pct ? OP_DEL :
-								OP_GET;
-			if (r->kind == OP_PUT)
+			r->kind = x < p->put_pct		   ? OP_PUT :
+				  x < p->put_pct + p->del_pct	   ? OP_DEL :
+				  x < p->put_pct + p->del_pct + 15 ? OP_CAS :
+								     OP_GET;
+			if (r->kind == OP_PUT || r->kind == OP_CAS)
 				r->arg = value_id(hist, t, i);
 			else if (r->kind == OP_GET)
 				r->arg = y % 3; /* pkv_get, pkv_get_ref or pkv_get_many: run_op */
@@ -942,14 +1042,14 @@ static int rec_call_cmp(const void *pa, const void *pb)
 
 static const char *kind_name(unsigned kind)
 {
-	return kind == OP_PUT ? "put" : kind == OP_DEL ? "del" : "get";
+	return kind == OP_PUT ? "put" : kind == OP_DEL ? "del" : kind == OP_CAS ? "cas" : "get";
 }
 
 static void print_ops(const struct rec *ops, unsigned n, int64_t t0)
 {
 	for (unsigned i = 0; i < n; i++) {
 		const struct rec *r = &ops[i];
-		char who[8], v[64], op[80], res[64], ret[16];
+		char who[8], v[64], op[160], res[64], ret[16];
 
 		if (r->thread == cfg.threads)
 			snprintf(who, sizeof(who), "c");
@@ -962,6 +1062,16 @@ static void print_ops(const struct rec *ops, unsigned n, int64_t t0)
 		} else if (r->kind == OP_DEL) {
 			snprintf(op, sizeof(op), "del");
 			snprintf(res, sizeof(res), "%s", r->out == DEL_OK ? "0" : "PKV_NOTFOUND");
+		} else if (r->kind == OP_CAS) {
+			char e[64];
+
+			if (r->exp == CAS_ANY)
+				snprintf(e, sizeof(e), "any");
+			else
+				print_value(e, sizeof(e), r->exp);
+			print_value(v, sizeof(v), r->arg);
+			snprintf(op, sizeof(op), "cas(expect %s, put %s)", e, v);
+			snprintf(res, sizeof(res), "%s", r->out == CAS_OK ? "0" : "PKV_ECONFLICT");
 		} else {
 			snprintf(op, sizeof(op), "get");
 			print_value(res, sizeof(res), r->out);
@@ -1038,6 +1148,8 @@ static bool rc_expected(const struct rec *r)
 {
 	if (r->kind == OP_PUT)
 		return r->rc == 0;
+	if (r->kind == OP_CAS)
+		return r->rc == 0 || r->rc == PKV_ECONFLICT;
 	return r->rc == 0 || r->rc == PKV_NOTFOUND;
 }
 
@@ -1058,15 +1170,21 @@ static void run_history(struct checker *chk, enum variant v, uint64_t hist, uint
 		open_reads[k] = (struct rec){ .kind = OP_GET,
 					      .thread = (uint8_t)cfg.threads,
 					      .key = (uint8_t)k };
-		run_op(&open_reads[k], buf, scratch);
+		run_op(&open_reads[k], buf, scratch, NULL);
 	}
+	/* No worker runs: forget the versions and what each worker saw (cas expectations). */
+	memset(vs_id, 0, sizeof(vs_id));
+	memset(vs_seq, 0, sizeof(vs_seq));
+	for (unsigned t = 0; t < cfg.threads; t++)
+		for (unsigned k = 0; k < MAX_KEYS; k++)
+			workers[t].seen[k] = CAS_ANY;
 	pthread_barrier_wait(&bar_start);
 	pthread_barrier_wait(&bar_done);
 	for (unsigned k = 0; k < p.nkeys; k++) {
 		close_reads[k] = (struct rec){ .kind = OP_GET,
 					       .thread = (uint8_t)cfg.threads,
 					       .key = (uint8_t)k };
-		run_op(&close_reads[k], buf, scratch);
+		run_op(&close_reads[k], buf, scratch, NULL);
 	}
 
 	/* The clock itself: each thread's calls are sequential, so its stamps must be too. */
@@ -1257,6 +1375,7 @@ out:
 #define P(c, r, v) { .call = (c), .ret = (r), .kind = OP_PUT, .arg = (v) }
 #define G(c, r, v) { .call = (c), .ret = (r), .kind = OP_GET, .out = (v) }
 #define D(c, r, o) { .call = (c), .ret = (r), .kind = OP_DEL, .out = (o) }
+#define C(c, r, e, v, o) { .call = (c), .ret = (r), .kind = OP_CAS, .exp = (e), .arg = (v), .out = (o) }
 #define NF DEL_NOTFOUND
 
 struct st_case {
@@ -1291,6 +1410,16 @@ static const struct st_case st_cases[] = {
 	  { P(0, 10, 1), P(11, 20, 2), G(21, 30, 1) } },
 	{ "two concurrent puts seen in two orders", LIN_VIOLATION, ABSENT, 5,
 	  { P(0, 100, 1), P(0, 100, 2), G(10, 20, 1), G(30, 40, 2), G(50, 60, 1) } },
+	{ "a cas on a version that was replaced succeeds", LIN_VIOLATION, ABSENT, 3,
+	  { P(0, 10, 1), P(20, 30, 2), C(40, 50, 1, 3, CAS_OK) } },
+	{ "a cas on the current version is refused", LIN_VIOLATION, ABSENT, 2,
+	  { P(0, 10, 1), C(20, 30, 1, 3, CAS_CONFLICT) } },
+	{ "a refused cas writes anyway", LIN_VIOLATION, ABSENT, 3,
+	  { P(0, 10, 1), C(20, 30, 9, 3, CAS_CONFLICT), G(40, 50, 3) } },
+	{ "two cas on one version both succeed", LIN_VIOLATION, ABSENT, 3,
+	  { P(0, 10, 1), C(20, 50, 1, 2, CAS_OK), C(30, 60, 1, 3, CAS_OK) } },
+	{ "cas on absent succeeds on a present key", LIN_VIOLATION, ABSENT, 2,
+	  { P(0, 10, 1), C(20, 30, ABSENT, 2, CAS_OK) } },
 	/* must be accepted */
 	{ "a read overlapping a put sees the old value, a later one the new", LIN_OK, ABSENT, 3,
 	  { P(0, 100, 1), G(10, 20, ABSENT), G(30, 40, 1) } },
@@ -1310,11 +1439,19 @@ static const struct st_case st_cases[] = {
 	  { P(0, 100, 1), P(0, 100, 2), P(0, 100, 3), G(10, 20, 3), G(30, 40, 1), G(50, 60, 2) } },
 	{ "a del in flight may or may not have happened", LIN_OK, 4, 4,
 	  { D(0, 100, DEL_OK), G(10, 20, 4), G(30, 40, ABSENT), D(50, 60, NF) } },
+	{ "cas chain: absent, then on each version", LIN_OK, ABSENT, 4,
+	  { C(0, 10, ABSENT, 1, CAS_OK), C(20, 30, 1, 2, CAS_OK), C(40, 50, CAS_ANY, 3, CAS_OK),
+	    G(60, 70, 3) } },
+	{ "two concurrent cas on one version: one wins", LIN_OK, ABSENT, 4,
+	  { P(0, 10, 1), C(20, 50, 1, 2, CAS_CONFLICT), C(30, 60, 1, 3, CAS_OK), G(70, 80, 3) } },
+	{ "cas any on an absent key is refused", LIN_OK, ABSENT, 2,
+	  { C(0, 10, CAS_ANY, 1, CAS_CONFLICT), G(20, 30, ABSENT) } },
 };
 
 #undef P
 #undef G
 #undef D
+#undef C
 #undef NF
 /* clang-format on */
 
@@ -1559,7 +1696,8 @@ int main(int argc, char **argv)
 	}
 	for (unsigned t = 0; t < cfg.threads; t++) {
 		workers[t].id = t;
-		if (pthread_create(&workers[t].tid, NULL, worker_main, &workers[t]) != 0) {
+		if (pkv_batch_new(&workers[t].batch) != 0 ||
+		    pthread_create(&workers[t].tid, NULL, worker_main, &workers[t]) != 0) {
 			fputs("linearize: cannot start the worker threads\n", stderr);
 			return 2;
 		}
@@ -1601,8 +1739,10 @@ int main(int argc, char **argv)
 	}
 	atomic_store(&quit, 1);
 	pthread_barrier_wait(&bar_start);
-	for (unsigned t = 0; t < cfg.threads; t++)
+	for (unsigned t = 0; t < cfg.threads; t++) {
 		pthread_join(workers[t].tid, NULL);
+		pkv_batch_free(workers[t].batch);
+	}
 	pthread_barrier_destroy(&bar_start);
 	pthread_barrier_destroy(&bar_done);
 	print_figures("total", &all);

@@ -37,6 +37,11 @@
  * count must match E(P) exactly, pkv_verify() must pass, and the open must succeed: a torn,
  * unsynced tail is not corruption, so PKV_ECORRUPT is a failure (and a finding).
  *
+ * Writers mix batches into the history (history.h): about a third of the operations are one
+ * pkv_write of their three steps (with PKV_WRITE_POWER or a pkv_sync after it now and then, as
+ * single steps), and every other single seq put has a far expiry. A position inside a batch is
+ * never accepted: after a cut each batch is there whole or not at all.
+ *
  * Usage: powerloss [--mode power|process|periodic|all] [--cycles N] [--seconds S] [--seed N]
  *                  [--max-ms N] [--compact-ms N] [--elide-syncs] [--dir PARENT] [--keep]
  *                  [--quiet]
@@ -214,9 +219,10 @@ static void *child_writer(void *arg)
 	struct child *c = x->c;
 	unsigned w = x->w;
 	unsigned char *val = malloc(MAX_VAL);
+	pkv_batch *b = NULL;
 	char key[64];
 
-	if (val == NULL) {
+	if (val == NULL || pkv_batch_new(&b) != 0) {
 		send_msg(c->fd, MSG_ERR, w, 0, -ENOMEM);
 		_exit(3);
 	}
@@ -237,11 +243,29 @@ static void *child_writer(void *arg)
 		while (powerfs_cut_started())
 			pause();
 
+		if (p % 3 == 0 && hist_is_batch(w, n)) { /* history.h: three steps, one write */
+			rc = hist_batch_build(b, w, n, val);
+			if (rc == 0)
+				rc = pkv_write(c->db, b, flags, NULL);
+			durable |= flags != 0;
+			if (rc == 0 && sync_after)
+				rc = pkv_sync(c->db);
+			if (rc != 0) {
+				send_msg(c->fd, MSG_ERR, w, p, rc);
+				_exit(3);
+			}
+			p += 2;
+			send_msg(c->fd, MSG_ACK, w, p + 1, durable);
+			continue;
+		}
 		switch (p % 3) {
 		case 0:
 			klen = seq_key(w, n, key);
 			vlen = make_value(w, n, KIND_SEQ, val);
-			rc = pkv_put_ex(c->db, key, klen, val, vlen, flags);
+			/* Every other single put expires, far away: the same state, another record. */
+			rc = n % 2 ? pkv_put_expire(c->db, key, klen, val, vlen, HIST_FAR_EXPIRY,
+						    flags)
+				   : pkv_put_ex(c->db, key, klen, val, vlen, flags);
 			durable |= flags != 0;
 			break;
 		case 1:
@@ -425,6 +449,9 @@ static bool find_pos(pkv *db, unsigned w, uint64_t hi, struct su_rng *rng, unsig
 	for (int k = 2; k >= 0; k--) {
 		uint64_t p = base + (uint64_t)k;
 
+		/* Inside a batch is no position a correct store can be at (history.h). */
+		if (p % 3 != 0 && hist_is_batch(w, p / 3))
+			continue;
 		if (!hist_state_is(db, w, p, rng, OLD_SAMPLE, buf, NULL, NULL))
 			continue;
 		*pos = p;
@@ -451,7 +478,7 @@ static void check_store(pkv *db, const uint64_t *start, const uint64_t *acked,
 		 * cycle started with (all on the disk), must be there. */
 		uint64_t p = 0, lo = durable[w] > start[w] ? durable[w] : start[w];
 
-		if (!find_pos(db, w, acked[w] + 1, rng, buf, &p)) {
+		if (!find_pos(db, w, hist_next_pos(w, acked[w]), rng, buf, &p)) {
 			why_add(r,
 				"%s: writer %u (%" PRIu64 " steps acknowledged, %" PRIu64
 				" at the start): the state is no prefix of its history; against E(%" PRIu64
@@ -460,13 +487,13 @@ static void check_store(pkv *db, const uint64_t *start, const uint64_t *acked,
 			hist_state_is(db, w, acked[w], rng, OLD_SAMPLE, buf, report_why, r);
 			continue;
 		}
-		if (p < lo || p > acked[w] + 1) {
+		if (p < lo || p > hist_next_pos(w, acked[w])) {
 			why_add(r,
 				"%s: writer %u: the state is E(%" PRIu64 "), but %" PRIu64
 				" steps were acknowledged (%" PRIu64 " of them as durable, %" PRIu64
 				" at the start): %s",
 				when, w, p, acked[w], durable[w], start[w],
-				p > acked[w] + 1 ? "steps that were never written" :
+				p > hist_next_pos(w, acked[w]) ? "steps that were never written" :
 				p < start[w]	 ? "a durable step of an earlier cycle is lost" :
 						   "an acknowledged power-durable step is lost");
 			continue;
@@ -684,7 +711,7 @@ static bool run_writer(struct mode_run *m, uint64_t cycle, uint64_t seed,
 			if (type == MSG_CUT) {
 				o->cut = true;
 			} else if (mm.type == MSG_ACK && mm.writer < NWRITERS &&
-				   mm.val == o->acked[mm.writer] + 1) {
+				   mm.val == hist_next_pos(mm.writer, o->acked[mm.writer])) {
 				o->acked[mm.writer] = mm.val;
 				ack_time(o, mm.writer);
 				if (mm.code == 1) {

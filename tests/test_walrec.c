@@ -115,7 +115,7 @@ Test(segment, layout_and_round_trip)
 
 	pkv__walrec_seg_init(&h, 3, 0x0102030405060708ull, 0xa1b2c3d4e5f60718ull, 65536);
 	cr_assert(!memcmp(p, "pkvWAL\0\0", 8));
-	cr_assert_eq(get32(p + 8), 1);
+	cr_assert_eq(get32(p + 8), 2, "segments are written in version 2 (docs/format.md)");
 	cr_assert_eq(get32(p + 12), 3);
 	cr_assert_eq(get64(p + 16), 0x0102030405060708ull);
 	cr_assert_eq(get64(p + 24), 0xa1b2c3d4e5f60718ull);
@@ -161,11 +161,18 @@ Test(segment, bad_fields_with_good_checksum)
 	struct wal_seg_disk h, out;
 	const char *why;
 
-	/* Another version, with its checksum recomputed: still refused. */
+	/* Another version, with its checksum recomputed: still refused (0, and one newer than
+	 * this library); version 1, the previous format, is read. */
 	pkv__walrec_seg_init(&h, 0, 0, 1, 65536);
-	h.version = 2;
+	h.version = 3;
 	h.hdr_crc = ref_crc(0, &h, 48);
 	cr_assert_eq(pkv__walrec_seg_check(&h, sizeof(h), &out, &why), PKV_ECORRUPT);
+	h.version = 0;
+	h.hdr_crc = ref_crc(0, &h, 48);
+	cr_assert_eq(pkv__walrec_seg_check(&h, sizeof(h), &out, &why), PKV_ECORRUPT);
+	h.version = 1;
+	h.hdr_crc = ref_crc(0, &h, 48);
+	cr_assert_eq(pkv__walrec_seg_check(&h, sizeof(h), &out, &why), 0);
 	/* A size smaller than the header itself. */
 	pkv__walrec_seg_init(&h, 0, 0, 1, 63);
 	cr_assert_eq(pkv__walrec_seg_check(&h, sizeof(h), &out, &why), PKV_ECORRUPT);

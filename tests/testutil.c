@@ -199,7 +199,9 @@ bool tu_rec_valid(const unsigned char *p, size_t avail, uint32_t seed)
 	len = le32(p);
 	if (len < TU_REC_HDR || len > avail)
 		return false;
-	if ((size_t)TU_REC_HDR + (p[18] | (size_t)p[19] << 8) + le32(p + 20) != len)
+	/* A put with expiry carries 8 bytes of expiry after its value (docs/format.md). */
+	if ((size_t)TU_REC_HDR + (p[18] | (size_t)p[19] << 8) + le32(p + 20) +
+		    (p[16] == TU_REC_PUTX ? 8 : 0) != len)
 		return false;
 	crc = tu_crc32c(tu_crc32c(seed, p + 8, len - 8), p, 4);
 	return crc == le32(p + 4);
@@ -248,7 +250,7 @@ void tu_wal_read(const char *dir, struct tu_wal *w)
 		cr_assert(size >= TU_SEG_HDR, "segment shorter than its header");
 		cr_assert(!memcmp(buf, "pkvWAL\0\0", 8), "segment magic (docs/format.md)");
 		cr_assert_eq(le32(buf + 48), tu_crc32c(0, buf, 48), "segment header CRC");
-		cr_assert_eq(le32(buf + 8), 1u, "segment version");
+		cr_assert(le32(buf + 8) == 1u || le32(buf + 8) == 2u, "segment version");
 		seed = tu_seg_seed(buf);
 		while (off + 4 <= size && le32(buf + off) != 0) {
 			const unsigned char *p = buf + off;
@@ -277,6 +279,9 @@ void tu_wal_read(const char *dir, struct tu_wal *w)
 			cr_assert(r->key && r->val);
 			memcpy(r->key, p + TU_REC_HDR, r->klen);
 			memcpy(r->val, p + TU_REC_HDR + r->klen, r->vlen);
+			r->expires_ms = 0;
+			if (r->type == TU_REC_PUTX)
+				r->expires_ms = le64(p + TU_REC_HDR + r->klen + r->vlen);
 			off = (off + r->len + 7) & ~(size_t)7;
 		}
 		w->data_end[f] = (off_t)(off < size ? off : size);
@@ -469,15 +474,50 @@ void tu_model_del(struct tu_model *m, const void *k, size_t kl)
 	e->present = false;
 }
 
+/* The ops of a batch body (docs/format.md, "Batch body"), applied in order. */
+static void model_apply_batch(struct tu_model *m, const unsigned char *p, size_t len)
+{
+	size_t off = 8;
+	uint32_t nops;
+
+	cr_assert_geq(len, 8, "batch body shorter than its head");
+	nops = le32(p);
+	for (uint32_t i = 0; i < nops; i++) {
+		uint8_t op;
+		size_t kl, vl, head;
+
+		cr_assert_leq(off + 8, len, "batch op %u runs past the body", i);
+		op = p[off];
+		kl = p[off + 2] | (size_t)p[off + 3] << 8;
+		vl = le32(p + off + 4);
+		head = op == TU_REC_PUTX ? 16 : 8;
+		cr_assert_leq(off + head + kl + vl, len, "batch op %u runs past the body", i);
+		if (op == TU_REC_PUT || op == TU_REC_PUTX)
+			tu_model_put(m, p + off + head, kl, p + off + head + kl, vl);
+		else if (op == TU_REC_DEL)
+			tu_model_del(m, p + off + head, kl);
+		else
+			cr_assert_fail("batch op %u has type %u", i, op);
+		off += head + kl + vl;
+	}
+	cr_assert_eq(off, len, "batch ops do not fill the body");
+}
+
 void tu_model_apply(struct tu_model *m, const struct tu_rec *r, int n, uint64_t upto)
 {
 	for (int i = 0; i < n; i++) {
 		if (upto && r[i].seq >= upto)
 			break;
-		if (r[i].type == TU_REC_PUT)
+		if (r[i].type == TU_REC_PUT || r[i].type == TU_REC_PUTX)
 			tu_model_put(m, r[i].key, r[i].klen, r[i].val, r[i].vlen);
 		else if (r[i].type == TU_REC_DEL)
 			tu_model_del(m, r[i].key, r[i].klen);
+		else if (r[i].type == TU_REC_BATCH)
+			model_apply_batch(m, r[i].val, r[i].vlen);
+		else if (r[i].type == TU_REC_CLEAR)
+			for (size_t j = 0; j < m->cap; j++)
+				if (m->tab[j].used && m->tab[j].present)
+					tu_model_del(m, m->tab[j].key, m->tab[j].klen);
 	}
 }
 

@@ -67,7 +67,10 @@ pkv_stats tu_stats(pkv *db);
 #define TU_REC_HDR 32u
 #define TU_REC_PUT 1
 #define TU_REC_DEL 2
+#define TU_REC_BATCH 3 /* WAL version 2 */
 #define TU_REC_NOP 4
+#define TU_REC_PUTX 5  /* put with expiry, WAL version 2 */
+#define TU_REC_CLEAR 6 /* WAL version 2 */
 
 /* Independent bitwise CRC32C (Castagnoli, reflected, init and final xor ~0), chainable. */
 uint32_t tu_crc32c(uint32_t crc, const void *buf, size_t len);
@@ -84,7 +87,8 @@ struct tu_rec {
 	uint16_t klen;
 	uint32_t vlen;
 	unsigned char *key; /* malloc'ed copies */
-	unsigned char *val;
+	unsigned char *val; /* the value; for a batch, its whole body (vlen bytes) */
+	uint64_t expires_ms; /* put with expiry */
 };
 
 struct tu_wal {
@@ -150,7 +154,11 @@ void tu_model_del(struct tu_model *m, const void *k, size_t kl);
 /* The model's entry for a key, or NULL if the model never saw it. */
 const struct tu_model_ent *tu_model_find(const struct tu_model *m, const void *k, size_t kl);
 
-/* Apply the put and delete records with seq < @upto (all when @upto is 0), in seq order. */
+/*
+ * Apply the records with seq < @upto (all when @upto is 0), in seq order: puts (with expiry too:
+ * the model has no clock, so callers use expiries that do not pass during the test), deletes,
+ * the ops of batches, and clears.
+ */
 void tu_model_apply(struct tu_model *m, const struct tu_rec *by_seq, int n, uint64_t upto);
 
 /*
