@@ -102,7 +102,9 @@ enum pkv_log_level {
  * @durability:        default durability of writes (see enum pkv_durability).
  * @sync_interval_ms:  period of the background fdatasync under PKV_DURABLE_PERIODIC (default 100,
  *                     1 .. 3,600,000).
- * @wal_lanes:         number of WAL lanes; 0 (default) means one per online CPU. At most 64.
+ * @wal_lanes:         number of WAL lanes; 0 (default) means one per online CPU, or one under
+ *                     PKV_DURABLE_POWER (each lane with new records costs a group commit one
+ *                     fdatasync: one per round is faster than several in parallel). At most 64.
  * @wal_segment_bytes: size of each preallocated WAL segment file (default 16 MiB, 64 KiB .. 1 GiB).
  *                     A record larger than a segment gets a segment of its own size.
  * @capacity_hint:     number of keys the store expects to hold; the live map is sized for it up
@@ -117,6 +119,10 @@ enum pkv_log_level {
  *                     larger (so rewriting the data is amortized over as much new log: default
  *                     64 MiB; 1 MiB .. 1 TiB). Ignored with PKV_OPEN_NO_AUTOCOMPACT.
  * @flags:             PKV_OPEN_* flags.
+ * @sync_rounds:       group-commit rounds that may be in flight at once (default 1, at most 4).
+ *                     With 1 the next round's writers gather while an fdatasync runs and it starts
+ *                     when that one ends; more overlap fdatasyncs, which pays on devices that
+ *                     serve concurrent flushes in parallel (measure: docs/benchmarks.md).
  * @log_fn:            optional callback for diagnostics (recovery report, corruption details, I/O
  *                     failures). Called from the thread that hit the event; must not call into pkv.
  *                     The library itself never prints.
@@ -131,6 +137,7 @@ typedef struct pkv_options {
 	unsigned shards;
 	size_t compact_wal_bytes;
 	unsigned flags;
+	unsigned sync_rounds;
 	void (*log_fn)(void *ctx, int level, const char *msg);
 	void *log_ctx;
 } pkv_options;
@@ -274,6 +281,10 @@ PKV_EXPORT int pkv_del_ex(pkv *db, const void *key, size_t klen, unsigned flags)
  * Context: any thread; joins or leads a group commit.
  */
 PKV_EXPORT int pkv_sync(pkv *db);
+
+PKV_EXPORT int pkv_durable_seq(pkv *db, uint64_t *seq_out);
+PKV_EXPORT int pkv_wait_durable(pkv *db, uint64_t seq, int timeout_ms);
+PKV_EXPORT int pkv_event_fd(pkv *db);
 
 /**
  * pkv_compact() - write a snapshot now and retire the WAL it covers.

@@ -134,6 +134,7 @@ PKV_EXPORT void pkv_options_default(pkv_options *opts)
 	opts->capacity_hint = 0;
 	opts->shards = DEFAULT_SHARDS;
 	opts->compact_wal_bytes = DEFAULT_COMPACT_WAL;
+	opts->sync_rounds = 1;
 }
 
 /* Check @in and fill the zero "use the default" fields of @out. 0 or PKV_EINVAL. */
@@ -152,6 +153,11 @@ static int options_resolve(const pkv_options *in, pkv_options *out)
 		out->sync_interval_ms = DEFAULT_SYNC_MS;
 	if (out->wal_lanes > WAL_MAX_LANES)
 		return PKV_EINVAL;
+	/* POWER: one lane unless asked otherwise. Every lane with new records costs a round one
+	 * fdatasync, and one flush per round measured faster than parallel ones
+	 * (docs/benchmarks.md, "Group commit"); one lane's lock is held ~0.2 us per record. */
+	if (out->wal_lanes == 0 && out->durability == PKV_DURABLE_POWER)
+		out->wal_lanes = 1;
 	if (out->wal_lanes == 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		out->wal_lanes = n < 1 ? 1 : n > (long)WAL_MAX_LANES ? WAL_MAX_LANES : (unsigned)n;
@@ -170,6 +176,10 @@ static int options_resolve(const pkv_options *in, pkv_options *out)
 	if (out->compact_wal_bytes == 0)
 		out->compact_wal_bytes = DEFAULT_COMPACT_WAL;
 	if (out->compact_wal_bytes < (1u << 20) || (uint64_t)out->compact_wal_bytes > (1ull << 40))
+		return PKV_EINVAL;
+	if (out->sync_rounds == 0)
+		out->sync_rounds = 1;
+	if (out->sync_rounds > WAL_SYNC_SLOTS)
 		return PKV_EINVAL;
 	if (out->flags & ~(PKV_OPEN_READONLY | PKV_OPEN_NOCREATE | PKV_OPEN_NO_AUTOCOMPACT))
 		return PKV_EINVAL;

@@ -606,6 +606,9 @@ static int adopt_lane(struct rctx *c, struct rlane *l)
 	if (seg == NULL)
 		return -ENOMEM;
 	seg->fd = keep->fd;
+	seg->sfd[0] = seg->fd;
+	for (unsigned k = 1; k < WAL_SYNC_SLOTS; k++)
+		seg->sfd[k] = -1;
 	seg->lane = l->id;
 	seg->segno = keep->segno;
 	seg->size = keep->hdr.seg_bytes;

@@ -87,9 +87,30 @@ void pkv__wal_seg_close(struct wal_seg *seg)
 		return;
 	if (seg->base)
 		pkv__fs->munmap(seg->base, seg->size);
+	for (unsigned k = 1; k < WAL_SYNC_SLOTS; k++)
+		if (seg->sfd[k] >= 0)
+			pkv__fs->close(seg->sfd[k]);
 	if (seg->fd >= 0)
 		pkv__fs->close(seg->fd);
 	free(seg);
+}
+
+int pkv__wal_seg_sync_fd(struct pkv *db, struct wal_seg *seg, unsigned slot)
+{
+	char path[4096];
+	int fd;
+
+	if (slot == 0)
+		return seg->fd;
+	if (seg->sfd[slot] >= 0)
+		return seg->sfd[slot];
+	seg_path(path, sizeof(path), db->wal.dir, seg->lane, seg->segno, "wal");
+	/* S.7: a file description of its own samples the write-back error state now; any error
+	 * after this is reported to its next fdatasync whoever else saw it. */
+	fd = pkv__fs->open(path, O_RDWR, 0);
+	if (fd >= 0)
+		seg->sfd[slot] = fd;
+	return fd;
 }
 
 void pkv__wal_destroy(struct pkv *db)
@@ -176,6 +197,9 @@ int pkv__wal_seg_create(struct pkv *db, uint32_t lane, uint64_t segno, size_t mi
 		goto fail_named;
 	}
 	seg->fd = fd;
+	seg->sfd[0] = fd;
+	for (unsigned k = 1; k < WAL_SYNC_SLOTS; k++)
+		seg->sfd[k] = -1;
 	seg->lane = lane;
 	seg->segno = segno;
 	seg->size = size;

@@ -22,11 +22,19 @@
 #define WAL_MAX_LANES 64u
 #define WAL_INFLIGHT_IDLE UINT64_MAX /* not writing */
 #define WAL_INFLIGHT_TAKING 0u       /* about to take a sequence number */
+/*
+ * Most sync rounds that may be in flight at once (pkv_options.sync_rounds, sync.c S.7). Round i
+ * uses descriptor i % sync_rounds of every segment it syncs: each is its own open file description, so a
+ * write-back error is reported to the fdatasync of every round that waited on the failed pages,
+ * not only to whichever round happened to check first (errseq_t is per open file).
+ */
+#define WAL_SYNC_SLOTS 4u
 
 struct pkv;
 
 struct wal_seg {
 	int fd;
+	int sfd[WAL_SYNC_SLOTS]; /* sync descriptors: sfd[0] is fd, the others opened on first use */
 	uint32_t lane;
 	uint64_t segno;
 	unsigned char *base; /* shared mapping of the whole file */
@@ -34,6 +42,7 @@ struct wal_seg {
 	size_t off;          /* where the next record goes */
 	uint32_t seed;       /* record CRC seed */
 	uint64_t last_seq;   /* highest seq written into it */
+	uint64_t seal;       /* sync.c S.4: closed once every round with an id < seal is published */
 	struct wal_seg *next;
 };
 
@@ -87,6 +96,12 @@ void pkv__wal_want_spares(struct pkv *db);
 
 /* Unmap, close and free @seg (no sync). */
 void pkv__wal_seg_close(struct wal_seg *seg);
+
+/*
+ * The descriptor that sync slot @slot fdatasyncs @seg with, opened on first use. Only the round
+ * holding the slot calls it (rounds of one slot never overlap). A descriptor, or -errno.
+ */
+int pkv__wal_seg_sync_fd(struct pkv *db, struct wal_seg *seg, unsigned slot);
 
 /*
  * Append one record. Called with the key's shard lock held (or single-threaded at open); takes
