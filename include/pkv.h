@@ -282,8 +282,93 @@ PKV_EXPORT int pkv_del_ex(pkv *db, const void *key, size_t klen, unsigned flags)
  */
 PKV_EXPORT int pkv_sync(pkv *db);
 
+/* ------------------------------------------------------------------------------------------ */
+/* Durability tickets: the C form of an async API                                               */
+
+/**
+ * pkv_put_seq() - pkv_put_ex() that also hands back the write's sequence number, the ticket
+ * pkv_wait_durable() takes (a documented extra; pkv_write() gives a batch's).
+ * @flags:   0 or PKV_WRITE_POWER.
+ * @seq_out: OUT: the sequence number of this write, set once it is applied: on success, and
+ *           when a power-durable write's fdatasync failed after it was applied. May be NULL.
+ *
+ * A typical use: write under PKV_DURABLE_PROCESS (returns as soon as the record is in the page
+ * cache), keep the number, and acknowledge the write once pkv_wait_durable() or the event fd
+ * says it survives power loss.
+ * Returns: as pkv_put_ex().
+ * Context: as pkv_put().
+ */
+PKV_EXPORT int pkv_put_seq(pkv *db, const void *key, size_t klen, const void *val, size_t vlen,
+			   unsigned flags, uint64_t *seq_out);
+
+/**
+ * pkv_del_seq() - pkv_del_ex() that also hands back the delete's sequence number (see
+ * pkv_put_seq()).
+ * @seq_out: OUT: set only on success (a delete of an absent key writes nothing: PKV_NOTFOUND).
+ * Returns: as pkv_del().
+ * Context: as pkv_del().
+ */
+PKV_EXPORT int pkv_del_seq(pkv *db, const void *key, size_t klen, unsigned flags,
+			   uint64_t *seq_out);
+
+/**
+ * pkv_durable_seq() - the durable watermark: every write with a sequence number <= *@seq_out
+ * survives power loss.
+ * @db:      store.
+ * @seq_out: OUT: the watermark (0 before anything is known to be durable).
+ *
+ * The watermark only grows. It grows when a group commit, pkv_sync(), a PKV_DURABLE_PERIODIC
+ * round or a round asked for by pkv_wait_durable() completes; at open it covers everything
+ * recovered (the open syncs it). A store opened with PKV_OPEN_READONLY does not sync, so its
+ * watermark stays 0. An in-memory store (dir NULL) has no disk: every issued number counts as
+ * durable there (as pkv_sync() returns 0 there).
+ * Returns: 0; PKV_EINVAL (NULL @db or @seq_out).
+ * Context: any thread; lock-free (one atomic load), never blocks.
+ */
 PKV_EXPORT int pkv_durable_seq(pkv *db, uint64_t *seq_out);
+
+/**
+ * pkv_wait_durable() - wait until the write with sequence number @seq, and every write before
+ * it, survives power loss.
+ * @db:         store.
+ * @seq:        a sequence number handed out by this handle (pkv_put_seq(), pkv_del_seq(),
+ *              pkv_write(), pkv_get_stats().last_seq); 0 is always durable.
+ * @timeout_ms: 0 polls; < 0 waits as long as it takes; > 0 waits at most that long.
+ *
+ * If no sync round that covers @seq is running or due, one is started, in every durability
+ * mode. A negative timeout waits like a PKV_DURABLE_POWER writer: the caller may lead the round
+ * and blocks in its fdatasync (the cheapest way for a thread per request). A poll or a
+ * positive timeout never blocks in an fdatasync: the store's background thread runs the round,
+ * and the call returns within its timeout (an event loop polls with 0 and waits on
+ * pkv_event_fd()).
+ *
+ * Returns: 0 once durable; -EAGAIN (timeout 0: not durable yet, a round has been asked for);
+ * -ETIMEDOUT (not durable within @timeout_ms; the round goes on); PKV_EREADONLY (an fdatasync
+ * failed: the store stopped accepting writes, and no write after the last durable one will ever
+ * be reported durable: every waiter gets this, never a false 0; or the store was opened
+ * read-only, or pkv_close() has begun); PKV_EINVAL (NULL @db, @seq above the last number
+ * issued).
+ * Context: any thread. Never call it with the timeout < 0 from a thread that must not block.
+ */
 PKV_EXPORT int pkv_wait_durable(pkv *db, uint64_t seq, int timeout_ms);
+
+/**
+ * pkv_event_fd() - an eventfd(2) that turns readable whenever pkv_durable_seq() grows, and once
+ * when the store stops after a failed fdatasync.
+ * @db: an on-disk store.
+ *
+ * The descriptor is created on the first call (non-blocking, close-on-exec), is the same for
+ * every later call, and belongs to the store: pkv_close() closes it, the caller must not. How an
+ * event loop consumes it, with no lost wake-up: when it is readable, read(2) its 8-byte counter
+ * (which resets it; EAGAIN means someone else did), *then* call pkv_durable_seq() and complete
+ * every pending write whose sequence number is <= the watermark; for writes still pending, call
+ * pkv_wait_durable(db, seq, 0) once so that a round is under way. A growth after the read makes
+ * the descriptor readable again. If pkv_wait_durable(..., 0) returns PKV_EREADONLY, fail the
+ * pending writes.
+ * Returns: the descriptor (>= 0); PKV_EINVAL (NULL @db, or an in-memory store, which has no
+ * durable watermark to follow); -EMFILE / -ENFILE / -ENOMEM from eventfd(2).
+ * Context: any thread.
+ */
 PKV_EXPORT int pkv_event_fd(pkv *db);
 
 /**

@@ -489,7 +489,7 @@ int pkv__db_commit_locked(struct pkv *db, struct map_shard *s, uint64_t hash, co
 }
 
 static int db_write(struct pkv *db, enum wal_rec_type type, const void *key, size_t klen,
-		    const void *val, size_t vlen, unsigned flags)
+		    const void *val, size_t vlen, unsigned flags, uint64_t *seq_out)
 {
 	struct pkv_rec *rec = NULL;
 	struct write_plan plan = { 0 };
@@ -539,6 +539,8 @@ static int db_write(struct pkv *db, enum wal_rec_type type, const void *key, siz
 		goto unlock;
 	}
 	rec = NULL;
+	if (seq_out)
+		*seq_out = (uint64_t)seq;
 	if (type == WAL_PUT)
 		__atomic_store_n(&s->puts, s->puts + 1, __ATOMIC_RELAXED);
 	else
@@ -560,8 +562,8 @@ out:
 	return r;
 }
 
-PKV_EXPORT int pkv_put_ex(pkv *db, const void *key, size_t klen, const void *val, size_t vlen,
-			  unsigned flags)
+PKV_EXPORT int pkv_put_seq(pkv *db, const void *key, size_t klen, const void *val, size_t vlen,
+			   unsigned flags, uint64_t *seq_out)
 {
 	int r;
 
@@ -572,7 +574,13 @@ PKV_EXPORT int pkv_put_ex(pkv *db, const void *key, size_t klen, const void *val
 		return r;
 	if (vlen > PKV_MAX_VALUE)
 		return PKV_ETOOBIG;
-	return db_write(db, WAL_PUT, key, klen, val, vlen, flags);
+	return db_write(db, WAL_PUT, key, klen, val, vlen, flags, seq_out);
+}
+
+PKV_EXPORT int pkv_put_ex(pkv *db, const void *key, size_t klen, const void *val, size_t vlen,
+			  unsigned flags)
+{
+	return pkv_put_seq(db, key, klen, val, vlen, flags, NULL);
 }
 
 PKV_EXPORT int pkv_put(pkv *db, const void *key, size_t klen, const void *val, size_t vlen)
@@ -580,7 +588,8 @@ PKV_EXPORT int pkv_put(pkv *db, const void *key, size_t klen, const void *val, s
 	return pkv_put_ex(db, key, klen, val, vlen, 0);
 }
 
-PKV_EXPORT int pkv_del_ex(pkv *db, const void *key, size_t klen, unsigned flags)
+PKV_EXPORT int pkv_del_seq(pkv *db, const void *key, size_t klen, unsigned flags,
+			   uint64_t *seq_out)
 {
 	int r;
 
@@ -589,7 +598,12 @@ PKV_EXPORT int pkv_del_ex(pkv *db, const void *key, size_t klen, unsigned flags)
 	r = check_key(key, klen);
 	if (r < 0)
 		return r;
-	return db_write(db, WAL_DEL, key, klen, NULL, 0, flags);
+	return db_write(db, WAL_DEL, key, klen, NULL, 0, flags, seq_out);
+}
+
+PKV_EXPORT int pkv_del_ex(pkv *db, const void *key, size_t klen, unsigned flags)
+{
+	return pkv_del_seq(db, key, klen, flags, NULL);
 }
 
 PKV_EXPORT int pkv_del(pkv *db, const void *key, size_t klen)
