@@ -10,6 +10,7 @@
 
 #ifdef PKVB_HAVE_PKV
 extern const struct kv_engine engine_pkv;
+extern const struct kv_engine engine_pkv_ticket;
 #endif
 extern const struct kv_engine engine_ckht;
 extern const struct kv_engine engine_lfht;
@@ -29,6 +30,7 @@ extern const struct kv_engine engine_sqlite;
 static const struct kv_engine *const engines[] = {
 #ifdef PKVB_HAVE_PKV
 	&engine_pkv,
+	&engine_pkv_ticket,
 #endif
 	&engine_ckht,
 	&engine_lfht,
