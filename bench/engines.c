@@ -72,7 +72,7 @@ const char *dur_name(enum dur d)
 /* pkv names its levels after what they survive; the peers after what they do. */
 static const char *mode_label(const struct kv_engine *e, enum dur d)
 {
-	if (strcmp(e->name, "pkv") == 0) {
+	if (strncmp(e->name, "pkv", 3) == 0) { /* pkv and pkv-ticket */
 		switch (d) {
 		case DUR_NOSYNC: return "process";
 		case DUR_SYNC: return "power";

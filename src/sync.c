@@ -236,14 +236,14 @@ static void lane_synced(struct wal_lane *l, uint64_t last)
 }
 
 /*
- * One fdatasync round of slot @slot up to @target (S.1, S.4, S.6, S.7). 0 or -errno. The rolled
- * segments it synced are returned in *@done (OUT), linked through next, for the caller to bury.
+ * One fdatasync round of slot @slot up to @target (S.1, S.4, S.6, S.7), with the slot's
+ * @nhelpers helpers @hs. 0 or -errno. The rolled segments it synced are returned in *@done (OUT),
+ * linked through next, for the caller to bury.
  */
-static int sync_round(struct pkv *db, unsigned slot, uint64_t target, struct wal_seg **done)
+static int sync_round(struct pkv *db, unsigned slot, struct sync_helper *hs, unsigned nhelpers,
+		      uint64_t target, struct wal_seg **done)
 {
-	struct pkv_sync *s = &db->sync;
 	struct pkv_wal *w = &db->wal;
-	struct sync_helper *hs = s->nhelpers ? &s->helpers[slot * s->nhelpers] : NULL;
 	struct wal_seg *cur[WAL_MAX_LANES];
 	uint64_t last[WAL_MAX_LANES];
 	unsigned used = 0;
@@ -291,7 +291,7 @@ static int sync_round(struct pkv *db, unsigned slot, uint64_t target, struct wal
 			lane_synced(&w->lanes[i], last[i]);
 			continue;
 		}
-		if (fd >= 0 && used < s->nhelpers && i + 1 < w->nlanes) {
+		if (fd >= 0 && used < nhelpers && i + 1 < w->nlanes) {
 			h = &hs[used++];
 			pthread_mutex_lock(&h->mu);
 			h->fd = fd;
@@ -399,8 +399,10 @@ static void lead_round_locked(struct pkv *db)
 	struct pkv_sync *s = &db->sync;
 	struct pkv_wal *w = &db->wal;
 	struct wal_seg *done, *seg, *closing;
+	struct sync_helper *hs;
 	struct sync_round *e;
 	uint64_t id, target, t0;
+	unsigned nh, slot;
 	int r;
 
 	id = s->next_round++;
@@ -415,6 +417,13 @@ static void lead_round_locked(struct pkv *db)
 		pthread_mutex_lock(&s->mu);
 		s->gathering = false;
 	}
+	/* S.6: helpers for ticket waiters outside POWER, started while no other round runs. */
+	if (s->helpers_wanted && s->helpers == NULL && s->helpers_allowed && id == s->oldest &&
+	    w->nlanes > 1)
+		helpers_start(s, w->nlanes - 1);
+	slot = (unsigned)(id % s->slots);
+	nh = s->nhelpers;
+	hs = nh ? &s->helpers[slot * nh] : NULL;
 	target = __atomic_load_n(&w->seq, __ATOMIC_SEQ_CST);
 	e->target = target;
 	if (target > s->started)
@@ -424,7 +433,7 @@ static void lead_round_locked(struct pkv *db)
 	pthread_mutex_unlock(&s->mu);
 
 	t0 = mono_ns();
-	r = sync_round(db, (unsigned)(id % s->slots), target, &done);
+	r = sync_round(db, slot, hs, nh, target, &done);
 	__atomic_store_n(&s->last_round_ns, mono_ns() - t0, __ATOMIC_RELAXED);
 
 	pthread_mutex_lock(&s->mu);
@@ -552,9 +561,11 @@ int pkv__sync_start(struct pkv *db)
 	int r;
 
 	s->bg_stop = false;
-	/* Group commits are on the write path only under POWER: elsewhere a round may sync its
-	 * lanes one after the other. The helpers exist before any thread can run a round (the
-	 * background thread runs rounds too), and go only after it has been joined. */
+	/* Group commits are on the write path only under POWER (or for ticket waiters, who start
+	 * them when they first lead a round): elsewhere a round may sync its lanes one after the
+	 * other. The helpers exist before any thread can run a round (the background thread runs
+	 * rounds too), and go only after it has been joined. */
+	s->helpers_allowed = true;
 	if (db->opts.durability == PKV_DURABLE_POWER && db->wal.nlanes > 1)
 		helpers_start(s, db->wal.nlanes - 1);
 	r = pthread_create(&s->bg, NULL, bg_main, db);
@@ -578,6 +589,9 @@ void pkv__sync_stop(struct pkv *db)
 		pthread_join(s->bg, NULL);
 		s->bg_running = false;
 	}
+	pthread_mutex_lock(&s->mu);
+	s->helpers_allowed = false; /* pkv_close's last round syncs lanes itself */
+	pthread_mutex_unlock(&s->mu);
 	helpers_stop(s); /* after the join: the background thread's rounds use them */
 }
 
@@ -625,8 +639,16 @@ PKV_EXPORT int pkv_wait_durable(pkv *db, uint64_t seq, int timeout_ms)
 		return PKV_EREADONLY; /* nothing may be written, so nothing more becomes durable */
 	pkv__rcu_enter();
 	if (timeout_ms < 0) {
-		/* Like a POWER writer: lead or join rounds (S.2, S.7). */
+		/* Like a POWER writer: lead or join rounds (S.2, S.7), counted for S.5, with helpers
+		 * syncing the lanes in parallel (S.6). */
+		if (!__atomic_load_n(&s->helpers_wanted, __ATOMIC_RELAXED)) {
+			pthread_mutex_lock(&s->mu);
+			__atomic_store_n(&s->helpers_wanted, true, __ATOMIC_RELAXED);
+			pthread_mutex_unlock(&s->mu);
+		}
+		__atomic_add_fetch(&s->inflight, 1, __ATOMIC_RELEASE);
 		r = pkv__sync_wait(db, seq);
+		__atomic_sub_fetch(&s->inflight, 1, __ATOMIC_RELEASE);
 		return r == 0 ? 0 : PKV_EREADONLY;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &deadline);

@@ -56,6 +56,8 @@ struct pkv_sync {
 	struct sync_helper *helpers; /* POWER: nhelpers per slot, parallel fdatasync (S.6) */
 	unsigned nhelpers;           /* per slot */
 	unsigned nhelpers_started;   /* threads to join */
+	bool helpers_wanted;         /* a ticket waiter leads rounds: start them lazily (S.6) */
+	bool helpers_allowed;        /* between pkv__sync_start and pkv__sync_stop */
 	unsigned slots;          /* rounds in flight at most: pkv_options.sync_rounds */
 	struct sync_round ring[SYNC_SLOTS];
 	uint64_t next_round;     /* id of the next round to start */
