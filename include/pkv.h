@@ -163,6 +163,8 @@ typedef struct pkv_options {
  * @compactions:       compactions completed since open.
  * @readonly_reason:   0 while writes are accepted; otherwise the code that stopped them
  *                     (PKV_EREADONLY for a read-only open, or the -errno of a failed fdatasync).
+ * @wal_recycled:      WAL segments made from retired ones (whose blocks are already written)
+ *                     instead of fresh files, since open.
  */
 typedef struct pkv_stats {
 	uint64_t keys;
@@ -183,6 +185,7 @@ typedef struct pkv_stats {
 	uint64_t snapshot_bytes;
 	uint64_t compactions;
 	int readonly_reason;
+	uint64_t wal_recycled;
 } pkv_stats;
 
 /* Flags for pkv_put_ex() / pkv_del_ex(). */

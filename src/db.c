@@ -718,6 +718,7 @@ PKV_EXPORT int pkv_get_stats(pkv *db, pkv_stats *out)
 		for (unsigned i = 0; i < db->wal.nlanes; i++)
 			out->wal_bytes += __atomic_load_n(&db->wal.lanes[i].bytes, __ATOMIC_RELAXED);
 		out->wal_segments = count_segments(db);
+		out->wal_recycled = __atomic_load_n(&db->wal.recycled, __ATOMIC_RELAXED);
 		pthread_mutex_lock(&db->sync.mu);
 		out->syncs = db->sync.syncs;
 		out->synced_writes = db->sync.synced_writes;

@@ -16,6 +16,21 @@
  *  W.4  Within a lane sequence numbers strictly increase (taken under the lane lock).
  *  W.5  A write returns only after pkv__wal_wait_written(seq): every smaller sequence number's
  *       record is copied too, so a crash cannot leave a hole in front of an acknowledged write.
+ *  W.6  Recycling (RocksDB's recycle_log_file_num): a retired segment (a durable snapshot covers
+ *       it) of the standard size that was filled at least halfway is kept for reuse instead of
+ *       unlinked, up to WAL_RECYCLE_PER_LANE per lane: its unwritten tail is zero-filled, it is
+ *       renamed to LLL-S.tmp (its old name's debris form: removed at open if a crash comes) and
+ *       the directory fsynced before anything else touches it, so a crash can never leave a
+ *       *.wal whose header disagrees with its name. A new segment then takes it instead of a
+ *       fresh file: it is renamed to its new LLL-S.tmp and goes through W.1 without the
+ *       fallocate. Its blocks are allocated *and written*, so an fdatasync of new records in it
+ *       flushes data only, where a fresh segment's first write to each block also journals the
+ *       conversion of an unwritten extent. The stale records it holds never replay: the new
+ *       header has another lane or segment number, hence another record CRC seed (checked: the
+ *       seeds differ), and CRC32C is linear, so a record that was valid under the old seed is
+ *       invalid under any other; besides, each append into a recycled segment keeps a zero
+ *       length word right after its record (the end of the data, as in a fresh segment), and
+ *       its header write zeroes the first one.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -50,7 +65,8 @@ int pkv__wal_init(struct pkv *db, unsigned nlanes)
 	return 0;
 }
 
-int pkv__wal_old_add(struct pkv_wal *w, uint32_t lane, uint64_t segno, uint64_t last_seq)
+int pkv__wal_old_add(struct pkv_wal *w, uint32_t lane, uint64_t segno, uint64_t last_seq,
+		     size_t size, size_t written)
 {
 	struct wal_old *o = malloc(sizeof(*o));
 
@@ -59,6 +75,8 @@ int pkv__wal_old_add(struct pkv_wal *w, uint32_t lane, uint64_t segno, uint64_t 
 	o->lane = lane;
 	o->segno = segno;
 	o->last_seq = last_seq;
+	o->size = size;
+	o->written = written;
 	pthread_mutex_lock(&w->old_mu);
 	o->next = w->old;
 	w->old = o;
@@ -142,12 +160,90 @@ void pkv__wal_destroy(struct pkv *db)
 		pkv__fs_fsync_dir(w->dir); /* best effort: an empty segment left behind is harmless */
 	free(w->lanes);
 	w->lanes = NULL;
+	while (w->free) { /* W.6: the pool does not outlive the handle */
+		struct wal_free *f = w->free;
+		w->free = f->next;
+		seg_path(path, sizeof(path), w->dir, f->lane, f->segno, "tmp");
+		(void)pkv__fs->unlink(path);
+		free(f);
+	}
 	while (w->old) {
 		struct wal_old *o = w->old;
 		w->old = o->next;
 		free(o);
 	}
 	pthread_mutex_destroy(&w->old_mu);
+}
+
+/* ---- recycling (W.6) --------------------------------------------------------------------- */
+
+/*
+ * Take a pooled segment for the segment headed @hdr: rename it to @tmp (the new segment's
+ * *.tmp name) and open it. Returns the descriptor, or -1 (none pooled, or it is unusable: it is
+ * then removed and the caller makes a fresh file).
+ */
+static int recycle_take(struct pkv *db, const struct wal_seg_disk *hdr, const char *tmp)
+{
+	struct pkv_wal *w = &db->wal;
+	struct wal_seg_disk old;
+	struct wal_free *f;
+	char pool[4096];
+	const char *why;
+	off_t fsize = 0;
+	int fd;
+
+	pthread_mutex_lock(&w->old_mu);
+	f = w->free;
+	if (f) {
+		w->free = f->next;
+		w->nfree--;
+	}
+	pthread_mutex_unlock(&w->old_mu);
+	if (f == NULL)
+		return -1;
+	seg_path(pool, sizeof(pool), w->dir, f->lane, f->segno, "tmp");
+	free(f);
+	/* A crash from here until W.1's rename leaves a *.tmp: removed at open. */
+	if (pkv__fs->rename(pool, tmp) < 0) {
+		(void)pkv__fs->unlink(pool);
+		return -1;
+	}
+	fd = pkv__fs->open(tmp, O_RDWR, 0);
+	if (fd < 0)
+		goto drop;
+	/* The file must be what was pooled: the standard size, and a header whose seed is not the
+	 * new one (2^-32 odds, but then stale records would validate: never reuse it). */
+	if (pkv__fs->fstat_size(fd, &fsize) < 0 || (size_t)fsize != w->seg_bytes ||
+	    pkv__fs_pread_all(fd, &old, sizeof(old), 0) != (ssize_t)sizeof(old) ||
+	    pkv__wal_seg_check(&old, sizeof(old), &old, &why) < 0 ||
+	    pkv__wal_rec_seed(&old) == pkv__wal_rec_seed(hdr)) {
+		pkv__fs->close(fd);
+		goto drop;
+	}
+	__atomic_add_fetch(&w->recycled, 1, __ATOMIC_RELAXED);
+	return fd;
+drop:
+	(void)pkv__fs->unlink(tmp);
+	return -1;
+}
+
+/* Zero [from, size) of the file at @path (W.6: every block written before it is reused). */
+static int recycle_zero_tail(const char *path, size_t from, size_t size)
+{
+	static const unsigned char zeros[1 << 16];
+	int fd = pkv__fs->open(path, O_RDWR, 0);
+	int r = 0;
+
+	if (fd < 0)
+		return fd;
+	from &= ~(size_t)4095;
+	while (from < size && r == 0) {
+		size_t n = size - from < sizeof(zeros) ? size - from : sizeof(zeros);
+		r = pkv__fs_pwrite_all(fd, zeros, n, (off_t)from);
+		from += n;
+	}
+	pkv__fs->close(fd);
+	return r;
 }
 
 int pkv__wal_seg_create(struct pkv *db, uint32_t lane, uint64_t segno, size_t min_bytes,
@@ -158,22 +254,34 @@ int pkv__wal_seg_create(struct pkv *db, uint32_t lane, uint64_t segno, size_t mi
 	struct wal_seg *seg;
 	char tmp[4096], path[4096];
 	size_t size = w->seg_bytes;
+	bool recycled;
 	int fd, r;
 
 	if (size < min_bytes)
 		size = (min_bytes + 4095) & ~(size_t)4095;
 	seg_path(tmp, sizeof(tmp), w->dir, lane, segno, "tmp");
 	seg_path(path, sizeof(path), w->dir, lane, segno, "wal");
-
-	fd = pkv__fs->open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0644);
-	if (fd < 0)
-		return fd;
-	/* W.1, W.2: every block the mapping will touch is allocated before it is mapped. */
-	r = pkv__fs->fallocate(fd, 0, (off_t)size);
-	if (r < 0)
-		goto fail;
 	pkv__wal_seg_init(&hdr, lane, segno, w->salt, size);
-	r = pkv__fs_pwrite_all(fd, &hdr, sizeof(hdr), 0);
+
+	fd = size == w->seg_bytes ? recycle_take(db, &hdr, tmp) : -1;
+	recycled = fd >= 0;
+	if (!recycled) {
+		fd = pkv__fs->open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0644);
+		if (fd < 0)
+			return fd;
+		/* W.1, W.2: every block the mapping will touch is allocated before it is mapped. */
+		r = pkv__fs->fallocate(fd, 0, (off_t)size);
+		if (r < 0)
+			goto fail;
+	}
+	{
+		/* W.6: the header, and a zero length where the first record goes (stale bytes
+		 * follow in a recycled file; a fresh one is zeros already). */
+		unsigned char head[WAL_SEG_HDR + 8] = { 0 };
+
+		memcpy(head, &hdr, sizeof(hdr));
+		r = pkv__fs_pwrite_all(fd, head, recycled ? sizeof(head) : sizeof(hdr), 0);
+	}
 	if (r < 0)
 		goto fail;
 	/* W.1: header and allocation durable before the name says "segment". */
@@ -205,6 +313,7 @@ int pkv__wal_seg_create(struct pkv *db, uint32_t lane, uint64_t segno, size_t mi
 	seg->size = size;
 	seg->off = WAL_SEG_HDR;
 	seg->seed = pkv__wal_rec_seed(&hdr);
+	seg->recycled = recycled;
 	seg->base = pkv__fs->mmap(size, PROT_READ | PROT_WRITE, fd, 0);
 	if (seg->base == NULL) {
 		r = -errno;
@@ -260,7 +369,8 @@ static int lane_roll_locked(struct pkv *db, struct wal_lane *l, size_t need)
 	}
 	if (l->cur) {
 		/* If this allocation fails the segment is only kept until the next open. */
-		(void)pkv__wal_old_add(&db->wal, l->id, l->cur->segno, l->cur->last_seq);
+		(void)pkv__wal_old_add(&db->wal, l->id, l->cur->segno, l->cur->last_seq,
+				       l->cur->size, l->cur->off);
 		/* Synced and closed by the background thread (or the next sync round). */
 		l->cur->next = l->retired;
 		l->retired = l->cur;
@@ -313,6 +423,8 @@ int64_t pkv__wal_append(struct pkv *db, enum wal_rec_type type, const void *key,
 	pkv__wal_rec_encode(seg->base + seg->off, seg->seed, seq, type,
 			    __atomic_load_n(&w->synced, __ATOMIC_RELAXED), key, klen, val, vlen);
 	seg->off += need;
+	if (seg->recycled && seg->size - seg->off >= sizeof(uint32_t))
+		memset(seg->base + seg->off, 0, sizeof(uint32_t)); /* W.6: the end of the data */
 	seg->last_seq = seq;
 	l->last_seq = seq;
 	/* Read without the lock by stats and the compactor. */
@@ -332,7 +444,8 @@ void pkv__wal_roll_all(struct pkv *db)
 
 		pthread_mutex_lock(&l->lock);
 		if (l->cur && l->cur->off > WAL_SEG_HDR) {
-			(void)pkv__wal_old_add(w, l->id, l->cur->segno, l->cur->last_seq);
+			(void)pkv__wal_old_add(w, l->id, l->cur->segno, l->cur->last_seq,
+					       l->cur->size, l->cur->off);
 			l->cur->next = l->retired;
 			l->retired = l->cur;
 			l->cur = NULL; /* the next append takes the spare */
@@ -360,7 +473,10 @@ int pkv__wal_retire_upto(struct pkv *db, uint64_t seq)
 {
 	struct pkv_wal *w = &db->wal;
 	struct wal_old *keep = NULL, *drop = NULL, *o;
-	char path[4096];
+	struct wal_free *pooled = NULL, *f;
+	bool durable;
+	unsigned room;
+	char path[4096], pool[4096];
 	int r = 0;
 
 	pthread_mutex_lock(&w->old_mu);
@@ -375,6 +491,8 @@ int pkv__wal_retire_upto(struct pkv *db, uint64_t seq)
 		}
 	}
 	w->old = keep;
+	room = WAL_RECYCLE_PER_LANE * w->nlanes;
+	room = w->nfree < room ? room - w->nfree : 0;
 	pthread_mutex_unlock(&w->old_mu);
 	if (drop == NULL)
 		return 0;
@@ -383,15 +501,55 @@ int pkv__wal_retire_upto(struct pkv *db, uint64_t seq)
 
 		drop = o->next;
 		seg_path(path, sizeof(path), w->dir, o->lane, o->segno, "wal");
+		/* W.6: keep it for reuse if it is worth it, else unlink it. */
+		f = NULL;
+		if (room > 0 && o->size == w->seg_bytes && o->written >= o->size / 2)
+			f = malloc(sizeof(*f));
+		if (f) {
+			seg_path(pool, sizeof(pool), w->dir, o->lane, o->segno, "tmp");
+			if (recycle_zero_tail(path, o->written, o->size) == 0 &&
+			    pkv__fs->rename(path, pool) == 0) {
+				f->lane = o->lane;
+				f->segno = o->segno;
+				f->next = pooled;
+				pooled = f;
+				room--;
+				free(o);
+				continue;
+			}
+			free(f);
+		}
 		e = pkv__fs->unlink(path);
 		if (e < 0 && e != -ENOENT && r == 0)
 			r = e;
 		free(o);
 	}
-	/* Not needed for correctness (replay skips records <= the snapshot), only to free space
-	 * for good: a lost unlink would leave a segment that the next compaction removes. */
-	if (r == 0)
-		r = pkv__fs_fsync_dir(w->dir);
+	/*
+	 * The unlinks need no fsync for correctness (replay skips records <= the snapshot; a lost
+	 * unlink leaves a segment the next compaction removes). The renames do (W.6): a pooled file
+	 * is rewritten only once its *.tmp name is durable.
+	 */
+	{
+		int e = pkv__fs_fsync_dir(w->dir);
+
+		if (e < 0 && r == 0)
+			r = e;
+		durable = e == 0;
+	}
+	while ((f = pooled) != NULL) {
+		pooled = f->next;
+		if (!durable) { /* its new name is not known durable: never rewrite it */
+			seg_path(pool, sizeof(pool), w->dir, f->lane, f->segno, "tmp");
+			(void)pkv__fs->unlink(pool);
+			free(f);
+			continue;
+		}
+		pthread_mutex_lock(&w->old_mu);
+		f->next = w->free;
+		w->free = f;
+		w->nfree++;
+		pthread_mutex_unlock(&w->old_mu);
+	}
 	return r;
 }
 

@@ -43,16 +43,29 @@ struct wal_seg {
 	uint32_t seed;       /* record CRC seed */
 	uint64_t last_seq;   /* highest seq written into it */
 	uint64_t seal;       /* sync.c S.4: closed once every round with an id < seal is published */
+	bool recycled;       /* W.6: stale bytes follow the data: keep a zero length after it */
 	struct wal_seg *next;
 };
 
-/* A full segment still on disk: deleted once a snapshot covers last_seq. */
+/* A full segment still on disk: deleted (or recycled, W.6) once a snapshot covers last_seq. */
 struct wal_old {
 	uint32_t lane;
 	uint64_t segno;
 	uint64_t last_seq;
+	size_t size;    /* file size (header seg_bytes) */
+	size_t written; /* bytes of header and records; 0 if unknown (found at open) */
 	struct wal_old *next;
 };
+
+/* A retired segment kept for reuse (W.6), renamed to LLL-SSSSSSSSSS.tmp of its old name. */
+struct wal_free {
+	uint32_t lane;
+	uint64_t segno;
+	struct wal_free *next;
+};
+
+/* Retired segments kept for reuse, per lane (W.6). */
+#define WAL_RECYCLE_PER_LANE 2u
 
 struct wal_lane {
 	pthread_mutex_t lock;
@@ -79,6 +92,9 @@ struct pkv_wal {
 	uint64_t synced; /* atomic: every seq <= synced is power-loss durable */
 	pthread_mutex_t old_mu;
 	struct wal_old *old; /* full segments on disk, guarded by old_mu */
+	struct wal_free *free; /* retired segments kept for reuse (W.6), guarded by old_mu */
+	unsigned nfree;
+	uint64_t recycled;     /* atomic: segments reused since open */
 };
 
 /* Set up lanes (no files yet). 0 or -ENOMEM. */
@@ -115,10 +131,17 @@ int64_t pkv__wal_append(struct pkv *db, enum wal_rec_type type, const void *key,
 /* Wait until every record with a sequence number <= @seq is copied into its segment. */
 void pkv__wal_wait_written(struct pkv *db, uint64_t seq);
 
-/* Remember that segment @segno of @lane, last written at @last_seq, is full. 0 or -ENOMEM. */
-int pkv__wal_old_add(struct pkv_wal *w, uint32_t lane, uint64_t segno, uint64_t last_seq);
+/*
+ * Remember that segment @segno of @lane (@size bytes, @written of them header and records, 0 if
+ * unknown), last written at @last_seq, is full. 0 or -ENOMEM.
+ */
+int pkv__wal_old_add(struct pkv_wal *w, uint32_t lane, uint64_t segno, uint64_t last_seq,
+		     size_t size, size_t written);
 
-/* Unlink every full segment whose records are all <= @seq (a durable snapshot covers them). */
+/*
+ * Retire every full segment whose records are all <= @seq (a durable snapshot covers them):
+ * keep up to WAL_RECYCLE_PER_LANE per lane for reuse (W.6), unlink the others.
+ */
 int pkv__wal_retire_upto(struct pkv *db, uint64_t seq);
 
 /*
