@@ -242,6 +242,7 @@ static void db_free(struct pkv *db)
 {
 	pkv__compactor_stop(db);
 	pkv__sync_stop(db);
+	pkv__sync_release(db); /* closed segments tell the WAL (wal.c W.6): before it goes */
 	pkv__wal_destroy(db);
 	pkv__map_destroy(&db->map); /* waits for every pending RCU callback */
 	pkv__snap_close(db->base);

@@ -33,6 +33,7 @@
 #include "errors.h"
 #include "map.h"
 #include "rcu.h"
+#include "recpool.h"
 
 #ifdef PKV_TSAN
 char pkv__tsan_gp_token;
@@ -102,8 +103,7 @@ static void retire_cb(struct rcu_head *head)
 	struct retire_batch *b = caa_container_of(head, struct retire_batch, rcu);
 
 	PKV_TSAN_ACQUIRE();
-	for (unsigned i = 0; i < b->n; i++)
-		free(b->items[i]);
+	pkv__recpool_free_batch(b->items, b->n); /* recpool.h P.1: after the grace period */
 	free(b);
 }
 
@@ -231,7 +231,7 @@ const struct pkv_rec *pkv__map_get_rcu(struct pkv_map *m, uint64_t hash, const v
 
 struct pkv_rec *pkv__rec_new(const void *key, size_t klen, const void *val, size_t vlen)
 {
-	struct pkv_rec *r = malloc(sizeof(*r) + klen + vlen);
+	struct pkv_rec *r = pkv__recpool_alloc(sizeof(*r) + klen + vlen);
 
 	if (r == NULL)
 		return NULL;
@@ -256,7 +256,7 @@ struct pkv_rec *pkv__rec_new_tomb(const void *key, size_t klen)
 
 void pkv__rec_free(struct pkv_rec *r)
 {
-	free(r);
+	pkv__recpool_free(r); /* never published: no reader can hold it (recpool.h P.1) */
 }
 
 const struct pkv_rec *pkv__map_find_locked(struct map_shard *s, uint64_t hash, const void *key,

@@ -86,13 +86,18 @@ int pkv__sync_init(struct pkv *db)
 	return 0;
 }
 
+void pkv__sync_release(struct pkv *db)
+{
+	/* No round can run any more: every grave is sealed (S.4). */
+	graves_close(db->sync.graves);
+	db->sync.graves = NULL;
+}
+
 void pkv__sync_destroy(struct pkv *db)
 {
 	struct pkv_sync *s = &db->sync;
 
-	/* No round can run any more: every grave is sealed (S.4). */
-	graves_close(s->graves);
-	s->graves = NULL;
+	pkv__sync_release(db);
 	if (s->efd >= 0)
 		close(s->efd);
 	s->efd = -1;

@@ -79,6 +79,8 @@ int pkv__sync_init(struct pkv *db);
 int pkv__sync_start(struct pkv *db);
 /* Stop it; safe if never started. */
 void pkv__sync_stop(struct pkv *db);
+/* Close the segments rounds have synced and left open (S.4); before the WAL goes. */
+void pkv__sync_release(struct pkv *db);
 /* Free what is left (after the last round: pkv_close's final sync). */
 void pkv__sync_destroy(struct pkv *db);
 

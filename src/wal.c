@@ -77,6 +77,7 @@ int pkv__wal_old_add(struct pkv_wal *w, uint32_t lane, uint64_t segno, uint64_t 
 	o->last_seq = last_seq;
 	o->size = size;
 	o->written = written;
+	o->closed = written == 0; /* found at open: no descriptor of ours (and never pooled) */
 	pthread_mutex_lock(&w->old_mu);
 	o->next = w->old;
 	w->old = o;
@@ -103,6 +104,13 @@ void pkv__wal_seg_close(struct wal_seg *seg)
 {
 	if (seg == NULL)
 		return;
+	if (seg->wal) { /* W.6: only a closed segment may be renamed into the pool */
+		pthread_mutex_lock(&seg->wal->old_mu);
+		for (struct wal_old *o = seg->wal->old; o; o = o->next)
+			if (o->lane == seg->lane && o->segno == seg->segno)
+				o->closed = true;
+		pthread_mutex_unlock(&seg->wal->old_mu);
+	}
 	if (seg->base)
 		pkv__fs->munmap(seg->base, seg->size);
 	for (unsigned k = 1; k < WAL_SYNC_SLOTS; k++)
@@ -236,7 +244,6 @@ static int recycle_zero_tail(const char *path, size_t from, size_t size)
 
 	if (fd < 0)
 		return fd;
-	from &= ~(size_t)4095;
 	while (from < size && r == 0) {
 		size_t n = size - from < sizeof(zeros) ? size - from : sizeof(zeros);
 		r = pkv__fs_pwrite_all(fd, zeros, n, (off_t)from);
@@ -371,6 +378,7 @@ static int lane_roll_locked(struct pkv *db, struct wal_lane *l, size_t need)
 		/* If this allocation fails the segment is only kept until the next open. */
 		(void)pkv__wal_old_add(&db->wal, l->id, l->cur->segno, l->cur->last_seq,
 				       l->cur->size, l->cur->off);
+		l->cur->wal = &db->wal;
 		/* Synced and closed by the background thread (or the next sync round). */
 		l->cur->next = l->retired;
 		l->retired = l->cur;
@@ -446,6 +454,7 @@ void pkv__wal_roll_all(struct pkv *db)
 		if (l->cur && l->cur->off > WAL_SEG_HDR) {
 			(void)pkv__wal_old_add(w, l->id, l->cur->segno, l->cur->last_seq,
 					       l->cur->size, l->cur->off);
+			l->cur->wal = w;
 			l->cur->next = l->retired;
 			l->retired = l->cur;
 			l->cur = NULL; /* the next append takes the spare */
@@ -503,17 +512,23 @@ int pkv__wal_retire_upto(struct pkv *db, uint64_t seq)
 		seg_path(path, sizeof(path), w->dir, o->lane, o->segno, "wal");
 		/* W.6: keep it for reuse if it is worth it, else unlink it. */
 		f = NULL;
-		if (room > 0 && o->size == w->seg_bytes && o->written >= o->size / 2)
+		if (room > 0 && o->closed && o->size == w->seg_bytes && o->written >= o->size / 2)
 			f = malloc(sizeof(*f));
 		if (f) {
+			/* Renamed first: if that fails the segment is left as it was. Zeroed after
+			 * its data only, never inside it: a torn last record would end the lane. */
 			seg_path(pool, sizeof(pool), w->dir, o->lane, o->segno, "tmp");
-			if (recycle_zero_tail(path, o->written, o->size) == 0 &&
-			    pkv__fs->rename(path, pool) == 0) {
-				f->lane = o->lane;
-				f->segno = o->segno;
-				f->next = pooled;
-				pooled = f;
-				room--;
+			if (pkv__fs->rename(path, pool) == 0) {
+				if (recycle_zero_tail(pool, o->written, o->size) == 0) {
+					f->lane = o->lane;
+					f->segno = o->segno;
+					f->next = pooled;
+					pooled = f;
+					room--;
+				} else {
+					(void)pkv__fs->unlink(pool);
+					free(f);
+				}
 				free(o);
 				continue;
 			}

@@ -44,6 +44,7 @@ struct wal_seg {
 	uint64_t last_seq;   /* highest seq written into it */
 	uint64_t seal;       /* sync.c S.4: closed once every round with an id < seal is published */
 	bool recycled;       /* W.6: stale bytes follow the data: keep a zero length after it */
+	struct pkv_wal *wal; /* W.6: told when the segment is closed; NULL when nobody asks */
 	struct wal_seg *next;
 };
 
@@ -54,6 +55,7 @@ struct wal_old {
 	uint64_t last_seq;
 	size_t size;    /* file size (header seg_bytes) */
 	size_t written; /* bytes of header and records; 0 if unknown (found at open) */
+	bool closed;    /* no descriptor or mapping of it is open any more (W.6) */
 	struct wal_old *next;
 };
 
@@ -110,7 +112,7 @@ int pkv__wal_seg_create(struct pkv *db, uint32_t lane, uint64_t segno, size_t mi
 /* Ask the background thread for a spare segment in every lane (at open). */
 void pkv__wal_want_spares(struct pkv *db);
 
-/* Unmap, close and free @seg (no sync). */
+/* Unmap, close and free @seg (no sync). A rolled segment's entry learns it is closed (W.6). */
 void pkv__wal_seg_close(struct wal_seg *seg);
 
 /*
