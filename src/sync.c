@@ -11,7 +11,9 @@
  *       raised to T: every write <= T is power-loss durable.
  *  S.2  A writer that needs seq S waits while a started round's target covers S; otherwise it
  *       leads a new round as soon as a slot is free (S.7), which covers everyone who arrived in
- *       between. So N concurrent writers cost a few rounds, not N.
+ *       between. So N concurrent writers cost a few rounds, not N. Waiters sleep on a futex word
+ *       that every publication bumps, and on waking check `synced` without the mutex: one
+ *       wake-up per writer per round, instead of a herd queueing for sync.mu after a broadcast.
  *  S.3  A failed fdatasync is final: the error is kept, `synced` never passes the failed round
  *       (nor any round after it, whatever their own fdatasyncs returned), every waiter of that
  *       round and every later write gets an error, and the store refuses writes
@@ -49,7 +51,10 @@
 #include <string.h>
 #include <sched.h>
 #include <time.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "db.h"
@@ -391,7 +396,11 @@ static struct wal_seg *publish_locked(struct pkv *db)
 	s->graves = open;
 	if (signal)
 		signal_event_locked(s);
-	pthread_cond_broadcast(&s->cv);
+	/* S.2: the writers asleep on pub check `synced` themselves, without this mutex. */
+	__atomic_add_fetch(&s->pub, 1, __ATOMIC_RELEASE);
+	if (__atomic_load_n(&s->sleepers, __ATOMIC_SEQ_CST) > 0)
+		(void)syscall(SYS_futex, &s->pub, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+	pthread_cond_broadcast(&s->cv); /* timed ticket waits */
 	return closing;
 }
 
@@ -462,25 +471,38 @@ int pkv__sync_wait(struct pkv *db, uint64_t seq)
 {
 	struct pkv_sync *s = &db->sync;
 	struct pkv_wal *w = &db->wal;
+	bool joined = false;
 	int r;
 
-	if (__atomic_load_n(&w->synced, __ATOMIC_ACQUIRE) >= seq)
-		return 0;
-	pthread_mutex_lock(&s->mu);
-	if (__atomic_load_n(&w->synced, __ATOMIC_ACQUIRE) < seq)
-		__atomic_add_fetch(&s->joined, 1, __ATOMIC_RELEASE); /* S.5 */
-	while (s->err == 0 && __atomic_load_n(&w->synced, __ATOMIC_ACQUIRE) < seq) {
+	for (;;) {
+		uint32_t ev;
+
+		if (__atomic_load_n(&w->synced, __ATOMIC_ACQUIRE) >= seq)
+			return 0;
+		pthread_mutex_lock(&s->mu);
+		if (__atomic_load_n(&w->synced, __ATOMIC_ACQUIRE) >= seq || s->err) {
+			r = __atomic_load_n(&w->synced, __ATOMIC_ACQUIRE) >= seq ? 0 : s->err;
+			pthread_mutex_unlock(&s->mu);
+			return r;
+		}
+		if (!joined) {
+			__atomic_add_fetch(&s->joined, 1, __ATOMIC_RELEASE); /* S.5 */
+			joined = true;
+		}
 		/* S.2: a started round covers us, or one is about to take its target (S.5), or
-		 * every slot is busy (S.7): wait for a publication. */
+		 * every slot is busy (S.7): sleep until a publication. The word is read under the
+		 * mutex that publications hold, so none can slip between the check and the sleep. */
 		if (s->started >= seq || s->gathering || s->next_round - s->oldest >= s->slots) {
-			pthread_cond_wait(&s->cv, &s->mu);
+			ev = __atomic_load_n(&s->pub, __ATOMIC_ACQUIRE);
+			__atomic_add_fetch(&s->sleepers, 1, __ATOMIC_SEQ_CST);
+			pthread_mutex_unlock(&s->mu);
+			(void)syscall(SYS_futex, &s->pub, FUTEX_WAIT_PRIVATE, ev, NULL, NULL, 0);
+			__atomic_sub_fetch(&s->sleepers, 1, __ATOMIC_SEQ_CST);
 			continue;
 		}
 		lead_round_locked(db);
+		pthread_mutex_unlock(&s->mu);
 	}
-	r = __atomic_load_n(&w->synced, __ATOMIC_ACQUIRE) >= seq ? 0 : s->err;
-	pthread_mutex_unlock(&s->mu);
-	return r;
 }
 
 void pkv__sync_kick(struct pkv *db)

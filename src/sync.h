@@ -66,6 +66,8 @@ struct pkv_sync {
 	uint64_t want;           /* tickets: the background thread syncs up to here (S.8) */
 	struct wal_seg *graves; /* synced rolled segments waiting to be closed (S.4), via next */
 	int efd;                /* pkv_event_fd(), -1 until asked for */
+	uint32_t pub;           /* atomic futex word: bumped at every publication (S.2) */
+	uint32_t sleepers;      /* atomic: writers asleep on pub */
 	uint64_t inflight;      /* atomic: writers inside a durable write (S.5) */
 	uint64_t joined;        /* atomic: writers waiting for the next round */
 	uint64_t wmax;          /* recent maximum of inflight; the gathering leader's only */
