@@ -57,7 +57,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "db.h"
+#include "store.h"
 #include "errors.h"
 #include "fs.h"
 #include "rcu.h"
@@ -184,8 +184,11 @@ static void helpers_stop(struct pkv_sync *s)
 
 static void report_failure(struct pkv *db, const struct wal_seg *seg, int r)
 {
-	pkv__log(db, PKV_LOG_ERROR, "sync: fdatasync of wal segment %03u-%010llu failed: %s",
-		 seg->lane, (unsigned long long)seg->segno, pkv_strerror(r));
+	char name[64];
+
+	pkv__wal_seg_path(name, sizeof(name), NULL, seg->lane, seg->segno, "wal");
+	pkv__log(db, PKV_LOG_ERROR, "sync: fdatasync of wal segment %s failed: %s", name,
+		 pkv_strerror(r));
 }
 
 static uint64_t mono_ns(void)
@@ -228,7 +231,7 @@ static void gather(struct pkv *db)
  */
 static int sync_fd(struct pkv *db, struct wal_seg *seg, unsigned slot)
 {
-	int fd = pkv__wal_seg_sync_fd(db, seg, slot);
+	int fd = pkv__wal_seg_sync_fd(&db->wal, seg, slot);
 
 	if (fd == -ENOENT)
 		return 0;
@@ -260,7 +263,7 @@ static int sync_round(struct pkv *db, unsigned slot, struct sync_helper *hs, uns
 	int err = 0;
 
 	*done = NULL;
-	pkv__wal_wait_written(db, target);
+	pkv__wal_wait_written(&db->wal, target);
 	for (unsigned i = 0; i < w->nlanes; i++) {
 		struct wal_lane *l = &w->lanes[i];
 		struct wal_seg *retired;
@@ -296,7 +299,7 @@ static int sync_round(struct pkv *db, unsigned slot, struct sync_helper *hs, uns
 
 		if (cur[i] == NULL)
 			continue;
-		fd = pkv__wal_seg_sync_fd(db, cur[i], slot);
+		fd = pkv__wal_seg_sync_fd(&db->wal, cur[i], slot);
 		if (fd == -ENOENT) { /* retired by a compaction meanwhile: see sync_fd() */
 			lane_synced(&w->lanes[i], last[i]);
 			continue;
@@ -368,7 +371,7 @@ static struct wal_seg *publish_locked(struct pkv *db)
 			break;
 		if (e->err < 0 && s->err == 0) {
 			s->err = e->err; /* S.3 */
-			pkv__db_set_readonly(db, e->err);
+			pkv__store_set_readonly(db, e->err);
 			signal = true;
 		} else if (s->err == 0) {
 			uint64_t before = __atomic_load_n(&w->synced, __ATOMIC_RELAXED);
@@ -570,10 +573,10 @@ static void *bg_main(void *arg)
 		/* S.8 first: a ticket is waiting on it; a spare can wait for a round. */
 		if (want > __atomic_load_n(&db->wal.synced, __ATOMIC_ACQUIRE))
 			(void)pkv__sync_wait(db, want); /* errors are sticky, waiters see them */
-		pkv__wal_make_spares(db);
+		pkv__wal_make_spares(&db->wal);
 		if ((periodic && timed_out) || lanes_have_retired(db)) {
 			uint64_t seq = __atomic_load_n(&db->wal.seq, __ATOMIC_ACQUIRE);
-			if (pkv__db_readonly(db) == 0)
+			if (pkv__store_readonly(db) == 0)
 				(void)pkv__sync_wait(db, seq); /* errors are sticky and reported there */
 		}
 		pthread_mutex_lock(&s->mu);

@@ -40,18 +40,18 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "compact.h"
-#include "db.h"
+#include <ck_pr.h>
+
 #include "errors.h"
 #include "fs.h"
+#include "internal.h"
 #include "wal.h"
 
-int pkv__wal_init(struct pkv *db, unsigned nlanes)
+int pkv__wal_init(struct pkv_wal *w, unsigned nlanes, size_t seg_bytes, const struct pkv_log *log)
 {
-	struct pkv_wal *w = &db->wal;
-
 	w->nlanes = nlanes;
-	w->seg_bytes = db->opts.wal_segment_bytes;
+	w->seg_bytes = seg_bytes;
+	w->log = log;
 	if (posix_memalign((void **)&w->lanes, 64, sizeof(*w->lanes) * nlanes) != 0)
 		return -ENOMEM;
 	memset(w->lanes, 0, sizeof(*w->lanes) * nlanes);
@@ -94,10 +94,35 @@ uint64_t pkv__wal_bytes(struct pkv_wal *w)
 	return n;
 }
 
-static void seg_path(char *buf, size_t n, const char *dir, uint32_t lane, uint64_t segno,
-		     const char *ext)
+void pkv__wal_seg_path(char *buf, size_t n, const char *dir, uint32_t lane, uint64_t segno,
+		       const char *ext)
 {
-	snprintf(buf, n, "%s/%03u-%010llu.%s", dir, lane, (unsigned long long)segno, ext);
+	if (dir == NULL)
+		snprintf(buf, n, "%03u-%010llu.%s", lane, (unsigned long long)segno, ext);
+	else
+		snprintf(buf, n, "%s/%03u-%010llu.%s", dir, lane, (unsigned long long)segno, ext);
+}
+
+int pkv__wal_seg_parse_name(const char *name, uint32_t *lane, uint64_t *segno, bool *tmp)
+{
+	unsigned l;
+	unsigned long long s;
+	char ext[8];
+	int n = 0;
+
+	if (strlen(name) != 3 + 1 + 10 + 4)
+		return -1;
+	if (sscanf(name, "%3u-%10llu.%3s%n", &l, &s, ext, &n) != 3 || n != 18)
+		return -1;
+	if (strcmp(ext, "wal") == 0)
+		*tmp = false;
+	else if (strcmp(ext, "tmp") == 0)
+		*tmp = true;
+	else
+		return -1;
+	*lane = l;
+	*segno = s;
+	return 0;
 }
 
 void pkv__wal_seg_close(struct wal_seg *seg)
@@ -121,7 +146,7 @@ void pkv__wal_seg_close(struct wal_seg *seg)
 	free(seg);
 }
 
-int pkv__wal_seg_sync_fd(struct pkv *db, struct wal_seg *seg, unsigned slot)
+int pkv__wal_seg_sync_fd(struct pkv_wal *w, struct wal_seg *seg, unsigned slot)
 {
 	char path[4096];
 	int fd;
@@ -130,7 +155,7 @@ int pkv__wal_seg_sync_fd(struct pkv *db, struct wal_seg *seg, unsigned slot)
 		return seg->fd;
 	if (seg->sfd[slot] >= 0)
 		return seg->sfd[slot];
-	seg_path(path, sizeof(path), db->wal.dir, seg->lane, seg->segno, "wal");
+	pkv__wal_seg_path(path, sizeof(path), w->dir, seg->lane, seg->segno, "wal");
 	/* S.7: a file description of its own samples the write-back error state now; any error
 	 * after this is reported to its next fdatasync whoever else saw it. */
 	fd = pkv__fs->open(path, O_RDWR, 0);
@@ -139,9 +164,8 @@ int pkv__wal_seg_sync_fd(struct pkv *db, struct wal_seg *seg, unsigned slot)
 	return fd;
 }
 
-void pkv__wal_destroy(struct pkv *db)
+void pkv__wal_destroy(struct pkv_wal *w)
 {
-	struct pkv_wal *w = &db->wal;
 	char path[4096];
 	bool unlinked = false;
 
@@ -157,7 +181,7 @@ void pkv__wal_destroy(struct pkv *db)
 		}
 		if (l->spare) {
 			/* Never written: drop it rather than leave 16 MiB of zeros per lane behind. */
-			seg_path(path, sizeof(path), w->dir, l->id, l->spare->segno, "wal");
+			pkv__wal_seg_path(path, sizeof(path), w->dir, l->id, l->spare->segno, "wal");
 			pkv__wal_seg_close(l->spare);
 			unlinked |= pkv__fs->unlink(path) == 0;
 		}
@@ -171,7 +195,7 @@ void pkv__wal_destroy(struct pkv *db)
 	while (w->free) { /* W.6: the pool does not outlive the handle */
 		struct wal_free *f = w->free;
 		w->free = f->next;
-		seg_path(path, sizeof(path), w->dir, f->lane, f->segno, "tmp");
+		pkv__wal_seg_path(path, sizeof(path), w->dir, f->lane, f->segno, "tmp");
 		(void)pkv__fs->unlink(path);
 		free(f);
 	}
@@ -190,9 +214,8 @@ void pkv__wal_destroy(struct pkv *db)
  * *.tmp name) and open it. Returns the descriptor, or -1 (none pooled, or it is unusable: it is
  * then removed and the caller makes a fresh file).
  */
-static int recycle_take(struct pkv *db, const struct wal_seg_disk *hdr, const char *tmp)
+static int recycle_take(struct pkv_wal *w, const struct wal_seg_disk *hdr, const char *tmp)
 {
-	struct pkv_wal *w = &db->wal;
 	struct wal_seg_disk old;
 	struct wal_free *f;
 	char pool[4096];
@@ -209,7 +232,7 @@ static int recycle_take(struct pkv *db, const struct wal_seg_disk *hdr, const ch
 	pthread_mutex_unlock(&w->old_mu);
 	if (f == NULL)
 		return -1;
-	seg_path(pool, sizeof(pool), w->dir, f->lane, f->segno, "tmp");
+	pkv__wal_seg_path(pool, sizeof(pool), w->dir, f->lane, f->segno, "tmp");
 	free(f);
 	/* A crash from here until W.1's rename leaves a *.tmp: removed at open. */
 	if (pkv__fs->rename(pool, tmp) < 0) {
@@ -223,8 +246,8 @@ static int recycle_take(struct pkv *db, const struct wal_seg_disk *hdr, const ch
 	 * new one (2^-32 odds, but then stale records would validate: never reuse it). */
 	if (pkv__fs->fstat_size(fd, &fsize) < 0 || (size_t)fsize != w->seg_bytes ||
 	    pkv__fs_pread_all(fd, &old, sizeof(old), 0) != (ssize_t)sizeof(old) ||
-	    pkv__wal_seg_check(&old, sizeof(old), &old, &why) < 0 ||
-	    pkv__wal_rec_seed(&old) == pkv__wal_rec_seed(hdr)) {
+	    pkv__walrec_seg_check(&old, sizeof(old), &old, &why) < 0 ||
+	    pkv__walrec_seed(&old) == pkv__walrec_seed(hdr)) {
 		pkv__fs->close(fd);
 		goto drop;
 	}
@@ -253,10 +276,9 @@ static int recycle_zero_tail(const char *path, size_t from, size_t size)
 	return r;
 }
 
-int pkv__wal_seg_create(struct pkv *db, uint32_t lane, uint64_t segno, size_t min_bytes,
+int pkv__wal_seg_create(struct pkv_wal *w, uint32_t lane, uint64_t segno, size_t min_bytes,
 			struct wal_seg **out)
 {
-	struct pkv_wal *w = &db->wal;
 	struct wal_seg_disk hdr;
 	struct wal_seg *seg;
 	char tmp[4096], path[4096];
@@ -266,11 +288,11 @@ int pkv__wal_seg_create(struct pkv *db, uint32_t lane, uint64_t segno, size_t mi
 
 	if (size < min_bytes)
 		size = (min_bytes + 4095) & ~(size_t)4095;
-	seg_path(tmp, sizeof(tmp), w->dir, lane, segno, "tmp");
-	seg_path(path, sizeof(path), w->dir, lane, segno, "wal");
-	pkv__wal_seg_init(&hdr, lane, segno, w->salt, size);
+	pkv__wal_seg_path(tmp, sizeof(tmp), w->dir, lane, segno, "tmp");
+	pkv__wal_seg_path(path, sizeof(path), w->dir, lane, segno, "wal");
+	pkv__walrec_seg_init(&hdr, lane, segno, w->salt, size);
 
-	fd = size == w->seg_bytes ? recycle_take(db, &hdr, tmp) : -1;
+	fd = size == w->seg_bytes ? recycle_take(w, &hdr, tmp) : -1;
 	recycled = fd >= 0;
 	if (!recycled) {
 		fd = pkv__fs->open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0644);
@@ -319,7 +341,7 @@ int pkv__wal_seg_create(struct pkv *db, uint32_t lane, uint64_t segno, size_t mi
 	seg->segno = segno;
 	seg->size = size;
 	seg->off = WAL_SEG_HDR;
-	seg->seed = pkv__wal_rec_seed(&hdr);
+	seg->seed = pkv__walrec_seed(&hdr);
 	seg->recycled = recycled;
 	seg->base = pkv__fs->mmap(size, PROT_READ | PROT_WRITE, fd, 0);
 	if (seg->base == NULL) {
@@ -341,18 +363,22 @@ fail:
 }
 
 /* Close and remove a segment that never received a record. */
-static void seg_discard(struct pkv *db, struct wal_seg *seg)
+static void seg_discard(struct pkv_wal *w, struct wal_seg *seg)
 {
 	char path[4096];
 
-	seg_path(path, sizeof(path), db->wal.dir, seg->lane, seg->segno, "wal");
+	pkv__wal_seg_path(path, sizeof(path), w->dir, seg->lane, seg->segno, "wal");
 	pkv__wal_seg_close(seg);
 	/* No directory fsync: if the unlink is lost in a crash, an empty segment is harmless. */
 	pkv__fs->unlink(path);
 }
 
-/* Move the lane to a segment with room for @need bytes. Lane lock held. 0 or -errno. */
-static int lane_roll_locked(struct pkv *db, struct wal_lane *l, size_t need)
+/*
+ * Move the lane to a segment with room for @need bytes. Lane lock held. 0 or -errno. The caller
+ * wakes the background thread and the compactor once it has unlocked (wal.c calls nothing above
+ * it).
+ */
+static int lane_roll_locked(struct pkv_wal *w, struct wal_lane *l, size_t need)
 {
 	struct wal_seg *seg = NULL;
 	int r;
@@ -362,23 +388,26 @@ static int lane_roll_locked(struct pkv *db, struct wal_lane *l, size_t need)
 		if (l->spare->size - WAL_SEG_HDR >= need && l->spare->segno > l->max_used_segno)
 			seg = l->spare;
 		else
-			seg_discard(db, l->spare);
+			seg_discard(w, l->spare);
 		l->spare = NULL;
 	}
 	if (seg == NULL) {
-		r = pkv__wal_seg_create(db, l->id, l->next_segno, WAL_SEG_HDR + need, &seg);
+		r = pkv__wal_seg_create(w, l->id, l->next_segno, WAL_SEG_HDR + need, &seg);
 		if (r < 0) {
-			pkv__log(db, PKV_LOG_ERROR, "wal: cannot create segment %03u-%010llu: %s",
-				 l->id, (unsigned long long)l->next_segno, pkv_strerror(r));
+			char name[64];
+
+			pkv__wal_seg_path(name, sizeof(name), NULL, l->id, l->next_segno, "wal");
+			pkv__logf(w->log, PKV_LOG_ERROR, "wal: cannot create segment %s: %s", name,
+				  pkv_strerror(r));
 			return r;
 		}
 		l->next_segno++;
 	}
 	if (l->cur) {
 		/* If this allocation fails the segment is only kept until the next open. */
-		(void)pkv__wal_old_add(&db->wal, l->id, l->cur->segno, l->cur->last_seq,
+		(void)pkv__wal_old_add(w, l->id, l->cur->segno, l->cur->last_seq,
 				       l->cur->size, l->cur->off);
-		l->cur->wal = &db->wal;
+		l->cur->wal = w;
 		/* Synced and closed by the background thread (or the next sync round). */
 		l->cur->next = l->retired;
 		l->retired = l->cur;
@@ -386,8 +415,6 @@ static int lane_roll_locked(struct pkv *db, struct wal_lane *l, size_t need)
 	l->cur = seg;
 	l->max_used_segno = seg->segno;
 	l->want_spare = true;
-	pkv__sync_kick(db);
-	pkv__compactor_kick(db);
 	return 0;
 }
 
@@ -400,12 +427,11 @@ static inline struct wal_lane *lane_pick(struct pkv_wal *w)
 	return &w->lanes[(unsigned)cpu % w->nlanes];
 }
 
-int64_t pkv__wal_append(struct pkv *db, enum wal_rec_type type, const void *key, uint32_t klen,
-			const void *val, uint32_t vlen)
+int64_t pkv__wal_append(struct pkv_wal *w, enum wal_rec_type type, const void *key, uint32_t klen,
+			const void *val, uint32_t vlen, bool *rolled)
 {
-	struct pkv_wal *w = &db->wal;
 	struct wal_lane *l = lane_pick(w);
-	size_t need = pkv__wal_rec_size(klen, vlen);
+	size_t need = pkv__walrec_size(klen, vlen);
 	struct wal_seg *seg;
 	uint64_t seq;
 	int r;
@@ -413,12 +439,13 @@ int64_t pkv__wal_append(struct pkv *db, enum wal_rec_type type, const void *key,
 	pthread_mutex_lock(&l->lock);
 	seg = l->cur;
 	if (seg == NULL || seg->size - seg->off < need) {
-		r = lane_roll_locked(db, l, need); /* W.3: may fail, nothing taken yet */
+		r = lane_roll_locked(w, l, need); /* W.3: may fail, nothing taken yet */
 		if (r < 0) {
 			pthread_mutex_unlock(&l->lock);
 			return r;
 		}
 		seg = l->cur;
+		*rolled = true;
 	}
 	/*
 	 * W.5: announce "taking" before taking, so that a writer that got a larger number and
@@ -428,7 +455,7 @@ int64_t pkv__wal_append(struct pkv *db, enum wal_rec_type type, const void *key,
 	seq = __atomic_add_fetch(&w->seq, 1, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&l->inflight, seq, __ATOMIC_RELEASE);
 
-	pkv__wal_rec_encode(seg->base + seg->off, seg->seed, seq, type,
+	pkv__walrec_encode(seg->base + seg->off, seg->seed, seq, type,
 			    __atomic_load_n(&w->synced, __ATOMIC_RELAXED), key, klen, val, vlen);
 	seg->off += need;
 	if (seg->recycled && seg->size - seg->off >= sizeof(uint32_t))
@@ -443,10 +470,8 @@ int64_t pkv__wal_append(struct pkv *db, enum wal_rec_type type, const void *key,
 	return (int64_t)seq;
 }
 
-void pkv__wal_roll_all(struct pkv *db)
+void pkv__wal_roll_all(struct pkv_wal *w)
 {
-	struct pkv_wal *w = &db->wal;
-
 	for (unsigned i = 0; i < w->nlanes; i++) {
 		struct wal_lane *l = &w->lanes[i];
 
@@ -462,12 +487,10 @@ void pkv__wal_roll_all(struct pkv *db)
 		}
 		pthread_mutex_unlock(&l->lock);
 	}
-	pkv__sync_kick(db);
 }
 
-void pkv__wal_close_clean(struct pkv *db)
+void pkv__wal_close_clean(struct pkv_wal *w)
 {
-	struct pkv_wal *w = &db->wal;
 
 	for (unsigned i = 0; i < w->nlanes; i++) {
 		struct wal_seg *seg = w->lanes[i].cur;
@@ -478,9 +501,8 @@ void pkv__wal_close_clean(struct pkv *db)
 	}
 }
 
-int pkv__wal_retire_upto(struct pkv *db, uint64_t seq)
+int pkv__wal_retire_upto(struct pkv_wal *w, uint64_t seq)
 {
-	struct pkv_wal *w = &db->wal;
 	struct wal_old *keep = NULL, *drop = NULL, *o;
 	struct wal_free *pooled = NULL, *f;
 	bool durable;
@@ -509,7 +531,7 @@ int pkv__wal_retire_upto(struct pkv *db, uint64_t seq)
 		int e;
 
 		drop = o->next;
-		seg_path(path, sizeof(path), w->dir, o->lane, o->segno, "wal");
+		pkv__wal_seg_path(path, sizeof(path), w->dir, o->lane, o->segno, "wal");
 		/* W.6: keep it for reuse if it is worth it, else unlink it. */
 		f = NULL;
 		if (room > 0 && o->closed && o->size == w->seg_bytes && o->written >= o->size / 2)
@@ -517,7 +539,7 @@ int pkv__wal_retire_upto(struct pkv *db, uint64_t seq)
 		if (f) {
 			/* Renamed first: if that fails the segment is left as it was. Zeroed after
 			 * its data only, never inside it: a torn last record would end the lane. */
-			seg_path(pool, sizeof(pool), w->dir, o->lane, o->segno, "tmp");
+			pkv__wal_seg_path(pool, sizeof(pool), w->dir, o->lane, o->segno, "tmp");
 			if (pkv__fs->rename(path, pool) == 0) {
 				if (recycle_zero_tail(pool, o->written, o->size) == 0) {
 					f->lane = o->lane;
@@ -554,7 +576,7 @@ int pkv__wal_retire_upto(struct pkv *db, uint64_t seq)
 	while ((f = pooled) != NULL) {
 		pooled = f->next;
 		if (!durable) { /* its new name is not known durable: never rewrite it */
-			seg_path(pool, sizeof(pool), w->dir, f->lane, f->segno, "tmp");
+			pkv__wal_seg_path(pool, sizeof(pool), w->dir, f->lane, f->segno, "tmp");
 			(void)pkv__fs->unlink(pool);
 			free(f);
 			continue;
@@ -568,9 +590,8 @@ int pkv__wal_retire_upto(struct pkv *db, uint64_t seq)
 	return r;
 }
 
-void pkv__wal_wait_written(struct pkv *db, uint64_t seq)
+void pkv__wal_wait_written(struct pkv_wal *w, uint64_t seq)
 {
-	struct pkv_wal *w = &db->wal;
 
 	for (unsigned i = 0; i < w->nlanes; i++) {
 		uint64_t *inflight = &w->lanes[i].inflight;
@@ -579,26 +600,24 @@ void pkv__wal_wait_written(struct pkv *db, uint64_t seq)
 		/* TAKING is 0 and IDLE is UINT64_MAX, so one comparison covers every state. */
 		while (__atomic_load_n(inflight, __ATOMIC_ACQUIRE) < seq) {
 			if (++spins < 256)
-				__builtin_ia32_pause();
+				ck_pr_stall();
 			else
 				sched_yield(); /* the other writer was preempted mid-copy */
 		}
 	}
 }
 
-void pkv__wal_want_spares(struct pkv *db)
+void pkv__wal_want_spares(struct pkv_wal *w)
 {
-	for (unsigned i = 0; i < db->wal.nlanes; i++) {
-		pthread_mutex_lock(&db->wal.lanes[i].lock);
-		db->wal.lanes[i].want_spare = true;
-		pthread_mutex_unlock(&db->wal.lanes[i].lock);
+	for (unsigned i = 0; i < w->nlanes; i++) {
+		pthread_mutex_lock(&w->lanes[i].lock);
+		w->lanes[i].want_spare = true;
+		pthread_mutex_unlock(&w->lanes[i].lock);
 	}
-	pkv__sync_kick(db);
 }
 
-void pkv__wal_make_spares(struct pkv *db)
+void pkv__wal_make_spares(struct pkv_wal *w)
 {
-	struct pkv_wal *w = &db->wal;
 
 	for (unsigned i = 0; i < w->nlanes; i++) {
 		struct wal_lane *l = &w->lanes[i];
@@ -615,7 +634,7 @@ void pkv__wal_make_spares(struct pkv *db)
 		l->want_spare = false;
 		pthread_mutex_unlock(&l->lock);
 
-		if (pkv__wal_seg_create(db, l->id, segno, 0, &seg) < 0) {
+		if (pkv__wal_seg_create(w, l->id, segno, 0, &seg) < 0) {
 			/* No disk for a spare: the lane will try (and report) when it needs one. */
 			continue;
 		}
@@ -631,6 +650,43 @@ void pkv__wal_make_spares(struct pkv *db)
 		}
 		pthread_mutex_unlock(&l->lock);
 		if (seg) /* the lane moved past this number meanwhile: it would go backwards */
-			seg_discard(db, seg);
+			seg_discard(w, seg);
 	}
+}
+
+int pkv__wal_lane_adopt(struct pkv_wal *w, uint32_t lane, int fd, uint64_t segno, size_t size,
+			size_t off, uint64_t last_seq, uint32_t seed, uint64_t max_segno)
+{
+	struct wal_lane *wl = &w->lanes[lane];
+	struct wal_seg *seg = calloc(1, sizeof(*seg));
+
+	if (seg == NULL)
+		return -ENOMEM;
+	seg->fd = fd;
+	seg->sfd[0] = fd;
+	for (unsigned k = 1; k < WAL_SYNC_SLOTS; k++)
+		seg->sfd[k] = -1;
+	seg->lane = lane;
+	seg->segno = segno;
+	seg->size = size;
+	seg->off = off;
+	seg->last_seq = last_seq;
+	seg->seed = seed;
+	seg->base = pkv__fs->mmap(seg->size, PROT_READ | PROT_WRITE, seg->fd, 0);
+	if (seg->base == NULL) {
+		int r = -errno;
+		free(seg);
+		return r;
+	}
+	wl->cur = seg;
+	wl->max_used_segno = max_segno;
+	wl->next_segno = max_segno + 1;
+	return 0;
+}
+
+void pkv__wal_set_synced(struct pkv_wal *w, uint64_t seq)
+{
+	__atomic_store_n(&w->synced, seq, __ATOMIC_RELAXED);
+	for (unsigned i = 0; i < w->nlanes; i++)
+		w->lanes[i].last_seq = w->lanes[i].synced_seq = 0;
 }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test_recycle.c - WAL segment recycling (wal.c W.6). Through the public API, plus a look at
- * the lane's current segment (src/db.h) to crash exactly while it is a recycled one.
+ * the lane's current segment (src/store.h) to crash exactly while it is a recycled one.
  *
  * Covered: retired segments are reused for new ones (stats.wal_recycled) and nothing else is
  * left behind; a process that dies while writing into recycled segments (no clean close, so
@@ -17,7 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "db.h"
+#include "store.h"
 #include "testutil.h"
 
 TestSuite(recycle, .init = tu_setup, .fini = tu_teardown, .timeout = 120);
