@@ -293,7 +293,8 @@ int pkv__map_reserve_locked(struct map_shard *s)
 	return 0;
 }
 
-int pkv__map_set_locked(struct map_shard *s, uint64_t hash, struct pkv_rec *r, uint64_t seq)
+int pkv__map_replace_locked(struct map_shard *s, uint64_t hash, struct pkv_rec *r, uint64_t seq,
+			    int *prev)
 {
 	ck_ht_hash_t h = { hash };
 	ck_ht_entry_t e;
@@ -302,9 +303,22 @@ int pkv__map_set_locked(struct map_shard *s, uint64_t hash, struct pkv_rec *r, u
 	ck_ht_entry_set(&e, h, r->data, r->klen, r);
 	if (!ck_ht_set_spmc(&s->ht, h, &e)) /* M.3: published value, fence, key; M.5 */
 		return -ENOMEM;
-	if (!ck_ht_entry_empty(&e))
-		retire_locked(s, ck_ht_entry_value(&e)); /* M.4 */
+	if (ck_ht_entry_empty(&e)) {
+		if (prev)
+			*prev = MAP_PREV_NONE;
+		return 0;
+	}
+	if (prev) { /* read before it is retired: once queued, a grace period may free it */
+		const struct pkv_rec *old = ck_ht_entry_value(&e);
+		*prev = old->flags & PKV_REC_TOMB ? MAP_PREV_TOMB : MAP_PREV_VISIBLE;
+	}
+	retire_locked(s, ck_ht_entry_value(&e)); /* M.4 */
 	return 0;
+}
+
+int pkv__map_set_locked(struct map_shard *s, uint64_t hash, struct pkv_rec *r, uint64_t seq)
+{
+	return pkv__map_replace_locked(s, hash, r, seq, NULL);
 }
 
 int pkv__map_del_locked(struct map_shard *s, uint64_t hash, const void *key, size_t klen)
