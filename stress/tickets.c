@@ -18,8 +18,7 @@
  *      wake-up), bounded by 10 s;
  *  T5  after close and reopen every acknowledged write is there.
  *
- * Usage: tickets [--seconds S] [--writers W] [--power P] [--rounds R] [--durability MODE]
- *                [--dir PARENT] [--quiet]
+ * Options: tickets --help.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -199,12 +198,22 @@ static void *syncer_main(void *arg)
 	return NULL;
 }
 
-static void usage(void)
-{
-	fprintf(stderr, "usage: tickets [--seconds S] [--writers W] [--power P] [--rounds R] "
-			"[--durability process|power|periodic] [--dir PARENT] [--quiet]\n");
-	exit(2);
-}
+static const struct su_opt options[] = {
+	SU_OPT("seconds", SU_OPT_DOUBLE, &cfg.seconds, "run the writers for N seconds (default 5)"),
+	SU_OPT("writers", SU_OPT_UINT, &cfg.writers,
+	       "writers that wait on tickets (default 4)", .max = 16),
+	SU_OPT("power", SU_OPT_UINT, &cfg.power, "writers with PKV_WRITE_POWER (default 2)",
+	       .max = 16),
+	SU_OPT("rounds", SU_OPT_UINT, &cfg.rounds,
+	       "pkv_options.sync_rounds: group-commit rounds in flight (default 2)", .min = 1,
+	       .max = 4),
+	SU_OPT("durability", SU_OPT_DURABILITY, &cfg.mode,
+	       "process, power or periodic (default process)", .arg = "MODE"),
+	SU_OPT("dir", SU_OPT_STR, &cfg.parent,
+	       "create the store in a new temporary directory under PARENT", .arg = "PARENT"),
+	SU_OPT("quiet", SU_OPT_FLAG, &cfg.quiet, "print only failures and the closing line"),
+	SU_OPT_END,
+};
 
 int main(int argc, char **argv)
 {
@@ -216,41 +225,11 @@ int main(int argc, char **argv)
 	unsigned nw;
 	int r;
 
-	for (int i = 1; i < argc; i++) {
-		uint64_t v;
-
-		if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
-			if (su_parse_double(argv[++i], &cfg.seconds))
-				usage();
-		} else if (strcmp(argv[i], "--writers") == 0 && i + 1 < argc) {
-			if (su_parse_u64(argv[++i], &v) || v > 16)
-				usage();
-			cfg.writers = (unsigned)v;
-		} else if (strcmp(argv[i], "--power") == 0 && i + 1 < argc) {
-			if (su_parse_u64(argv[++i], &v) || v > 16)
-				usage();
-			cfg.power = (unsigned)v;
-		} else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc) {
-			if (su_parse_u64(argv[++i], &v) || v < 1 || v > 4)
-				usage();
-			cfg.rounds = (unsigned)v;
-		} else if (strcmp(argv[i], "--durability") == 0 && i + 1 < argc) {
-			if (su_parse_durability(argv[++i], &cfg.mode))
-				usage();
-		} else if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc) {
-			cfg.parent = argv[++i];
-		} else if (strcmp(argv[i], "--quiet") == 0) {
-			cfg.quiet = true;
-		} else {
-			usage();
-		}
-	}
+	su_opts_parse(argc, argv, "tickets", options, NULL);
 	nw = cfg.writers + cfg.power;
-	if (nw == 0 || nw > MAX_THREADS)
-		usage();
-	if (cfg.parent)
-		setenv("TMPDIR", cfg.parent, 1);
-	if (su_mktemp_dir(dir, sizeof(dir), "tickets") != 0) {
+	if (nw == 0)
+		su_usage_error("no writers");
+	if (su_workdir(dir, sizeof(dir), cfg.parent, "tickets") != 0) {
 		perror("tickets: mkdtemp");
 		return 1;
 	}
