@@ -119,14 +119,14 @@ enum pkv_log_level {
  *                     larger (so rewriting the data is amortized over as much new log: default
  *                     64 MiB; 1 MiB .. 1 TiB). Ignored with PKV_OPEN_NO_AUTOCOMPACT.
  * @flags:             PKV_OPEN_* flags.
- * @sync_rounds:       group-commit rounds that may be in flight at once (default 1, at most 4).
- *                     With 1 the next round's writers gather while an fdatasync runs and it starts
- *                     when that one ends; more overlap fdatasyncs, which pays on devices that
- *                     serve concurrent flushes in parallel (measure: docs/benchmarks.md).
  * @log_fn:            optional callback for diagnostics (recovery report, corruption details, I/O
  *                     failures). Called from the thread that hit the event; must not call into pkv.
  *                     The library itself never prints.
  * @log_ctx:           passed to log_fn.
+ * @sync_rounds:       group-commit rounds that may be in flight at once (default 1, at most 4).
+ *                     With 1 the next round's writers gather while an fdatasync runs and it starts
+ *                     when that one ends; more overlap fdatasyncs, which pays on devices that
+ *                     serve concurrent flushes in parallel (measure: docs/benchmarks.md).
  */
 typedef struct pkv_options {
 	enum pkv_durability durability;
@@ -137,9 +137,9 @@ typedef struct pkv_options {
 	unsigned shards;
 	size_t compact_wal_bytes;
 	unsigned flags;
-	unsigned sync_rounds;
 	void (*log_fn)(void *ctx, int level, const char *msg);
 	void *log_ctx;
+	unsigned sync_rounds; /* last: the fields before it keep their offsets */
 } pkv_options;
 
 /**
