@@ -12,6 +12,7 @@
 extern const struct kv_engine engine_pkv;
 extern const struct kv_engine engine_pkv_ref;
 extern const struct kv_engine engine_pkv_many;
+extern const struct kv_engine engine_pkv_ticket;
 #endif
 extern const struct kv_engine engine_ckht;
 extern const struct kv_engine engine_lfht;
@@ -31,6 +32,7 @@ extern const struct kv_engine engine_sqlite;
 static const struct kv_engine *const engines[] = {
 #ifdef PKVB_HAVE_PKV
 	&engine_pkv,
+	&engine_pkv_ticket,
 #endif
 	&engine_ckht,
 	&engine_lfht,
@@ -72,7 +74,7 @@ const char *dur_name(enum dur d)
 /* pkv names its levels after what they survive; the peers after what they do. */
 static const char *mode_label(const struct kv_engine *e, enum dur d)
 {
-	if (strcmp(e->name, "pkv") == 0) {
+	if (strncmp(e->name, "pkv", 3) == 0) { /* pkv and pkv-ticket */
 		switch (d) {
 		case DUR_NOSYNC: return "process";
 		case DUR_SYNC: return "power";

@@ -7,7 +7,9 @@
  * values that the target generates from a seed, so that calls collide on keys and a value seen is
  * always the one written. The calls: put and del (plain, and _ex with and without
  * PKV_WRITE_POWER), get (buffers of every size relative to the value), pkv_get_ref and
- * pkv_get_many in read sections (with calls that must be PKV_EINVAL there), sync, compact, verify,
+ * pkv_get_many in read sections (with calls that must be PKV_EINVAL there), sync, durability
+ * tickets (pkv_durable_seq; pkv_wait_durable polling, timed and unbounded, and on a number never
+ * issued), compact, verify,
  * stats, reopen with other options (durability mode, lanes, small segments, NO_AUTOCOMPACT,
  * READONLY), fault injection through tests/faultfs (fail or shorten the n-th operation of some
  * kinds, once or from then on), a crash, an open under a fault, and calls with bad arguments.
@@ -1070,6 +1072,45 @@ static void op_sync(void)
 	}
 }
 
+/* Durability tickets: the last number issued, polled or waited on (sync.c S.8). */
+static void op_ticket(struct in *in)
+{
+	uint8_t b = in_byte(in);
+	int timeout = b % 3 == 0 ? 0 : b % 3 == 1 ? -1 : 20;
+	uint64_t d = UINT64_MAX, seq = F.seq;
+	int r;
+
+	CHECK(pkv_durable_seq(F.db, &d) == 0 && d <= F.seq,
+	      "durable_seq %" PRIu64 " above the last number issued %" PRIu64, d, F.seq);
+	/* A.2: a number never issued. */
+	r = code(pkv_wait_durable(F.db, seq + 1, timeout));
+	CHECK(r == PKV_EINVAL, "wait on the unissued %" PRIu64 ": %s", seq + 1, pkv_strerror(r));
+	r = code(pkv_wait_durable(F.db, seq, timeout));
+	trace("ticket: wait(%" PRIu64 ", %d): %s", seq, timeout, pkv_strerror(r));
+	if (F.ro_open)
+		CHECK(r == PKV_EREADONLY || (r == 0 && seq <= d),
+		      "ticket of a read-only store: %s", pkv_strerror(r));
+	else if (!faulted())
+		CHECK(r == 0 || (timeout == 0 && r == -EAGAIN) || (timeout > 0 && r == -ETIMEDOUT),
+		      "ticket (no fault, timeout %d): %s", timeout, pkv_strerror(r));
+	else
+		CHECK(r == 0 || r == PKV_EREADONLY || (timeout == 0 && r == -EAGAIN) ||
+			      (timeout > 0 && r == -ETIMEDOUT),
+		      "ticket under a fault (timeout %d): %s", timeout, pkv_strerror(r));
+	if (r == 0 && !F.ro_open) { /* never a false success */
+		CHECK(pkv_durable_seq(F.db, &d) == 0 && d >= seq,
+		      "wait returned 0, durable_seq %" PRIu64 " < %" PRIu64, d, seq);
+		if (seq > F.durable_min)
+			F.durable_min = seq;
+	}
+	if (r == PKV_EREADONLY && !F.ro_open) { /* A.4 */
+		pkv_stats st = stats();
+
+		CHECK(st.readonly_reason != 0, "ticket failed (%s), the store still takes writes",
+		      pkv_strerror(r));
+	}
+}
+
 static void op_compact(void)
 {
 	pkv_stats st0 = stats();
@@ -1361,6 +1402,7 @@ enum call {
 	C_BATCH,
 	C_CLEAR,
 	C_CLOCK,
+	C_TICKET,
 };
 
 static const char *const call_names[] = {
@@ -1386,11 +1428,12 @@ static const char *const call_names[] = {
 	[C_BATCH] = "batch",
 	[C_CLEAR] = "clear",
 	[C_CLOCK] = "clock",
+	[C_TICKET] = "ticket",
 };
 
 /* A call's byte (mod 32) -> the call: writes and gets most often. */
 static const uint8_t call_of[32] = {
-	C_PUT,	  C_PUT,	C_PUT,	   C_PUT,     C_CLEAR, C_PUT,	 C_PUT_EX, C_PUT_EX,
+	C_PUT,	  C_PUT,	C_PUT,	   C_PUT,     C_CLEAR, C_TICKET, C_PUT_EX, C_PUT_EX,
 	C_GET,	  C_GET,	C_GET,	   C_GET,     C_GET_REF, C_DEL,	 C_DEL,	   C_DEL,
 	C_DEL_EX, C_SYNC,	C_COMPACT, C_VERIFY,  C_STATS, C_REOPEN, C_CRASH,  C_FAULT,
 	C_DISARM, C_OPEN_FAULT, C_BADARGS, C_COMPARE, C_BATCH, C_PUTX,	 C_GET_MANY, C_CLOCK,
@@ -1531,6 +1574,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		case C_GET_MANY:
 			op_get_many(&in);
+			break;
+		case C_TICKET:
+			op_ticket(&in);
 			break;
 		default:
 			compare_all();

@@ -117,7 +117,9 @@ enum pkv_log_level {
  * @durability:        default durability of writes (see enum pkv_durability).
  * @sync_interval_ms:  period of the background fdatasync under PKV_DURABLE_PERIODIC (default 100,
  *                     1 .. 3,600,000).
- * @wal_lanes:         number of WAL lanes; 0 (default) means one per online CPU. At most 64.
+ * @wal_lanes:         number of WAL lanes; 0 (default) means one per online CPU, or one under
+ *                     PKV_DURABLE_POWER (each lane with new records costs a group commit one
+ *                     fdatasync: one per round is faster than several in parallel). At most 64.
  * @wal_segment_bytes: size of each preallocated WAL segment file (default 16 MiB, 64 KiB .. 1 GiB).
  *                     A record larger than a segment gets a segment of its own size.
  * @capacity_hint:     number of keys the store expects to hold; the live map is sized for it up
@@ -136,6 +138,10 @@ enum pkv_log_level {
  *                     failures). Called from the thread that hit the event; must not call into pkv.
  *                     The library itself never prints.
  * @log_ctx:           passed to log_fn.
+ * @sync_rounds:       group-commit rounds that may be in flight at once (default 1, at most 4).
+ *                     With 1 the next round's writers gather while an fdatasync runs and it starts
+ *                     when that one ends; more overlap fdatasyncs, which pays on devices that
+ *                     serve concurrent flushes in parallel (measure: docs/benchmarks.md).
  */
 typedef struct pkv_options {
 	enum pkv_durability durability;
@@ -148,6 +154,7 @@ typedef struct pkv_options {
 	unsigned flags;
 	void (*log_fn)(void *ctx, int level, const char *msg);
 	void *log_ctx;
+	unsigned sync_rounds; /* last: the fields before it keep their offsets */
 } pkv_options;
 
 /**
@@ -171,6 +178,8 @@ typedef struct pkv_options {
  * @compactions:       compactions completed since open.
  * @readonly_reason:   0 while writes are accepted; otherwise the code that stopped them
  *                     (PKV_EREADONLY for a read-only open, or the -errno of a failed fdatasync).
+ * @wal_recycled:      WAL segments made from retired ones (whose blocks are already written)
+ *                     instead of fresh files, since open.
  */
 typedef struct pkv_stats {
 	uint64_t keys;
@@ -191,6 +200,7 @@ typedef struct pkv_stats {
 	uint64_t snapshot_bytes;
 	uint64_t compactions;
 	int readonly_reason;
+	uint64_t wal_recycled;
 } pkv_stats;
 
 /* Flags for pkv_put_ex(), pkv_del_ex(), pkv_put_expire() and pkv_write(). */
@@ -406,6 +416,95 @@ PKV_EXPORT int pkv_del_ex(pkv *db, const void *key, size_t klen, unsigned flags)
  */
 PKV_EXPORT int pkv_sync(pkv *db);
 
+/* ------------------------------------------------------------------------------------------ */
+/* Durability tickets: the C form of an async API                                               */
+
+/**
+ * pkv_put_seq() - pkv_put_ex() that also hands back the write's sequence number, the ticket
+ * pkv_wait_durable() takes (a documented extra; pkv_write() gives a batch's).
+ * @flags:   0 or PKV_WRITE_POWER.
+ * @seq_out: OUT: the sequence number of this write, set once it is applied: on success, and
+ *           when a power-durable write's fdatasync failed after it was applied. May be NULL.
+ *
+ * A typical use: write under PKV_DURABLE_PROCESS (returns as soon as the record is in the page
+ * cache), keep the number, and acknowledge the write once pkv_wait_durable() or the event fd
+ * says it survives power loss.
+ * Returns: as pkv_put_ex().
+ * Context: as pkv_put().
+ */
+PKV_EXPORT int pkv_put_seq(pkv *db, const void *key, size_t klen, const void *val, size_t vlen,
+			   unsigned flags, uint64_t *seq_out);
+
+/**
+ * pkv_del_seq() - pkv_del_ex() that also hands back the delete's sequence number (see
+ * pkv_put_seq()).
+ * @seq_out: OUT: set only on success (a delete of an absent key writes nothing: PKV_NOTFOUND).
+ * Returns: as pkv_del().
+ * Context: as pkv_del().
+ */
+PKV_EXPORT int pkv_del_seq(pkv *db, const void *key, size_t klen, unsigned flags,
+			   uint64_t *seq_out);
+
+/**
+ * pkv_durable_seq() - the durable watermark: every write with a sequence number <= *@seq_out
+ * survives power loss.
+ * @db:      store.
+ * @seq_out: OUT: the watermark (0 before anything is known to be durable).
+ *
+ * The watermark only grows. It grows when a group commit, pkv_sync(), a PKV_DURABLE_PERIODIC
+ * round or a round asked for by pkv_wait_durable() completes; at open it covers everything
+ * recovered (the open syncs it). A store opened with PKV_OPEN_READONLY does not sync, so its
+ * watermark stays 0. An in-memory store (dir NULL) has no disk: every issued number counts as
+ * durable there (as pkv_sync() returns 0 there).
+ * Returns: 0; PKV_EINVAL (NULL @db or @seq_out).
+ * Context: any thread; lock-free (one atomic load), never blocks.
+ */
+PKV_EXPORT int pkv_durable_seq(pkv *db, uint64_t *seq_out);
+
+/**
+ * pkv_wait_durable() - wait until the write with sequence number @seq, and every write before
+ * it, survives power loss.
+ * @db:         store.
+ * @seq:        a sequence number handed out by this handle (pkv_put_seq(), pkv_del_seq(),
+ *              pkv_write(), pkv_get_stats().last_seq); 0 is always durable.
+ * @timeout_ms: 0 polls; < 0 waits as long as it takes; > 0 waits at most that long.
+ *
+ * If no sync round that covers @seq is running or due, one is started, in every durability
+ * mode. A negative timeout waits like a PKV_DURABLE_POWER writer: the caller may lead the round
+ * and blocks in its fdatasync (the cheapest way for a thread per request). A poll or a
+ * positive timeout never blocks in an fdatasync: the store's background thread runs the round,
+ * and the call returns within its timeout (an event loop polls with 0 and waits on
+ * pkv_event_fd()).
+ *
+ * Returns: 0 once durable; -EAGAIN (timeout 0: not durable yet, a round has been asked for);
+ * -ETIMEDOUT (not durable within @timeout_ms; the round goes on); PKV_EREADONLY (an fdatasync
+ * failed: the store stopped accepting writes, and no write after the last durable one will ever
+ * be reported durable: every waiter gets this, never a false 0; or the store was opened
+ * read-only, or pkv_close() has begun); PKV_EINVAL (NULL @db, @seq above the last number
+ * issued, or a non-zero @timeout_ms inside a read section: a round may wait for this thread).
+ * Context: any thread. Never call it with the timeout < 0 from a thread that must not block.
+ */
+PKV_EXPORT int pkv_wait_durable(pkv *db, uint64_t seq, int timeout_ms);
+
+/**
+ * pkv_event_fd() - an eventfd(2) that turns readable whenever pkv_durable_seq() grows, and once
+ * when the store stops after a failed fdatasync.
+ * @db: an on-disk store.
+ *
+ * The descriptor is created on the first call (non-blocking, close-on-exec), is the same for
+ * every later call, and belongs to the store: pkv_close() closes it, the caller must not. How an
+ * event loop consumes it, with no lost wake-up: when it is readable, read(2) its 8-byte counter
+ * (which resets it; EAGAIN means someone else did), *then* call pkv_durable_seq() and complete
+ * every pending write whose sequence number is <= the watermark; for writes still pending, call
+ * pkv_wait_durable(db, seq, 0) once so that a round is under way. A growth after the read makes
+ * the descriptor readable again. If pkv_wait_durable(..., 0) returns PKV_EREADONLY, fail the
+ * pending writes.
+ * Returns: the descriptor (>= 0); PKV_EINVAL (NULL @db, or an in-memory store, which has no
+ * durable watermark to follow); -EMFILE / -ENFILE / -ENOMEM from eventfd(2).
+ * Context: any thread.
+ */
+PKV_EXPORT int pkv_event_fd(pkv *db);
+
 /**
  * pkv_compact() - write a snapshot now and retire the WAL it covers.
  *
@@ -535,7 +634,8 @@ PKV_EXPORT void pkv_batch_free(pkv_batch *b);
  * of conditions only checks them and writes nothing.
  *
  * Returns: 0; PKV_ECONFLICT (a condition did not hold: nothing was written); PKV_EINVAL (NULL
- * @db or @b, @flags other than 0 and PKV_WRITE_POWER); PKV_EREADONLY (a batch with writes on a
+ * @db or @b, @flags other than 0 and PKV_WRITE_POWER, or a power-durable batch with writes inside
+ * a read section: nothing was written); PKV_EREADONLY (a batch with writes on a
  * read-only store, or one whose writes were stopped); PKV_ECORRUPT (a condition's key cannot
  * be read from a damaged snapshot: nothing was written); -ENOMEM, -ENOSPC, -EIO (nothing was
  * written; the store stays usable); or, for a power-durable write, the -errno of the fdatasync
@@ -565,8 +665,8 @@ PKV_EXPORT int pkv_put_expire(pkv *db, const void *key, size_t klen, const void 
  * after an fdatasync); after any crash recovery finds the store either as it was or empty (plus
  * the writes after the clear). Waits for a running compaction; the disk space of the old
  * snapshot is reclaimed by the next compaction.
- * Returns: 0; PKV_EINVAL (NULL @db); PKV_EREADONLY; -ENOMEM, -ENOSPC, -EIO (nothing was
- * cleared); or the -errno of a failed fdatasync under PKV_DURABLE_POWER (cleared, not known to
+ * Returns: 0; PKV_EINVAL (NULL @db, or inside a read section: it waits for a compaction);
+ * PKV_EREADONLY; -ENOMEM, -ENOSPC, -EIO (nothing was cleared); or the -errno of a failed fdatasync under PKV_DURABLE_POWER (cleared, not known to
  * be durable; the store then refuses writes).
  * Context: any thread; every writer waits for it (it holds every shard lock for the time it
  * takes to unlink every record from the map). Readers never wait; pkv_get_many sees the store

@@ -16,12 +16,26 @@ int pkv__apply_plan_locked(struct pkv *db, struct map_shard *s, uint64_t hash, c
 			   size_t klen, struct pkv_rec *rec, uint64_t replay_seq,
 			struct write_plan *p)
 {
-	const struct pkv_rec *live = pkv__map_find_locked(s, hash, key, klen);
+	const struct pkv_rec *live;
 	uint64_t base_seq = 0;
 	bool in_base = false, visible;
 	int r;
 
 	memset(p, 0, sizeof(*p));
+	if (rec && replay_seq == 0) {
+		/*
+		 * A live put can only fail in making room, and whatever it replaces it publishes the
+		 * same record: the change in visible keys is read off the replaced version at commit
+		 * (ck_ht_set_spmc hands it back), so the put probes the table once, not twice.
+		 */
+		r = pkv__map_reserve_locked(s);
+		if (r < 0)
+			return r;
+		p->rec = rec;
+		p->delta_after = true;
+		return 0;
+	}
+	live = pkv__map_find_locked(s, hash, key, klen);
 	if (live == NULL || rec == NULL) {
 		const struct pkv_snap *b;
 		const struct snap_rec_disk *br;
@@ -85,17 +99,37 @@ int pkv__apply_plan_locked(struct pkv *db, struct map_shard *s, uint64_t hash, c
 	return 0;
 }
 
+/* Whether the base image holds @key; a damaged version counts as present, as in the plan. */
+static bool base_holds(struct pkv *db, uint64_t hash, const void *key, size_t klen)
+{
+	const struct snap_rec_disk *br;
+	const struct pkv_snap *b;
+	int f = PKV_NOTFOUND;
+
+	pkv__rcu_read_lock();
+	b = pkv__store_base_rcu(db);
+	if (b)
+		f = pkv__snap_find(b, hash, key, klen, &br);
+	pkv__rcu_read_unlock();
+	return f == 0 || f == PKV_ECORRUPT;
+}
+
 int pkv__apply_commit_locked(struct pkv *db, struct map_shard *s, uint64_t hash,
 			     const void *key, size_t klen, struct write_plan *p, uint64_t seq)
 {
 	int r = 0;
 
-	(void)db;
 	if (p->rec) {
-		r = pkv__map_set_locked(s, hash, p->rec, seq);
+		int prev = MAP_PREV_NONE;
+
+		r = pkv__map_replace_locked(s, hash, p->rec, seq, &prev);
 		if (r < 0)
 			return r;
 		p->rec = NULL;
+		if (p->delta_after) /* a tombstone or nothing live: visible now only if not before */
+			p->delta = prev == MAP_PREV_VISIBLE ? 0
+				 : prev == MAP_PREV_TOMB ? 1
+				 : base_holds(db, hash, key, klen) ? 0 : 1;
 	} else {
 		(void)pkv__map_del_locked(s, hash, key, klen);
 	}

@@ -21,6 +21,7 @@ struct write_plan {
 	struct pkv_rec *rec; /* to publish: the value, or a tombstone; NULL: remove the entry */
 	int delta;           /* change in visible keys */
 	bool skip;           /* replay only: the base already holds this version or a newer one */
+	bool delta_after;    /* a live put: delta is decided at commit, from the version it replaces */
 };
 
 /*

@@ -58,6 +58,7 @@ PKV_EXPORT void pkv_options_default(pkv_options *opts)
 	opts->capacity_hint = 0;
 	opts->shards = DEFAULT_SHARDS;
 	opts->compact_wal_bytes = DEFAULT_COMPACT_WAL;
+	opts->sync_rounds = 1;
 }
 
 /* Check @in and fill the zero "use the default" fields of @out. 0 or PKV_EINVAL. */
@@ -76,6 +77,11 @@ static int options_resolve(const pkv_options *in, pkv_options *out)
 		out->sync_interval_ms = DEFAULT_SYNC_MS;
 	if (out->wal_lanes > WAL_MAX_LANES)
 		return PKV_EINVAL;
+	/* POWER: one lane unless asked otherwise. Every lane with new records costs a round one
+	 * fdatasync, and one flush per round measured faster than parallel ones
+	 * (docs/benchmarks.md, "Group commit"); one lane's lock is held ~0.2 us per record. */
+	if (out->wal_lanes == 0 && out->durability == PKV_DURABLE_POWER)
+		out->wal_lanes = 1;
 	if (out->wal_lanes == 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		out->wal_lanes = n < 1 ? 1 : n > (long)WAL_MAX_LANES ? WAL_MAX_LANES : (unsigned)n;
@@ -94,6 +100,10 @@ static int options_resolve(const pkv_options *in, pkv_options *out)
 	if (out->compact_wal_bytes == 0)
 		out->compact_wal_bytes = DEFAULT_COMPACT_WAL;
 	if (out->compact_wal_bytes < (1u << 20) || (uint64_t)out->compact_wal_bytes > (1ull << 40))
+		return PKV_EINVAL;
+	if (out->sync_rounds == 0)
+		out->sync_rounds = 1;
+	if (out->sync_rounds > WAL_SYNC_SLOTS)
 		return PKV_EINVAL;
 	if (out->flags & ~(PKV_OPEN_READONLY | PKV_OPEN_NOCREATE | PKV_OPEN_NO_AUTOCOMPACT))
 		return PKV_EINVAL;
@@ -156,6 +166,7 @@ static void db_free(struct pkv *db)
 {
 	pkv__compactor_stop(db);
 	pkv__sync_stop(db);
+	pkv__sync_release(db); /* closed segments tell the WAL (wal.c W.7): before it goes */
 	pkv__wal_destroy(&db->wal);
 	pkv__map_destroy(&db->map); /* waits for every pending RCU callback */
 	pkv__snap_close(db->base);
@@ -405,6 +416,7 @@ PKV_EXPORT int pkv_get_stats(pkv *db, pkv_stats *out)
 		for (unsigned i = 0; i < db->wal.nlanes; i++)
 			out->wal_bytes += __atomic_load_n(&db->wal.lanes[i].bytes, __ATOMIC_RELAXED);
 		out->wal_segments = count_segments(db);
+		out->wal_recycled = __atomic_load_n(&db->wal.recycled, __ATOMIC_RELAXED);
 		pthread_mutex_lock(&db->sync.mu);
 		out->syncs = db->sync.syncs;
 		out->synced_writes = db->sync.synced_writes;

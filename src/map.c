@@ -43,6 +43,7 @@
 #include "errors.h"
 #include "map.h"
 #include "rcu.h"
+#include "recpool.h"
 
 /* ---- RCU-deferred frees of ck_ht tables ------------------------------------------------- */
 
@@ -108,8 +109,7 @@ static void retire_cb(struct rcu_head *head)
 	struct retire_batch *b = caa_container_of(head, struct retire_batch, rcu);
 
 	PKV_TSAN_ACQUIRE();
-	for (unsigned i = 0; i < b->n; i++)
-		free(b->items[i]);
+	pkv__recpool_free_batch(b->items, b->n); /* recpool.h P.1: after the grace period */
 	free(b);
 }
 
@@ -268,7 +268,7 @@ struct pkv_rec *pkv__rec_new_x(const void *key, size_t klen, const void *val, si
 {
 	/* No cost for records that never expire: the 8 bytes exist only with the flag. */
 	size_t extra = expires_ms ? sizeof(expires_ms) : 0;
-	struct pkv_rec *r = malloc(sizeof(*r) + klen + vlen + extra);
+	struct pkv_rec *r = pkv__recpool_alloc(sizeof(*r) + klen + vlen + extra);
 
 	if (r == NULL)
 		return NULL;
@@ -300,7 +300,7 @@ struct pkv_rec *pkv__rec_new_tomb(const void *key, size_t klen)
 
 void pkv__rec_free(struct pkv_rec *r)
 {
-	free(r);
+	pkv__recpool_free(r); /* never published: no reader can hold it (recpool.h P.1) */
 }
 
 const struct pkv_rec *pkv__map_find_locked(struct map_shard *s, uint64_t hash, const void *key,
@@ -350,7 +350,8 @@ int pkv__map_reserve_locked(struct map_shard *s)
 	return 0;
 }
 
-int pkv__map_set_locked(struct map_shard *s, uint64_t hash, struct pkv_rec *r, uint64_t seq)
+int pkv__map_replace_locked(struct map_shard *s, uint64_t hash, struct pkv_rec *r, uint64_t seq,
+			    int *prev)
 {
 	ck_ht_hash_t h = { hash };
 	ck_ht_entry_t e;
@@ -359,9 +360,22 @@ int pkv__map_set_locked(struct map_shard *s, uint64_t hash, struct pkv_rec *r, u
 	ck_ht_entry_set(&e, h, r->data, r->klen, r);
 	if (!ck_ht_set_spmc(&s->ht, h, &e)) /* M.3: published value, fence, key; M.5 */
 		return -ENOMEM;
-	if (!ck_ht_entry_empty(&e))
-		retire_locked(s, ck_ht_entry_value(&e)); /* M.4 */
+	if (ck_ht_entry_empty(&e)) {
+		if (prev)
+			*prev = MAP_PREV_NONE;
+		return 0;
+	}
+	if (prev) { /* read before it is retired: once queued, a grace period may free it */
+		const struct pkv_rec *old = ck_ht_entry_value(&e);
+		*prev = old->flags & PKV_REC_TOMB ? MAP_PREV_TOMB : MAP_PREV_VISIBLE;
+	}
+	retire_locked(s, ck_ht_entry_value(&e)); /* M.4 */
 	return 0;
+}
+
+int pkv__map_set_locked(struct map_shard *s, uint64_t hash, struct pkv_rec *r, uint64_t seq)
+{
+	return pkv__map_replace_locked(s, hash, r, seq, NULL);
 }
 
 int pkv__map_del_locked(struct map_shard *s, uint64_t hash, const void *key, size_t klen)

@@ -337,6 +337,17 @@ int pkv__map_reserve_locked(struct map_shard *s);
  */
 int pkv__map_set_locked(struct map_shard *s, uint64_t hash, struct pkv_rec *r, uint64_t seq);
 
+/* What pkv__map_replace_locked found in place of the new record. */
+enum map_prev {
+	MAP_PREV_NONE = 0, /* no live entry */
+	MAP_PREV_VISIBLE,  /* a value */
+	MAP_PREV_TOMB,     /* a tombstone */
+};
+
+/* pkv__map_set_locked that also says what it replaced, in *@prev (OUT, enum map_prev). */
+int pkv__map_replace_locked(struct map_shard *s, uint64_t hash, struct pkv_rec *r, uint64_t seq,
+			    int *prev);
+
 /* Remove @key; the removed record is retired. 0 or PKV_NOTFOUND. */
 int pkv__map_del_locked(struct map_shard *s, uint64_t hash, const void *key, size_t klen);
 

@@ -703,7 +703,8 @@ int pkv__recover(struct pkv *db, uint64_t base_seq)
 			for (size_t k = 0; k < l->nsegs && r == 0; k++)
 				if (k < l->keep_si || !ours)
 					r = pkv__wal_old_add(&db->wal, l->id, l->segs[k]->segno,
-							     l->segs[k]->max_seq);
+							     l->segs[k]->max_seq,
+							     l->segs[k]->hdr.seg_bytes, 0);
 		}
 		db->open_dirty |= dir_dirty || !all_clean;
 		if (r == 0 && dir_dirty)

@@ -21,6 +21,21 @@
  *       with MADV_DONTNEED: for a shared file mapping that only unmaps them (their dirty state
  *       moves to the page cache, nothing is lost), so the WAL costs the process no resident
  *       memory beyond about WAL_DROP_BYTES per lane.
+ *  W.7  Recycling (RocksDB's recycle_log_file_num): a retired segment (a durable snapshot covers
+ *       it) of the standard size that was filled at least halfway is kept for reuse instead of
+ *       unlinked, up to WAL_RECYCLE_PER_LANE per lane: its unwritten tail is zero-filled, it is
+ *       renamed to LLL-S.tmp (its old name's debris form: removed at open if a crash comes) and
+ *       the directory fsynced before anything else touches it, so a crash can never leave a
+ *       *.wal whose header disagrees with its name. A new segment then takes it instead of a
+ *       fresh file: it is renamed to its new LLL-S.tmp and goes through W.1 without the
+ *       fallocate. Its blocks are allocated *and written*, so an fdatasync of new records in it
+ *       flushes data only, where a fresh segment's first write to each block also journals the
+ *       conversion of an unwritten extent. The stale records it holds never replay: the new
+ *       header has another lane or segment number, hence another record CRC seed (checked: the
+ *       seeds differ), and CRC32C is linear, so a record that was valid under the old seed is
+ *       invalid under any other; besides, each append into a recycled segment keeps a zero
+ *       length word right after its record (the end of the data, as in a fresh segment), and
+ *       its header write zeroes the first one.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -68,7 +83,8 @@ int pkv__wal_init(struct pkv_wal *w, unsigned nlanes, size_t seg_bytes, const st
 	return 0;
 }
 
-int pkv__wal_old_add(struct pkv_wal *w, uint32_t lane, uint64_t segno, uint64_t last_seq)
+int pkv__wal_old_add(struct pkv_wal *w, uint32_t lane, uint64_t segno, uint64_t last_seq,
+		     size_t size, size_t written)
 {
 	struct wal_old *o = malloc(sizeof(*o));
 
@@ -77,6 +93,9 @@ int pkv__wal_old_add(struct pkv_wal *w, uint32_t lane, uint64_t segno, uint64_t 
 	o->lane = lane;
 	o->segno = segno;
 	o->last_seq = last_seq;
+	o->size = size;
+	o->written = written;
+	o->closed = written == 0; /* found at open: no descriptor of ours (and never pooled) */
 	pthread_mutex_lock(&w->old_mu);
 	o->next = w->old;
 	w->old = o;
@@ -128,11 +147,39 @@ void pkv__wal_seg_close(struct wal_seg *seg)
 {
 	if (seg == NULL)
 		return;
+	if (seg->wal) { /* W.7: only a closed segment may be renamed into the pool */
+		pthread_mutex_lock(&seg->wal->old_mu);
+		for (struct wal_old *o = seg->wal->old; o; o = o->next)
+			if (o->lane == seg->lane && o->segno == seg->segno)
+				o->closed = true;
+		pthread_mutex_unlock(&seg->wal->old_mu);
+	}
 	if (seg->base)
 		pkv__fs->munmap(seg->base, seg->size);
+	for (unsigned k = 1; k < WAL_SYNC_SLOTS; k++)
+		if (seg->sfd[k] >= 0)
+			pkv__fs->close(seg->sfd[k]);
 	if (seg->fd >= 0)
 		pkv__fs->close(seg->fd);
 	free(seg);
+}
+
+int pkv__wal_seg_sync_fd(struct pkv_wal *w, struct wal_seg *seg, unsigned slot)
+{
+	char path[4096];
+	int fd;
+
+	if (slot == 0)
+		return seg->fd;
+	if (seg->sfd[slot] >= 0)
+		return seg->sfd[slot];
+	pkv__wal_seg_path(path, sizeof(path), w->dir, seg->lane, seg->segno, "wal");
+	/* S.7: a file description of its own samples the write-back error state now; any error
+	 * after this is reported to its next fdatasync whoever else saw it. */
+	fd = pkv__fs->open(path, O_RDWR, 0);
+	if (fd >= 0)
+		seg->sfd[slot] = fd;
+	return fd;
 }
 
 void pkv__wal_destroy(struct pkv_wal *w)
@@ -163,12 +210,88 @@ void pkv__wal_destroy(struct pkv_wal *w)
 		pkv__fs_fsync_dir(w->dir); /* best effort: an empty segment left behind is harmless */
 	free(w->lanes);
 	w->lanes = NULL;
+	while (w->free) { /* W.7: the pool does not outlive the handle */
+		struct wal_free *f = w->free;
+		w->free = f->next;
+		pkv__wal_seg_path(path, sizeof(path), w->dir, f->lane, f->segno, "tmp");
+		(void)pkv__fs->unlink(path);
+		free(f);
+	}
 	while (w->old) {
 		struct wal_old *o = w->old;
 		w->old = o->next;
 		free(o);
 	}
 	pthread_mutex_destroy(&w->old_mu);
+}
+
+/* ---- recycling (W.7) --------------------------------------------------------------------- */
+
+/*
+ * Take a pooled segment for the segment headed @hdr: rename it to @tmp (the new segment's
+ * *.tmp name) and open it. Returns the descriptor, or -1 (none pooled, or it is unusable: it is
+ * then removed and the caller makes a fresh file).
+ */
+static int recycle_take(struct pkv_wal *w, const struct wal_seg_disk *hdr, const char *tmp)
+{
+	struct wal_seg_disk old;
+	struct wal_free *f;
+	char pool[4096];
+	const char *why;
+	off_t fsize = 0;
+	int fd;
+
+	pthread_mutex_lock(&w->old_mu);
+	f = w->free;
+	if (f) {
+		w->free = f->next;
+		w->nfree--;
+	}
+	pthread_mutex_unlock(&w->old_mu);
+	if (f == NULL)
+		return -1;
+	pkv__wal_seg_path(pool, sizeof(pool), w->dir, f->lane, f->segno, "tmp");
+	free(f);
+	/* A crash from here until W.1's rename leaves a *.tmp: removed at open. */
+	if (pkv__fs->rename(pool, tmp) < 0) {
+		(void)pkv__fs->unlink(pool);
+		return -1;
+	}
+	fd = pkv__fs->open(tmp, O_RDWR, 0);
+	if (fd < 0)
+		goto drop;
+	/* The file must be what was pooled: the standard size, and a header whose seed is not the
+	 * new one (2^-32 odds, but then stale records would validate: never reuse it). */
+	if (pkv__fs->fstat_size(fd, &fsize) < 0 || (size_t)fsize != w->seg_bytes ||
+	    pkv__fs_pread_all(fd, &old, sizeof(old), 0) != (ssize_t)sizeof(old) ||
+	    pkv__walrec_seg_check(&old, sizeof(old), &old, &why) < 0 ||
+	    pkv__walrec_seed(&old) == pkv__walrec_seed(hdr)) {
+		pkv__fs->close(fd);
+		goto drop;
+	}
+	__atomic_add_fetch(&w->recycled, 1, __ATOMIC_RELAXED);
+	return fd;
+drop:
+	(void)pkv__fs->unlink(tmp);
+	return -1;
+}
+
+/* Zero [from, size) of the file at @path (W.7: every block written before it is reused). */
+static int recycle_zero_tail(const char *path, size_t from, size_t size)
+{
+	static const unsigned char zeros[1 << 16];
+	int fd = pkv__fs->open(path, O_RDWR, 0);
+	int r = 0;
+
+	if (fd < 0)
+		return fd;
+	while (from < size && r == 0) {
+		size_t n = size - from < sizeof(zeros) ? size - from : sizeof(zeros);
+		r = pkv__fs_pwrite_all(fd, zeros, n, (off_t)from);
+		from += n;
+	}
+	pkv__fs->close(fd);
+	return r;
 }
 
 int pkv__wal_seg_create(struct pkv_wal *w, uint32_t lane, uint64_t segno, size_t min_bytes,
@@ -178,22 +301,34 @@ int pkv__wal_seg_create(struct pkv_wal *w, uint32_t lane, uint64_t segno, size_t
 	struct wal_seg *seg;
 	char tmp[4096], path[4096];
 	size_t size = w->seg_bytes;
+	bool recycled;
 	int fd, r;
 
 	if (size < min_bytes)
 		size = (min_bytes + 4095) & ~(size_t)4095;
 	pkv__wal_seg_path(tmp, sizeof(tmp), w->dir, lane, segno, "tmp");
 	pkv__wal_seg_path(path, sizeof(path), w->dir, lane, segno, "wal");
-
-	fd = pkv__fs->open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0644);
-	if (fd < 0)
-		return fd;
-	/* W.1, W.2: every block the mapping will touch is allocated before it is mapped. */
-	r = pkv__fs->fallocate(fd, 0, (off_t)size);
-	if (r < 0)
-		goto fail;
 	pkv__walrec_seg_init(&hdr, lane, segno, w->salt, size);
-	r = pkv__fs_pwrite_all(fd, &hdr, sizeof(hdr), 0);
+
+	fd = size == w->seg_bytes ? recycle_take(w, &hdr, tmp) : -1;
+	recycled = fd >= 0;
+	if (!recycled) {
+		fd = pkv__fs->open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0644);
+		if (fd < 0)
+			return fd;
+		/* W.1, W.2: every block the mapping will touch is allocated before it is mapped. */
+		r = pkv__fs->fallocate(fd, 0, (off_t)size);
+		if (r < 0)
+			goto fail;
+	}
+	{
+		/* W.7: the header, and a zero length where the first record goes (stale bytes
+		 * follow in a recycled file; a fresh one is zeros already). */
+		unsigned char head[WAL_SEG_HDR + 8] = { 0 };
+
+		memcpy(head, &hdr, sizeof(hdr));
+		r = pkv__fs_pwrite_all(fd, head, recycled ? sizeof(head) : sizeof(hdr), 0);
+	}
 	if (r < 0)
 		goto fail;
 	/* W.1: header and allocation durable before the name says "segment". */
@@ -217,11 +352,15 @@ int pkv__wal_seg_create(struct pkv_wal *w, uint32_t lane, uint64_t segno, size_t
 		goto fail_named;
 	}
 	seg->fd = fd;
+	seg->sfd[0] = fd;
+	for (unsigned k = 1; k < WAL_SYNC_SLOTS; k++)
+		seg->sfd[k] = -1;
 	seg->lane = lane;
 	seg->segno = segno;
 	seg->size = size;
 	seg->off = WAL_SEG_HDR;
 	seg->seed = pkv__walrec_seed(&hdr);
+	seg->recycled = recycled;
 	seg->base = pkv__fs->mmap(size, PROT_READ | PROT_WRITE, fd, 0);
 	if (seg->base == NULL) {
 		r = -errno;
@@ -284,7 +423,9 @@ static int lane_roll_locked(struct pkv_wal *w, struct wal_lane *l, size_t need)
 	}
 	if (l->cur) {
 		/* If this allocation fails the segment is only kept until the next open. */
-		(void)pkv__wal_old_add(w, l->id, l->cur->segno, l->cur->last_seq);
+		(void)pkv__wal_old_add(w, l->id, l->cur->segno, l->cur->last_seq,
+				       l->cur->size, l->cur->off);
+		l->cur->wal = w;
 		/* Synced and closed by the background thread (or the next sync round). */
 		l->cur->next = l->retired;
 		l->retired = l->cur;
@@ -344,6 +485,8 @@ int64_t pkv__wal_append_src(struct pkv_wal *w, const struct wal_src *src, bool *
 	seg->off += need;
 	if (seg->off - seg->dropped >= WAL_DROP_BYTES)
 		seg_drop_written(seg); /* W.6 */
+	if (seg->recycled && seg->size - seg->off >= sizeof(uint32_t))
+		memset(seg->base + seg->off, 0, sizeof(uint32_t)); /* W.7: the end of the data */
 	seg->last_seq = seq;
 	l->last_seq = seq;
 	/* Read without the lock by stats and the compactor. */
@@ -356,13 +499,14 @@ int64_t pkv__wal_append_src(struct pkv_wal *w, const struct wal_src *src, bool *
 
 void pkv__wal_roll_all(struct pkv_wal *w)
 {
-
 	for (unsigned i = 0; i < w->nlanes; i++) {
 		struct wal_lane *l = &w->lanes[i];
 
 		pthread_mutex_lock(&l->lock);
 		if (l->cur && l->cur->off > WAL_SEG_HDR) {
-			(void)pkv__wal_old_add(w, l->id, l->cur->segno, l->cur->last_seq);
+			(void)pkv__wal_old_add(w, l->id, l->cur->segno, l->cur->last_seq,
+					       l->cur->size, l->cur->off);
+			l->cur->wal = w;
 			l->cur->next = l->retired;
 			l->retired = l->cur;
 			l->cur = NULL; /* the next append takes the spare */
@@ -387,7 +531,10 @@ void pkv__wal_close_clean(struct pkv_wal *w)
 int pkv__wal_retire_upto(struct pkv_wal *w, uint64_t seq)
 {
 	struct wal_old *keep = NULL, *drop = NULL, *o;
-	char path[4096];
+	struct wal_free *pooled = NULL, *f;
+	bool durable;
+	unsigned room;
+	char path[4096], pool[4096];
 	int r = 0;
 
 	pthread_mutex_lock(&w->old_mu);
@@ -402,6 +549,8 @@ int pkv__wal_retire_upto(struct pkv_wal *w, uint64_t seq)
 		}
 	}
 	w->old = keep;
+	room = WAL_RECYCLE_PER_LANE * w->nlanes;
+	room = w->nfree < room ? room - w->nfree : 0;
 	pthread_mutex_unlock(&w->old_mu);
 	if (drop == NULL)
 		return 0;
@@ -410,15 +559,61 @@ int pkv__wal_retire_upto(struct pkv_wal *w, uint64_t seq)
 
 		drop = o->next;
 		pkv__wal_seg_path(path, sizeof(path), w->dir, o->lane, o->segno, "wal");
+		/* W.7: keep it for reuse if it is worth it, else unlink it. */
+		f = NULL;
+		if (room > 0 && o->closed && o->size == w->seg_bytes && o->written >= o->size / 2)
+			f = malloc(sizeof(*f));
+		if (f) {
+			/* Renamed first: if that fails the segment is left as it was. Zeroed after
+			 * its data only, never inside it: a torn last record would end the lane. */
+			pkv__wal_seg_path(pool, sizeof(pool), w->dir, o->lane, o->segno, "tmp");
+			if (pkv__fs->rename(path, pool) == 0) {
+				if (recycle_zero_tail(pool, o->written, o->size) == 0) {
+					f->lane = o->lane;
+					f->segno = o->segno;
+					f->next = pooled;
+					pooled = f;
+					room--;
+				} else {
+					(void)pkv__fs->unlink(pool);
+					free(f);
+				}
+				free(o);
+				continue;
+			}
+			free(f);
+		}
 		e = pkv__fs->unlink(path);
 		if (e < 0 && e != -ENOENT && r == 0)
 			r = e;
 		free(o);
 	}
-	/* Not needed for correctness (replay skips records <= the snapshot), only to free space
-	 * for good: a lost unlink would leave a segment that the next compaction removes. */
-	if (r == 0)
-		r = pkv__fs_fsync_dir(w->dir);
+	/*
+	 * The unlinks need no fsync for correctness (replay skips records <= the snapshot; a lost
+	 * unlink leaves a segment the next compaction removes). The renames do (W.7): a pooled file
+	 * is rewritten only once its *.tmp name is durable.
+	 */
+	{
+		int e = pkv__fs_fsync_dir(w->dir);
+
+		if (e < 0 && r == 0)
+			r = e;
+		durable = e == 0;
+	}
+	while ((f = pooled) != NULL) {
+		pooled = f->next;
+		if (!durable) { /* its new name is not known durable: never rewrite it */
+			pkv__wal_seg_path(pool, sizeof(pool), w->dir, f->lane, f->segno, "tmp");
+			(void)pkv__fs->unlink(pool);
+			free(f);
+			continue;
+		}
+		pthread_mutex_lock(&w->old_mu);
+		f->next = w->free;
+		w->free = f;
+		w->nfree++;
+		pthread_mutex_unlock(&w->old_mu);
+	}
 	return r;
 }
 
@@ -495,6 +690,9 @@ int pkv__wal_lane_adopt(struct pkv_wal *w, uint32_t lane, int fd, uint64_t segno
 	if (seg == NULL)
 		return -ENOMEM;
 	seg->fd = fd;
+	seg->sfd[0] = fd;
+	for (unsigned k = 1; k < WAL_SYNC_SLOTS; k++)
+		seg->sfd[k] = -1;
 	seg->lane = lane;
 	seg->segno = segno;
 	seg->size = size;
@@ -526,7 +724,9 @@ void pkv__wal_lane_retire_cur(struct pkv_wal *w, uint32_t lane)
 
 	pthread_mutex_lock(&l->lock);
 	if (l->cur) {
-		(void)pkv__wal_old_add(w, l->id, l->cur->segno, l->cur->last_seq);
+		(void)pkv__wal_old_add(w, l->id, l->cur->segno, l->cur->last_seq,
+				       l->cur->size, l->cur->off);
+		l->cur->wal = w;
 		l->cur->next = l->retired;
 		l->retired = l->cur;
 		l->cur = NULL; /* the next append starts a new segment */

@@ -22,11 +22,20 @@
 #define WAL_MAX_LANES 64u
 #define WAL_INFLIGHT_IDLE UINT64_MAX /* not writing */
 #define WAL_INFLIGHT_TAKING 0u       /* about to take a sequence number */
+/*
+ * Most sync rounds that may be in flight at once (pkv_options.sync_rounds, sync.c S.7). Round i
+ * uses descriptor i % sync_rounds of every segment it syncs: each is its own open file
+ * description, so a write-back error is reported to the fdatasync of every round that waited on
+ * the failed pages, not only to whichever round happened to check first (errseq_t is per open
+ * file).
+ */
+#define WAL_SYNC_SLOTS 4u
 
 struct pkv_log;
 
 struct wal_seg {
 	int fd;
+	int sfd[WAL_SYNC_SLOTS]; /* sync descriptors: sfd[0] is fd, the others opened on first use */
 	uint32_t lane;
 	uint64_t segno;
 	unsigned char *base; /* shared mapping of the whole file */
@@ -35,16 +44,32 @@ struct wal_seg {
 	size_t dropped;      /* [0, dropped) released from this process's memory (wal.c W.6) */
 	uint32_t seed;       /* record CRC seed */
 	uint64_t last_seq;   /* highest seq written into it */
+	uint64_t seal;       /* sync.c S.4: closed once every round with an id < seal is published */
+	bool recycled;       /* W.7: stale bytes follow the data: keep a zero length after it */
+	struct pkv_wal *wal; /* W.7: told when the segment is closed; NULL when nobody asks */
 	struct wal_seg *next;
 };
 
-/* A full segment still on disk: deleted once a snapshot covers last_seq. */
+/* A full segment still on disk: deleted (or recycled, W.7) once a snapshot covers last_seq. */
 struct wal_old {
 	uint32_t lane;
 	uint64_t segno;
 	uint64_t last_seq;
+	size_t size;    /* file size (header seg_bytes) */
+	size_t written; /* bytes of header and records; 0 if unknown (found at open) */
+	bool closed;    /* no descriptor or mapping of it is open any more (W.7) */
 	struct wal_old *next;
 };
+
+/* A retired segment kept for reuse (W.7), renamed to LLL-SSSSSSSSSS.tmp of its old name. */
+struct wal_free {
+	uint32_t lane;
+	uint64_t segno;
+	struct wal_free *next;
+};
+
+/* Retired segments kept for reuse, per lane (W.7). */
+#define WAL_RECYCLE_PER_LANE 2u
 
 struct wal_lane {
 	pthread_mutex_t lock;
@@ -71,6 +96,9 @@ struct pkv_wal {
 	uint64_t synced; /* atomic: every seq <= synced is power-loss durable */
 	pthread_mutex_t old_mu;
 	struct wal_old *old; /* full segments on disk, guarded by old_mu */
+	struct wal_free *free; /* retired segments kept for reuse (W.7), guarded by old_mu */
+	unsigned nfree;
+	uint64_t recycled;     /* atomic: segments reused since open */
 	const struct pkv_log *log; /* the store's log callback (internal.h) */
 };
 
@@ -114,8 +142,14 @@ int pkv__wal_lane_adopt(struct pkv_wal *w, uint32_t lane, int fd, uint64_t segno
 /* At open, once every replayed segment is fdatasynced: everything <= @seq is durable. */
 void pkv__wal_set_synced(struct pkv_wal *w, uint64_t seq);
 
-/* Unmap, close and free @seg (no sync). */
+/* Unmap, close and free @seg (no sync). A rolled segment's entry learns it is closed (W.7). */
 void pkv__wal_seg_close(struct wal_seg *seg);
+
+/*
+ * The descriptor that sync slot @slot fdatasyncs @seg with, opened on first use. Only the round
+ * holding the slot calls it (rounds of one slot never overlap). A descriptor, or -errno.
+ */
+int pkv__wal_seg_sync_fd(struct pkv_wal *w, struct wal_seg *seg, unsigned slot);
 
 /*
  * Append one record. Called with the key's shard lock held (or single-threaded at open); takes
@@ -142,10 +176,17 @@ void pkv__wal_lane_retire_cur(struct pkv_wal *w, uint32_t lane);
 /* Wait until every record with a sequence number <= @seq is copied into its segment. */
 void pkv__wal_wait_written(struct pkv_wal *w, uint64_t seq);
 
-/* Remember that segment @segno of @lane, last written at @last_seq, is full. 0 or -ENOMEM. */
-int pkv__wal_old_add(struct pkv_wal *w, uint32_t lane, uint64_t segno, uint64_t last_seq);
+/*
+ * Remember that segment @segno of @lane (@size bytes, @written of them header and records, 0 if
+ * unknown), last written at @last_seq, is full. 0 or -ENOMEM.
+ */
+int pkv__wal_old_add(struct pkv_wal *w, uint32_t lane, uint64_t segno, uint64_t last_seq,
+		     size_t size, size_t written);
 
-/* Unlink every full segment whose records are all <= @seq (a durable snapshot covers them). */
+/*
+ * Retire every full segment whose records are all <= @seq (a durable snapshot covers them):
+ * keep up to WAL_RECYCLE_PER_LANE per lane for reuse (W.6), unlink the others.
+ */
 int pkv__wal_retire_upto(struct pkv_wal *w, uint64_t seq);
 
 /*

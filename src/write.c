@@ -49,7 +49,8 @@
 
 /* A put (WAL_PUT, or WAL_PUTX with @expires_ms) or a delete (WAL_DEL) of one key. */
 static int db_write(struct pkv *db, enum wal_rec_type type, const void *key, size_t klen,
-		    const void *val, size_t vlen, uint64_t expires_ms, unsigned flags)
+		    const void *val, size_t vlen, uint64_t expires_ms, unsigned flags,
+		    uint64_t *seq_out)
 {
 	struct pkv_rec *rec = NULL;
 	struct write_plan plan = { 0 };
@@ -122,6 +123,8 @@ static int db_write(struct pkv *db, enum wal_rec_type type, const void *key, siz
 		goto unlock;
 	}
 	rec = NULL;
+	if (seq_out)
+		*seq_out = (uint64_t)seq;
 	if (type != WAL_DEL)
 		__atomic_store_n(&s->puts, s->puts + 1, __ATOMIC_RELAXED);
 	else
@@ -147,8 +150,8 @@ out:
 	return r;
 }
 
-PKV_EXPORT int pkv_put_ex(pkv *db, const void *key, size_t klen, const void *val, size_t vlen,
-			  unsigned flags)
+PKV_EXPORT int pkv_put_seq(pkv *db, const void *key, size_t klen, const void *val, size_t vlen,
+			   unsigned flags, uint64_t *seq_out)
 {
 	int r;
 
@@ -159,7 +162,13 @@ PKV_EXPORT int pkv_put_ex(pkv *db, const void *key, size_t klen, const void *val
 		return r;
 	if (vlen > PKV_MAX_VALUE)
 		return PKV_ETOOBIG;
-	return db_write(db, WAL_PUT, key, klen, val, vlen, 0, flags);
+	return db_write(db, WAL_PUT, key, klen, val, vlen, 0, flags, seq_out);
+}
+
+PKV_EXPORT int pkv_put_ex(pkv *db, const void *key, size_t klen, const void *val, size_t vlen,
+			  unsigned flags)
+{
+	return pkv_put_seq(db, key, klen, val, vlen, flags, NULL);
 }
 
 PKV_EXPORT int pkv_put(pkv *db, const void *key, size_t klen, const void *val, size_t vlen)
@@ -167,7 +176,8 @@ PKV_EXPORT int pkv_put(pkv *db, const void *key, size_t klen, const void *val, s
 	return pkv_put_ex(db, key, klen, val, vlen, 0);
 }
 
-PKV_EXPORT int pkv_del_ex(pkv *db, const void *key, size_t klen, unsigned flags)
+PKV_EXPORT int pkv_del_seq(pkv *db, const void *key, size_t klen, unsigned flags,
+			   uint64_t *seq_out)
 {
 	int r;
 
@@ -176,7 +186,12 @@ PKV_EXPORT int pkv_del_ex(pkv *db, const void *key, size_t klen, unsigned flags)
 	r = pkv__db_check_key(key, klen);
 	if (r < 0)
 		return r;
-	return db_write(db, WAL_DEL, key, klen, NULL, 0, 0, flags);
+	return db_write(db, WAL_DEL, key, klen, NULL, 0, 0, flags, seq_out);
+}
+
+PKV_EXPORT int pkv_del_ex(pkv *db, const void *key, size_t klen, unsigned flags)
+{
+	return pkv_del_seq(db, key, klen, flags, NULL);
 }
 
 PKV_EXPORT int pkv_del(pkv *db, const void *key, size_t klen)
@@ -198,7 +213,7 @@ PKV_EXPORT int pkv_put_expire(pkv *db, const void *key, size_t klen, const void 
 		return PKV_ETOOBIG;
 	/* 0 is "never", as in pkv_item.expires_ms: a plain put. */
 	return db_write(db, expires_ms ? WAL_PUTX : WAL_PUT, key, klen, val, vlen, expires_ms,
-			flags);
+			flags, NULL);
 }
 
 /* ---- batches ------------------------------------------------------------------------------ */
@@ -326,6 +341,10 @@ PKV_EXPORT int pkv_write(pkv *db, pkv_batch *b, unsigned flags, uint64_t *seq_ou
 	}
 	if (b->nops > 0 && pkv__store_readonly(db))
 		return PKV_EREADONLY;
+	/* read.c RD.4: a power-durable write waits for a round that may wait for this thread. */
+	if (b->nops > 0 && !db->in_memory && pkv__in_read_section() &&
+	    (db->opts.durability == PKV_DURABLE_POWER || (flags & PKV_WRITE_POWER)))
+		return PKV_EINVAL;
 	pkv__rcu_enter();
 
 	/* Everything that allocates comes before any lock (B.2). */
@@ -503,7 +522,7 @@ PKV_EXPORT int pkv_clear(pkv *db)
 	int64_t seq;
 	int r = 0;
 
-	if (db == NULL)
+	if (db == NULL || pkv__in_read_section()) /* read.c RD.4: it takes compact_mu */
 		return PKV_EINVAL;
 	if (pkv__store_readonly(db))
 		return PKV_EREADONLY;

@@ -417,3 +417,32 @@ Test(get_many, agrees_with_get_ref)
 	tu_close(db);
 	tu_close(mem);
 }
+
+/* RD.4 for the calls that came with batches and tickets: what would wait is PKV_EINVAL inside
+ * a section, and the store is untouched. */
+Test(section, refuses_waits_of_batches_and_tickets)
+{
+	pkv_options o;
+	pkv *db;
+	pkv_batch *b;
+	uint64_t seq = 0;
+	char buf[8];
+	size_t n;
+
+	tu_opts(&o, PKV_DURABLE_PROCESS);
+	db = tu_open(tu_db, &o);
+	cr_assert_eq(pkv_put_seq(db, "k", 1, "v", 1, 0, &seq), 0);
+	cr_assert_eq(pkv_batch_new(&b), 0);
+	cr_assert_eq(pkv_batch_put(b, "b", 1, "x", 1), 0);
+	cr_assert_eq(pkv_read_begin(db), 0);
+	cr_assert_eq(pkv_write(db, b, PKV_WRITE_POWER, NULL), PKV_EINVAL);
+	cr_assert_eq(pkv_clear(db), PKV_EINVAL);
+	cr_assert_eq(pkv_wait_durable(db, seq, -1), PKV_EINVAL);
+	cr_assert_eq(pkv_wait_durable(db, seq, 100), PKV_EINVAL);
+	cr_assert_eq(pkv_write(db, b, 0, NULL), 0, "a PROCESS batch does not wait: allowed");
+	cr_assert_eq(pkv_read_end(db), 0);
+	cr_assert_eq(pkv_get(db, "k", 1, buf, sizeof(buf), &n), 0, "clear did nothing");
+	cr_assert_eq(pkv_wait_durable(db, seq, -1), 0);
+	pkv_batch_free(b);
+	tu_close(db);
+}
