@@ -91,8 +91,6 @@ int main(int argc, char **argv)
 
 	snprintf(tmpl, sizeof(tmpl), "%s/pkv-telemetry.XXXXXX", tmp);
 	dir = argc > 1 ? argv[1] : mkdtemp(tmpl);
-	pkv *db = NULL;
-	int rc;
 
 	if (dir == NULL) {
 		perror("mkdtemp");
