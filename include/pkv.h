@@ -299,6 +299,75 @@ PKV_EXPORT int pkv_compact(pkv *db);
 PKV_EXPORT int pkv_verify(pkv *db);
 
 /**
+ * typedef pkv_scan_fn - what pkv_scan() calls for each key it visits.
+ * @arg:          the @arg given to pkv_scan().
+ * @key, @klen:   the key.
+ * @val, @vlen:   its value (a copy: valid until fn returns).
+ * @seq:          the sequence number of that version (> 0).
+ * Returns: 0 to go on; anything else ends the scan, and pkv_scan() returns it.
+ */
+typedef int (*pkv_scan_fn)(void *arg, const void *key, size_t klen, const void *val, size_t vlen,
+			   uint64_t seq);
+
+/**
+ * pkv_scan() - visit the keys of the store, a part per call, with Redis SCAN's promises.
+ * @db:     store.
+ * @cursor: IN/OUT: 0 starts a full scan; each call stores where the next one continues, and 0
+ *          once the scan is complete. Opaque (see below); any value a call stored may be given
+ *          back later, also to another handle of the same store.
+ * @count:  about how many keys this call visits (>= 1): a call stops after the first group of
+ *          keys that reaches it (keys that share one 64-bit hash are one group), or earlier
+ *          where the copy of the visited values reaches 4 MiB, or at the end of the store.
+ * @fn:     called for each key visited, outside every lock and read section: it may call any
+ *          pkv function, writes and pkv_compact() included.
+ * @arg:    passed to @fn.
+ *
+ * A full scan (from cursor 0 until it is 0 again) visits the live map and the snapshot base
+ * together, each key once with its newest version (a key shadowed by a newer version or a
+ * delete in the live map shows that; deleted and expired keys are not shown), and promises:
+ * every key present throughout the full scan is visited at least once; a key absent throughout
+ * it is never visited; with no writes during it, every key is visited exactly once. These hold
+ * while the live map's tables grow and while compactions swap the base mid-scan.
+ *
+ * The cursor is a position in the 64-bit hash space of the keys (the hash the live map and the
+ * snapshot index both use, hash.h): a scan visits keys in increasing hash order. A key's hash
+ * never changes when a table grows or a compaction writes a new snapshot, so a position means
+ * the same before and after: nothing is kept between calls, and an abandoned scan costs nothing.
+ * Each call reads a hash window of one live-map shard under that shard's lock (writers of the
+ * shard wait for a pass over its table) and the base's index slots of the window.
+ *
+ * Returns: 0; the non-zero value @fn returned (then *@cursor is where the scan would continue
+ * after that key); PKV_EINVAL (NULL @db, @cursor or @fn, @count 0); PKV_ECORRUPT (the snapshot is
+ * damaged on the window's path; keys visited before stay visited and *@cursor is unchanged
+ * from the last window completed); -ENOMEM.
+ * Context: any thread, outside a read section of its own store if @fn writes or compacts.
+ */
+PKV_EXPORT int pkv_scan(pkv *db, uint64_t *cursor, size_t count, pkv_scan_fn fn, void *arg);
+
+/**
+ * pkv_checkpoint() - make @dst_dir a complete copy of the store, while writers run.
+ * @db:      a store with a directory (opened read-write or read-only).
+ * @dst_dir: the directory to create; it must not exist (its parent must).
+ *
+ * @dst_dir becomes a store that opens to the state at one instant between the call and its
+ * return: the writes 1 .. C of the history, where C is the last sequence number taken at that
+ * instant (every write acknowledged before the call is in it; none begun after it returned).
+ * The snapshot (immutable) is hard-linked where the file system allows and copied otherwise;
+ * the WAL segments are copied up to the cut; every file and directory is fsynced, so the copy
+ * survives a power loss once the call returns. The copy is independent of the source: neither
+ * one's later writes, compactions or deletions change the other. It holds a LOCK file, so it
+ * can be opened read-only (or with `pkv` commands) as it is.
+ * Writers pause once, while every WAL lane's position is read; a compaction waits for the
+ * checkpoint (and the checkpoint for a running compaction).
+ *
+ * Returns: 0; PKV_EINVAL (NULL @db or @dst_dir, empty @dst_dir, an in-memory store); -EEXIST
+ * (@dst_dir exists: it is left as it was); -ENOENT (its parent is missing); -ENOSPC, -EACCES and
+ * other -errno (the log callback names the file; what the call made under @dst_dir is removed).
+ * Context: any thread; blocks for the copy. Not inside a read section.
+ */
+PKV_EXPORT int pkv_checkpoint(pkv *db, const char *dst_dir);
+
+/**
  * pkv_get_stats() - read the counters of @db into @out.
  * Returns: 0; PKV_EINVAL (NULL argument).
  * Context: any thread; the counters are read without stopping writers (each one is exact, the set
