@@ -389,3 +389,22 @@ void pkv__map_flush_retired(struct pkv_map *m)
 		pthread_mutex_unlock(&m->shards[i].lock);
 	}
 }
+
+int pkv__map_range_locked(struct map_shard *s, uint64_t lo, uint64_t hi,
+			  int (*fn)(void *arg, uint64_t hash, const struct pkv_rec *r), void *arg)
+{
+	ck_ht_iterator_t it = CK_HT_ITERATOR_INITIALIZER;
+	ck_ht_entry_t *e;
+	int rc;
+
+	/* The shard lock keeps the table still (ck_ht may not be iterated during a mutation);
+	 * the entry holds the key's full hash, so filtering costs no hashing. */
+	while (ck_ht_next(&s->ht, &it, &e)) {
+		if (e->hash < lo || e->hash > hi)
+			continue;
+		rc = fn(arg, e->hash, ck_ht_entry_value(e));
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}

@@ -131,6 +131,13 @@ void pkv__map_drop_locked(struct pkv_map *m, struct map_shard *s, const struct p
  * compaction dropped what the snapshot holds); readers switch tables under RCU. */
 void pkv__map_shrink_locked(struct map_shard *s);
 
+/*
+ * Call @fn for every entry of shard @s (tombstones included) whose key hash lies in [@lo, @hi],
+ * in table order. Returns 0 or the first non-zero value @fn returned.
+ */
+int pkv__map_range_locked(struct map_shard *s, uint64_t lo, uint64_t hi,
+			  int (*fn)(void *arg, uint64_t hash, const struct pkv_rec *r), void *arg);
+
 /* Hand every retired record of every shard to RCU now (close, tests). */
 void pkv__map_flush_retired(struct pkv_map *m);
 

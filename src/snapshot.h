@@ -136,6 +136,15 @@ int pkv__snap_find(const struct pkv_snap *s, uint64_t hash, const void *key, siz
 /* Iterate records: *@off starts at 0; returns NULL at the end (or at damage). */
 const struct snap_rec_disk *pkv__snap_next(const struct pkv_snap *s, uint64_t *off);
 
+/*
+ * Call @fn for every record in the index slots that hold the keys whose hash lies in [@lo, @hi]
+ * (a superset: keys of neighbouring hashes share the slots; the caller filters by hash). Each
+ * index page read and each record matched its CRC. Safe like pkv__snap_find.
+ * Returns 0; PKV_ECORRUPT (damage in those slots or records); or what @fn returned (non-zero).
+ */
+int pkv__snap_range(const struct pkv_snap *s, uint64_t lo, uint64_t hi,
+		    int (*fn)(void *arg, const struct snap_rec_disk *r), void *arg);
+
 /* ---- writer ---- */
 
 struct snap_writer;

@@ -409,6 +409,7 @@ Test(scan, bad_arguments_are_einval)
 
 struct churn {
 	pkv *db;
+	int next_id;
 	volatile int stop;
 	unsigned long writes, compactions;
 };
@@ -417,12 +418,14 @@ static void *churner(void *arg)
 {
 	struct churn *c = arg;
 	unsigned long i = 0;
+	char prefix[8];
 
-	/* Keys "c<i>": fresh ones grow the tables; each is deleted again 1000 writes later. */
+	/* Keys "c<t>-<i>": fresh ones grow the tables; each is deleted again 1000 writes later. */
+	snprintf(prefix, sizeof(prefix), "c%d-", __atomic_fetch_add(&c->next_id, 1, __ATOMIC_RELAXED));
 	while (!__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE)) {
-		put_v(c->db, "c", i, 0);
+		put_v(c->db, prefix, i, 0);
 		if (i >= 1000)
-			del_v(c->db, "c", i - 1000);
+			del_v(c->db, prefix, i - 1000);
 		/* Overwrite a stable key with its own value: present throughout, new version. */
 		put_v(c->db, "k", i % STABLE, 0);
 		i++;
