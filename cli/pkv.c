@@ -140,7 +140,7 @@ static int close_store(pkv *db, int status)
 
 /* Parse the options common to subcommands; returns the index of the first operand or -1. */
 struct opts {
-	bool json, b64, raw;
+	bool json, b64, raw, per_key;
 	uint64_t expires_ms;
 	unsigned long batch;
 };
@@ -151,7 +151,8 @@ static int parse_opts(const char *cmd, int argc, char **argv, const char *allowe
 		{"json", no_argument, NULL, 'j'},    {"base64", no_argument, NULL, 'b'},
 		{"raw", no_argument, NULL, 'r'},     {"expires-ms", required_argument, NULL, 'e'},
 		{"batch", required_argument, NULL, 'n'}, {"verbose", no_argument, NULL, 'v'},
-		{"help", no_argument, NULL, 'h'},    {NULL, 0, NULL, 0},
+		{"per-key", no_argument, NULL, 'p'}, {"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
 	};
 	int c;
 	char *end;
@@ -160,7 +161,7 @@ static int parse_opts(const char *cmd, int argc, char **argv, const char *allowe
 	o->batch = LOAD_BATCH_DEFAULT;
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+jbre:n:vh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+jbre:n:pvh", longopts, NULL)) != -1) {
 		if (c == 'h' || c == 'v') {
 			if (c == 'v')
 				verbose = true;
@@ -181,6 +182,9 @@ static int parse_opts(const char *cmd, int argc, char **argv, const char *allowe
 			break;
 		case 'r':
 			o->raw = true;
+			break;
+		case 'p':
+			o->per_key = true;
 			break;
 		case 'e':
 			errno = 0;
@@ -625,6 +629,7 @@ struct loader {
 	uint64_t keys;      /* written */
 	uint64_t in_bytes;  /* read */
 	bool progress;
+	bool per_key; /* one pkv_put per key instead of batches (for comparison) */
 	struct timespec last;
 };
 
@@ -654,11 +659,32 @@ static int load_flush(struct loader *l)
 	return rc;
 }
 
-static int load_add(struct loader *l, const struct jsonl_rec *r, unsigned long batch)
+/* One pkv_put (or pkv_put_expire) per key. */
+static int load_put(struct loader *l, const struct jsonl_rec *r)
 {
 	int rc;
 
+#ifdef PKV_CLI_HAVE_EXPIRE
+	if (r->expires_ms != 0)
+		rc = pkv_put_expire(l->db, r->key, r->klen, r->val, r->vlen, r->expires_ms, 0);
+	else
+#else
+	if (r->expires_ms != 0)
+		return PKV_EINVAL;
+#endif
+		rc = pkv_put(l->db, r->key, r->klen, r->val, r->vlen);
+	if (rc == 0)
+		l->keys++;
+	return rc;
+}
+
+static int load_add(struct loader *l, const struct jsonl_rec *r, unsigned long batch)
+{
 #ifdef PKV_CLI_HAVE_BATCH
+	int rc;
+
+	if (l->per_key)
+		return load_put(l, r);
 	if (r->expires_ms != 0)
 		rc = pkv_batch_put_expire(l->batch, r->key, r->klen, r->val, r->vlen,
 					  r->expires_ms);
@@ -673,18 +699,7 @@ static int load_add(struct loader *l, const struct jsonl_rec *r, unsigned long b
 	return 0;
 #else
 	(void)batch;
-#ifdef PKV_CLI_HAVE_EXPIRE
-	if (r->expires_ms != 0)
-		rc = pkv_put_expire(l->db, r->key, r->klen, r->val, r->vlen, r->expires_ms, 0);
-	else
-#else
-	if (r->expires_ms != 0)
-		return PKV_EINVAL;
-#endif
-		rc = pkv_put(l->db, r->key, r->klen, r->val, r->vlen);
-	if (rc == 0)
-		l->keys++;
-	return rc;
+	return load_put(l, r);
 #endif
 }
 
@@ -708,7 +723,7 @@ static int cmd_load(int argc, char **argv)
 	uint64_t lineno = 0;
 	int i, rc, status = 0;
 
-	rc = operands("load", argc, argv, "n", &o, 1, 1, &i);
+	rc = operands("load", argc, argv, "np", &o, 1, 1, &i);
 	if (rc != 0)
 		return rc;
 	rc = open_store(argv[i], OPEN_WRITE_CREATE, &l.db);
@@ -720,6 +735,7 @@ static int cmd_load(int argc, char **argv)
 		return close_store(l.db, store_error("load", rc));
 #endif
 	l.progress = isatty(STDERR_FILENO);
+	l.per_key = o.per_key;
 	clock_gettime(CLOCK_MONOTONIC, &l.last);
 	while ((n = getline(&line, &cap, stdin)) >= 0) {
 		lineno++;
@@ -807,13 +823,14 @@ static const struct cmd cmds[] = {
 	 "key: {\"key\": K, \"value\": V}, K and V JSON strings when the bytes are valid UTF-8,\n"
 	 "otherwise \"key_base64\" / \"value_base64\" (standard base64), plus \"expires_ms\" when\n"
 	 "the key has an expiry. Opens read-only; a running writer's store: use a checkpoint.\n"},
-	{"load", cmd_load, "load [--batch N] DIR < FILE",
+	{"load", cmd_load, "load [--batch N | --per-key] DIR < FILE",
 	 "Read JSON Lines (as dump writes them) from standard input and write every key into\n"
 	 "the store in DIR (created if missing), N keys per atomic batch (default 1000). Shows\n"
 	 "progress when standard error is a terminal. A bad line (not JSON, bad base64, a\n"
 	 "missing or unknown field, a key too long) stops the load with its line number and\n"
 	 "exit status 2; every key before it is loaded and durable. `pkv dump A | pkv load B`\n"
-	 "copies a store.\n"},
+	 "copies a store. --per-key writes each key with its own pkv_put instead (slower: for\n"
+	 "comparison).\n"},
 	{"help", cmd_help, "help [SUBCOMMAND]", "Print the list of subcommands, or one's help.\n"},
 };
 

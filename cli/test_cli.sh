@@ -148,6 +148,9 @@ expect 0 "load an empty input" "$PKV" load "$W/rt3" </dev/null
 expect 0 "dump an empty store" "$PKV" dump "$W/rt3"
 [ ! -s "$W/out" ] && ok "an empty store dumps nothing" || bad "dumped: $(cat "$W/out")"
 expect 0 "load --batch 2" "$PKV" load --batch 2 "$W/rt4" <"$W/in.jsonl"
+expect 0 "load --per-key" "$PKV" load --per-key "$W/rt5" <"$W/in.jsonl"
+"$PKV" dump "$W/rt5" | sort >"$W/dump4b"
+cmp -s "$W/dump1" "$W/dump4b" && ok "--per-key loads the same" || bad "--per-key differs"
 "$PKV" dump "$W/rt4" | sort >"$W/dump4"
 cmp -s "$W/dump1" "$W/dump4" && ok "small batches load the same" || bad "batch 2 differs"
 
