@@ -15,7 +15,7 @@
  *       pause for the time it takes to read 2 x lanes numbers.
  *  CP.4 Copied: every segment up to its lane's position (the current one is cut there, so the
  *       copy looks like a lane closed cleanly: recovery.c R.10); segments made after the cut
- *       (spares) are not. A store opened read-only has no writer: its segments are copied whole.
+ *       (spares) are not, nor a spare a lane deletes meanwhile (it never held a record). A store opened read-only has no writer: its segments are copied whole.
  *  CP.5 The snapshot is immutable once renamed into place (compact.c C.6): it is hard-linked,
  *       or copied where the file system refuses links (another file system, no link support).
  *       The source only ever unlinks it later, which leaves the link in dst intact.
@@ -40,16 +40,10 @@
 
 #define COPY_CHUNK (1u << 20)
 
-struct lane_cut {
-	bool has_cur;
-	uint64_t cur_segno;
-	size_t cur_off;
-	uint64_t max_used;
-};
-
 /* Copy the first @limit bytes of @from (all of it when @limit is SIZE_MAX) to the new file @to,
- * fsynced. 0 or -errno. */
-static int copy_file(struct pkv *db, const char *from, const char *to, size_t limit)
+ * fsynced. 0 or -errno; with @vanish_ok, a source that no longer exists is 1 (nothing made). */
+static int copy_file(struct pkv *db, const char *from, const char *to, size_t limit,
+		     bool vanish_ok)
 {
 	int in = -1, out = -1, r;
 	char *buf = malloc(COPY_CHUNK);
@@ -58,6 +52,10 @@ static int copy_file(struct pkv *db, const char *from, const char *to, size_t li
 	if (buf == NULL)
 		return -ENOMEM;
 	in = pkv__fs->open(from, O_RDONLY | O_CLOEXEC, 0);
+	if (in == -ENOENT && vanish_ok) {
+		r = 1;
+		goto out;
+	}
 	if (in < 0) {
 		r = in;
 		pkv__log(db, PKV_LOG_ERROR, "checkpoint: cannot open %s: %s", from, pkv_strerror(r));
@@ -114,7 +112,7 @@ static int link_or_copy(struct pkv *db, const char *from, const char *to)
 	case EMLINK:
 	case ENOTSUP:
 	case ENOSYS:
-		return copy_file(db, from, to, SIZE_MAX);
+		return copy_file(db, from, to, SIZE_MAX, false);
 	default:
 		pkv__log(db, PKV_LOG_ERROR, "checkpoint: cannot link %s to %s: %s", from, to,
 			 strerror(errno));
@@ -122,27 +120,8 @@ static int link_or_copy(struct pkv *db, const char *from, const char *to)
 	}
 }
 
-/* CP.3 */
-static void take_cut(struct pkv *db, struct lane_cut *cut)
-{
-	struct pkv_wal *w = &db->wal;
-
-	for (unsigned i = 0; i < w->nlanes; i++)
-		pthread_mutex_lock(&w->lanes[i].lock);
-	for (unsigned i = 0; i < w->nlanes; i++) {
-		struct wal_lane *l = &w->lanes[i];
-
-		cut[i].has_cur = l->cur != NULL;
-		cut[i].cur_segno = l->cur ? l->cur->segno : 0;
-		cut[i].cur_off = l->cur ? l->cur->off : 0;
-		cut[i].max_used = l->max_used_segno;
-	}
-	for (unsigned i = w->nlanes; i-- > 0;)
-		pthread_mutex_unlock(&w->lanes[i].lock);
-}
-
 /* CP.4: copy the WAL segments of the cut into @dst_wal. 0 or -errno. */
-static int copy_wal(struct pkv *db, const struct lane_cut *cut, const char *dst_wal)
+static int copy_wal(struct pkv *db, const struct wal_pos *cut, const char *dst_wal)
 {
 	DIR *d = opendir(db->wal.dir);
 	struct dirent *e;
@@ -176,7 +155,14 @@ static int copy_wal(struct pkv *db, const struct lane_cut *cut, const char *dst_
 			r = -ENAMETOOLONG;
 			break;
 		}
-		r = copy_file(db, from, to, limit);
+		/*
+		 * With the compaction lock held, no segment holding a record is deleted; a lane
+		 * does delete a spare it cannot use (wal.c), whose number may be below the
+		 * lane's position: it never held a record, so it is not missed.
+		 */
+		r = copy_file(db, from, to, limit, true);
+		if (r == 1)
+			r = 0;
 	}
 	closedir(d);
 	return r;
@@ -214,8 +200,9 @@ static void remove_tree(const char *dst)
 PKV_EXPORT int pkv_checkpoint(pkv *db, const char *dst_dir)
 {
 	char wal[4096], snap[4096], path[4096], parent[4096];
-	struct lane_cut *cut = NULL;
+	struct wal_pos *cut = NULL;
 	bool made = false, locked = false;
+	uint64_t last_seq;
 	int r, fd;
 
 	if (db == NULL || dst_dir == NULL || dst_dir[0] == '\0' || db->in_memory)
@@ -262,7 +249,7 @@ PKV_EXPORT int pkv_checkpoint(pkv *db, const char *dst_dir)
 		if (r < 0)
 			goto out;
 	}
-	take_cut(db, cut);
+	pkv__wal_positions(&db->wal, cut, &last_seq); /* CP.3 */
 	r = copy_wal(db, cut, wal);
 	if (r < 0)
 		goto out;
@@ -278,6 +265,9 @@ PKV_EXPORT int pkv_checkpoint(pkv *db, const char *dst_dir)
 		r = pkv__fs_fsync_dir(dst_dir);
 	if (r == 0)
 		r = pkv__fs_fsync_dir(dirname(parent));
+	if (r == 0)
+		pkv__log(db, PKV_LOG_INFO, "checkpoint: %s holds the writes up to seq %" PRIu64,
+			 dst_dir, last_seq);
 out:
 	if (locked)
 		pthread_mutex_unlock(&db->compact_mu);

@@ -437,3 +437,20 @@ void pkv__wal_make_spares(struct pkv *db)
 			seg_discard(db, seg);
 	}
 }
+
+void pkv__wal_positions(struct pkv_wal *w, struct wal_pos *out, uint64_t *last_seq)
+{
+	for (unsigned i = 0; i < w->nlanes; i++)
+		pthread_mutex_lock(&w->lanes[i].lock);
+	for (unsigned i = 0; i < w->nlanes; i++) {
+		struct wal_lane *l = &w->lanes[i];
+
+		out[i].has_cur = l->cur != NULL;
+		out[i].cur_segno = l->cur ? l->cur->segno : 0;
+		out[i].cur_off = l->cur ? l->cur->off : 0;
+		out[i].max_used = l->max_used_segno;
+	}
+	*last_seq = __atomic_load_n(&w->seq, __ATOMIC_ACQUIRE);
+	for (unsigned i = w->nlanes; i-- > 0;)
+		pthread_mutex_unlock(&w->lanes[i].lock);
+}

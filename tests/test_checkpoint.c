@@ -248,7 +248,8 @@ Test(checkpoint, prefix_with_concurrent_writers)
 		nanosleep(&ts, NULL);
 		for (int t = 0; t < WRITERS; t++)
 			acked_before[t] = __atomic_load_n(&w[t].acked, __ATOMIC_SEQ_CST);
-		cr_assert_eq(pkv_checkpoint(db, dst), 0);
+		int crc = pkv_checkpoint(db, dst);
+		cr_assert_eq(crc, 0, "pkv_checkpoint: %d (%s)", crc, pkv_strerror(crc));
 		for (int t = 0; t < WRITERS; t++)
 			started_after[t] = __atomic_load_n(&w[t].started, __ATOMIC_SEQ_CST);
 		nanosleep(&ts, NULL);
