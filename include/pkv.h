@@ -291,12 +291,52 @@ PKV_EXPORT int pkv_sync(pkv *db);
 PKV_EXPORT int pkv_compact(pkv *db);
 
 /**
- * pkv_verify() - check every checksum of the current snapshot (header, index, records) and that
- * its index and records agree. The WAL is checked record by record at every open.
- * Returns: 0; PKV_EINVAL; PKV_ECORRUPT (the log callback names the file and the damage).
- * Context: any thread; reads the whole snapshot.
+ * pkv_verify() - check the store's files: the snapshot (header, every index page and record
+ * checksum, index and records agree) and the WAL (every record's CRC up to the torn tail,
+ * sequence numbers increasing in each lane and continuous across lanes from the snapshot's up
+ * to the last write). What was checked is said through the log callback (PKV_LOG_INFO), and
+ * counted by pkv_verify_ex().
+ * Returns: 0; PKV_EINVAL; PKV_ECORRUPT (the log callback names the file, the offset and the
+ * damage); -ENOMEM; -errno from reading the files (the log callback names the file).
+ * Context: any thread; reads every file of the store; a compaction waits for it. Writers keep
+ * going: a store open for writing is checked up to one instant (its writers pause once while
+ * every WAL lane's position is read).
  */
 PKV_EXPORT int pkv_verify(pkv *db);
+
+/**
+ * struct pkv_verify_report - what pkv_verify_ex() checked.
+ * @snapshot_records, @snapshot_bytes: records and size of the snapshot checked (0: none).
+ * @wal_segments:  WAL segment files read.
+ * @wal_records:   records whose length and CRC were checked (and matched).
+ * @wal_bytes:     bytes those records occupy.
+ * @wal_first_seq, @wal_last_seq: the sequence numbers found continuous across lanes after the
+ *                 snapshot's (0, 0 when the WAL adds nothing to the snapshot).
+ * @wal_torn:      lanes whose data ends in a torn record (a read-only store after a crash; a
+ *                 store open for writing cut them at open).
+ * @wal_beyond:    records past the recovered prefix (behind a missing number: discarded by the
+ *                 open of a read-only store, reported by it too).
+ */
+typedef struct pkv_verify_report {
+	uint64_t snapshot_records;
+	uint64_t snapshot_bytes;
+	uint64_t wal_segments;
+	uint64_t wal_records;
+	uint64_t wal_bytes;
+	uint64_t wal_first_seq;
+	uint64_t wal_last_seq;
+	uint64_t wal_torn;
+	uint64_t wal_beyond;
+} pkv_verify_report;
+
+/**
+ * pkv_verify_ex() - pkv_verify() that also counts what it checked.
+ * @db:  store (an in-memory store has nothing to check: 0, all counts 0).
+ * @out: OUT: the counts (may be NULL); filled as far as the check got, also on failure.
+ * Returns: as pkv_verify().
+ * Context: as pkv_verify().
+ */
+PKV_EXPORT int pkv_verify_ex(pkv *db, pkv_verify_report *out);
 
 /**
  * typedef pkv_scan_fn - what pkv_scan() calls for each key it visits.

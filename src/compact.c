@@ -453,24 +453,3 @@ PKV_EXPORT int pkv_compact(pkv *db)
 	pkv__rcu_enter();
 	return pkv__compact_run(db);
 }
-
-PKV_EXPORT int pkv_verify(pkv *db)
-{
-	const char *why = NULL;
-	int r = 0;
-
-	if (db == NULL)
-		return PKV_EINVAL;
-	if (db->in_memory)
-		return 0;
-	pkv__rcu_enter();
-	/* compact_mu keeps the base mapped while we read all of it. */
-	pthread_mutex_lock(&db->compact_mu);
-	if (db->base) {
-		r = pkv__snap_verify(db->base, &why);
-		if (r < 0)
-			pkv__log(db, PKV_LOG_ERROR, "verify: %s: %s", db->base->path, why);
-	}
-	pthread_mutex_unlock(&db->compact_mu);
-	return r;
-}
