@@ -90,8 +90,14 @@ enum pkv_log_level {
 };
 
 /** Flags for pkv_options.flags. */
-#define PKV_OPEN_READONLY 0x1u /* replay, serve gets; every write returns PKV_EREADONLY */
-#define PKV_OPEN_NOCREATE 0x2u /* fail with -ENOENT instead of creating a missing store */
+/* Replay and serve reads; every write returns PKV_EREADONLY. Needs read permission only and
+ * creates and changes nothing: DIR/LOCK must exist and is locked shared, so several read-only
+ * handles (in any processes) may share a store, and a handle open for writing excludes them
+ * (and they it) with PKV_ELOCKED. */
+#define PKV_OPEN_READONLY 0x1u
+/* Fail with -ENOENT instead of creating a missing store: a directory without DIR/LOCK (an
+ * empty one too) is no store. */
+#define PKV_OPEN_NOCREATE 0x2u
 #define PKV_OPEN_NO_AUTOCOMPACT 0x4u /* compact only when pkv_compact() is called */
 
 /**
@@ -198,14 +204,16 @@ PKV_EXPORT void pkv_options_default(pkv_options *opts);
  * @opts:   options, or NULL for the defaults.
  * @db_out: OUT: the handle, set only on success.
  *
- * Takes DIR/LOCK with flock, then recovers: replays every WAL lane merged by sequence number and
+ * Takes DIR/LOCK with flock (shared for PKV_OPEN_READONLY, which creates nothing), then recovers: replays every WAL lane merged by sequence number and
  * stops at the first missing one, so the opened state is always a prefix of the write history.
  * A torn tail is discarded and reported through log_fn and pkv_get_stats().
  *
  * Returns: 0; PKV_EINVAL (NULL @db_out, bad option); PKV_ELOCKED (the directory is open, in this
  * process or another); PKV_ECORRUPT (damage that is not a torn tail, or that proves the loss of a
- * synced write; the log callback names the file and offset); -ENOENT (PKV_OPEN_NOCREATE and no
- * store); -ENOMEM; other -errno from the file system.
+ * synced write; the log callback names the file and offset); -ENOENT (PKV_OPEN_NOCREATE or
+ * PKV_OPEN_READONLY and no store: no DIR/LOCK); -EACCES and other -errno from the file system
+ * (the log callback names the file: "cannot open DIR/LOCK for writing: Permission denied");
+ * -ENOMEM.
  * Context: any thread; blocks for the duration of recovery.
  */
 PKV_EXPORT int pkv_open(const char *dir, const pkv_options *opts, pkv **db_out);
