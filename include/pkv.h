@@ -205,8 +205,9 @@ PKV_EXPORT void pkv_options_default(pkv_options *opts);
  * @db_out: OUT: the handle, set only on success.
  *
  * Takes DIR/LOCK with flock (shared for PKV_OPEN_READONLY, which creates nothing), then
- * recovers: replays every WAL lane merged by sequence number and stops at the first missing one, so the opened state is always a prefix of the write history.
- * A torn tail is discarded and reported through log_fn and pkv_get_stats().
+ * recovers: replays every WAL lane merged by sequence number and stops at the first missing
+ * one, so the opened state is always a prefix of the write history. A torn tail is discarded
+ * and reported through log_fn and pkv_get_stats().
  *
  * Returns: 0; PKV_EINVAL (NULL @db_out, bad option); PKV_ELOCKED (the directory is open, in this
  * process or another); PKV_ECORRUPT (damage that is not a torn tail, or that proves the loss of a

@@ -15,7 +15,8 @@
  *       pause for the time it takes to read 2 x lanes numbers.
  *  CP.4 Copied: every segment up to its lane's position (the current one is cut there, so the
  *       copy looks like a lane closed cleanly: recovery.c R.10); segments made after the cut
- *       (spares) are not, nor a spare a lane deletes meanwhile (it never held a record). A store opened read-only has no writer: its segments are copied whole.
+ *       (spares) are not, nor a spare a lane deletes meanwhile (it never held a record). A
+ *       store opened read-only has no writer: its segments are copied whole.
  *  CP.5 The snapshot is immutable once renamed into place (compact.c C.6): it is hard-linked,
  *       or copied where the file system refuses links (another file system, no link support).
  *       The source only ever unlinks it later, which leaves the link in dst intact.
