@@ -187,7 +187,8 @@ static int read_window(struct pkv *db, struct scan_win *w, struct scan_copy *c, 
 	if (rc != 0)
 		goto out;
 	/* SC.3: in hash order, so that a cut, or a stop by fn, has one position to resume at. */
-	qsort(w->v, w->n, sizeof(*w->v), ent_cmp);
+	if (w->n > 1)
+		qsort(w->v, w->n, sizeof(*w->v), ent_cmp);
 	for (k = 0; k < w->n; k++) {
 		if (k > 0 && w->v[k].hash != w->v[k - 1].hash && (k >= want || bytes >= SCAN_COPY_BYTES))
 			break;
