@@ -150,7 +150,10 @@ int pkv__map_init(struct pkv_map *m, unsigned nshards, size_t capacity_hint)
 	uint64_t per_shard;
 	unsigned i;
 
+	static uint64_t next_id;
+
 	memset(m, 0, sizeof(*m));
+	m->id = __atomic_add_fetch(&next_id, 1, __ATOMIC_RELAXED);
 	m->alloc.malloc = ht_malloc;
 	m->alloc.realloc = ht_realloc;
 	m->alloc.free = ht_free;
@@ -306,6 +309,7 @@ int pkv__map_set_locked(struct map_shard *s, uint64_t hash, struct pkv_rec *r, u
 	ck_ht_entry_set(&e, h, r->data, r->klen, r);
 	if (!ck_ht_set_spmc(&s->ht, h, &e))
 		return -ENOMEM;
+	s->gen++;
 	if (!ck_ht_entry_empty(&e))
 		retire_locked(s, ck_ht_entry_value(&e)); /* M.4 */
 	return 0;
@@ -319,6 +323,7 @@ int pkv__map_del_locked(struct map_shard *s, uint64_t hash, const void *key, siz
 	ck_ht_entry_key_set(&e, key, (uint16_t)klen);
 	if (!ck_ht_remove_spmc(&s->ht, h, &e))
 		return PKV_NOTFOUND;
+	s->gen++;
 	retire_locked(s, ck_ht_entry_value(&e)); /* M.4 */
 	return 0;
 }

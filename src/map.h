@@ -57,12 +57,14 @@ struct map_shard {
 	uint64_t cap;                /* ck_ht's capacity as far as we know, guarded by lock */
 	uint64_t puts, dels;         /* written under lock, read with relaxed atomics */
 	int64_t nkeys;               /* visible keys of this shard (live and base), likewise */
+	uint64_t gen;                /* +1 at every change of the table's entries, under lock */
 } __attribute__((aligned(64)));
 
 struct pkv_map {
 	struct map_shard *shards;
 	unsigned nshards;
 	unsigned shard_shift; /* shard = hash >> shard_shift */
+	uint64_t id;          /* unique in the process (never reused): names the map in caches */
 	struct ck_malloc alloc;
 };
 

@@ -22,13 +22,21 @@
  *       cursor is the hash after the last group taken, so no key is cut in two.
  *  SC.4 Keys and values are copied out before the read-side section ends, and fn runs outside
  *       every lock and read-side section: fn may call any pkv function (put, del, compact, ...).
+ *  SC.5 ck_ht has no hash order, so a window smaller than its shard would pass over the whole
+ *       table. Instead the shard's live records, sorted by hash, are kept in a one-entry cache
+ *       named by (map id, shard, the shard's change counter, map.h): later windows of the same
+ *       shard binary-search it. The counter is compared under the shard lock; an unchanged
+ *       table holds exactly the cached records, none retired, so they are as valid in the
+ *       read-side section as the table's own. Any write to the shard makes the next window
+ *       rebuild it.
  * From SC.2 and the walk: a key present throughout a full scan is in its window's instant, so it
  * is visited at least once (exactly once: its hash lies in one window); a key absent throughout is
- * never in a window's instant; with no writes, every key exactly once. A call costs one pass over
- * the live-map shards its windows touch (ck_ht has no hash order) and the base's index slots of
- * the windows.
+ * never in a window's instant; with no writes, every key exactly once. A window costs the base's
+ * index slots of its range and, while its shard is unchanged, a binary search of the cache
+ * (SC.5); a shard that changed costs one pass over its table and a sort.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -81,6 +89,91 @@ static int live_cb(void *arg, uint64_t hash, const struct pkv_rec *r)
 		return 0;
 	return win_add(w, hash, __atomic_load_n(&r->seq, __ATOMIC_ACQUIRE), pkv__rec_key(r),
 		       r->klen, pkv__rec_val(r), r->vlen);
+}
+
+/* SC.5 */
+struct live_ent {
+	uint64_t hash;
+	const struct pkv_rec *r;
+};
+
+static struct {
+	pthread_mutex_t mu;
+	bool valid;
+	uint64_t map_id, gen;
+	const struct map_shard *shard;
+	struct live_ent *v;
+	size_t n, cap;
+} live_cache = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static int cache_add(void *arg, uint64_t hash, const struct pkv_rec *r)
+{
+	(void)arg;
+	if (r->flags & PKV_REC_TOMB)
+		return 0;
+	if (live_cache.n == live_cache.cap) {
+		size_t cap = live_cache.cap ? live_cache.cap * 2 : 1024;
+		struct live_ent *v = realloc(live_cache.v, cap * sizeof(*v));
+
+		if (v == NULL)
+			return -ENOMEM;
+		live_cache.v = v;
+		live_cache.cap = cap;
+	}
+	live_cache.v[live_cache.n++] = (struct live_ent){hash, r};
+	return 0;
+}
+
+static int live_ent_cmp(const void *a, const void *b)
+{
+	const struct live_ent *x = a, *y = b;
+
+	return x->hash < y->hash ? -1 : x->hash > y->hash;
+}
+
+/* The window's live records through the cache. Shard lock held, in a read-side section. */
+static int live_from_cache(struct pkv *db, struct map_shard *s, struct scan_win *w)
+{
+	size_t a, b;
+	int rc = 0;
+
+	pthread_mutex_lock(&live_cache.mu);
+	if (!live_cache.valid || live_cache.map_id != db->map.id || live_cache.shard != s ||
+	    live_cache.gen != s->gen) {
+		live_cache.valid = false;
+		live_cache.n = 0;
+		rc = pkv__map_range_locked(s, 0, UINT64_MAX, cache_add, NULL);
+		if (rc != 0)
+			goto out;
+		if (live_cache.n > 1)
+			qsort(live_cache.v, live_cache.n, sizeof(*live_cache.v), live_ent_cmp);
+		live_cache.valid = true;
+		live_cache.map_id = db->map.id;
+		live_cache.shard = s;
+		live_cache.gen = s->gen;
+	}
+	/* The first entry with hash >= lo. */
+	a = 0;
+	b = live_cache.n;
+	while (a < b) {
+		size_t mid = a + (b - a) / 2;
+
+		if (live_cache.v[mid].hash < w->lo)
+			a = mid + 1;
+		else
+			b = mid;
+	}
+	for (; a < live_cache.n && live_cache.v[a].hash <= w->hi; a++) {
+		const struct pkv_rec *r = live_cache.v[a].r;
+
+		rc = win_add(w, live_cache.v[a].hash, __atomic_load_n(&r->seq, __ATOMIC_ACQUIRE),
+			     pkv__rec_key(r), r->klen, pkv__rec_val(r), r->vlen);
+		if (rc != 0)
+			break;
+	}
+out:
+	pthread_mutex_unlock(&live_cache.mu);
+	return rc;
 }
 
 /* SC.2: a base record of the window, unless the live map shadows it. */
@@ -166,7 +259,7 @@ static int copy_out(struct scan_copy *c, const struct scan_ent *e, size_t n)
  * starts (hi + 1, or the hash after the last group taken); *@wrapped: the walk is complete.
  */
 static int read_window(struct pkv *db, struct scan_win *w, struct scan_copy *c, uint64_t lo,
-		       uint64_t hi, size_t want, uint64_t *next, bool *wrapped)
+		       uint64_t hi, bool whole_shard, size_t want, uint64_t *next, bool *wrapped)
 {
 	struct map_shard *s = pkv__map_shard(&db->map, lo);
 	const struct pkv_snap *base;
@@ -179,7 +272,10 @@ static int read_window(struct pkv *db, struct scan_win *w, struct scan_copy *c, 
 	w->hi = hi;
 	pkv__rcu_read_lock();
 	pthread_mutex_lock(&s->lock);
-	rc = pkv__map_range_locked(s, lo, hi, live_cb, w);
+	if (whole_shard)
+		rc = pkv__map_range_locked(s, lo, hi, live_cb, w); /* one pass: no order needed */
+	else
+		rc = live_from_cache(db, s, w); /* SC.5 */
 	base = pkv__db_base_rcu(db);
 	if (rc == 0 && base != NULL)
 		rc = pkv__snap_range(base, lo, hi, base_cb, w);
@@ -235,7 +331,9 @@ PKV_EXPORT int pkv_scan(pkv *db, uint64_t *cursor, size_t count, pkv_scan_fn fn,
 			if (span < (unsigned __int128)(shard_end - pos))
 				hi = pos + (uint64_t)span;
 		}
-		rc = read_window(db, &w, &c, pos, hi, want, &next, &done);
+		bool whole = hi == shard_end && (shift >= 64 || (pos & ((1ull << shift) - 1)) == 0);
+
+		rc = read_window(db, &w, &c, pos, hi, whole, want, &next, &done);
 		if (rc != 0)
 			break;
 		for (size_t i = 0; i < c.n; i++) {
