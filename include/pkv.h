@@ -387,8 +387,8 @@ typedef int (*pkv_scan_fn)(void *arg, const void *key, size_t klen, const void *
  *
  * Returns: 0; the non-zero value @fn returned (then *@cursor is where the scan would continue
  * after that key); PKV_EINVAL (NULL @db, @cursor or @fn, @count 0); PKV_ECORRUPT (the snapshot is
- * damaged on the window's path; keys visited before stay visited and *@cursor is unchanged
- * from the last window completed); -ENOMEM.
+ * damaged in the range being read; *@cursor is where that range starts, after every key the
+ * call visited, so a retry reads it again); -ENOMEM (likewise).
  * Context: any thread, outside a read section of its own store if @fn writes or compacts.
  */
 PKV_EXPORT int pkv_scan(pkv *db, uint64_t *cursor, size_t count, pkv_scan_fn fn, void *arg);

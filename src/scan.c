@@ -353,8 +353,8 @@ PKV_EXPORT int pkv_scan(pkv *db, uint64_t *cursor, size_t count, pkv_scan_fn fn,
 		visited += c.n;
 		pos = next;
 	}
-	if (rc == 0)
-		*cursor = done ? 0 : pos;
+	/* On an error, pos is the window that failed: a retry starts there, after what was seen. */
+	*cursor = rc == 0 && done ? 0 : pos;
 out:
 	free(w.v);
 	free(c.v);
