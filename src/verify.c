@@ -91,7 +91,8 @@ static int list_segments(struct pkv *db, struct vseg **out, size_t *n)
 		(*n)++;
 	}
 	closedir(d);
-	qsort(v, *n, sizeof(*v), vseg_cmp);
+	if (*n > 1)
+		qsort(v, *n, sizeof(*v), vseg_cmp);
 	*out = v;
 	return 0;
 }
