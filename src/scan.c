@@ -28,7 +28,8 @@
  *       shard binary-search it. The counter is compared under the shard lock; an unchanged
  *       table holds exactly the cached records, none retired, so they are as valid in the
  *       read-side section as the table's own. Any write to the shard makes the next window
- *       rebuild it.
+ *       collect it again (under the shard lock) and sort it (after the lock: writers wait for
+ *       the pass only). Lock order: shard lock, then the cache's.
  * From SC.2 and the walk: a key present throughout a full scan is in its window's instant, so it
  * is visited at least once (exactly once: its hash lies in one window); a key absent throughout is
  * never in a window's instant; with no writes, every key exactly once. A window costs the base's
@@ -131,31 +132,48 @@ static int live_ent_cmp(const void *a, const void *b)
 	return x->hash < y->hash ? -1 : x->hash > y->hash;
 }
 
-/* The window's live records through the cache. Shard lock held, in a read-side section. */
-static int live_from_cache(struct pkv *db, struct map_shard *s, struct scan_win *w)
+/*
+ * First half of reading the window's live records through the cache: with the shard lock held,
+ * make sure the cache holds the shard as it is now, collecting its records if it does not (the
+ * sort waits for cache_take, after the shard lock is released: writers wait only for the
+ * pass). Returns with live_cache.mu held (also on error). *@need_sort: collected, not sorted.
+ */
+static int cache_prepare_locked(struct pkv *db, struct map_shard *s, bool *need_sort)
 {
-	size_t a, b;
 	int rc = 0;
 
 	pthread_mutex_lock(&live_cache.mu);
-	if (!live_cache.valid || live_cache.map_id != db->map.id || live_cache.shard != s ||
-	    live_cache.gen != s->gen) {
-		live_cache.valid = false;
-		live_cache.n = 0;
-		rc = pkv__map_range_locked(s, 0, UINT64_MAX, cache_add, NULL);
-		if (rc != 0)
-			goto out;
+	*need_sort = false;
+	if (live_cache.valid && live_cache.map_id == db->map.id && live_cache.shard == s &&
+	    live_cache.gen == s->gen)
+		return 0;
+	live_cache.valid = false;
+	live_cache.n = 0;
+	rc = pkv__map_range_locked(s, 0, UINT64_MAX, cache_add, NULL);
+	if (rc != 0)
+		return rc;
+	live_cache.map_id = db->map.id;
+	live_cache.shard = s;
+	live_cache.gen = s->gen;
+	*need_sort = true;
+	return 0;
+}
+
+/*
+ * Second half, after the shard lock (still in the read-side section, which keeps every
+ * collected record alive): sort if needed, add the window's records, release live_cache.mu.
+ */
+static int cache_take(struct scan_win *w, bool need_sort)
+{
+	size_t a = 0, b = live_cache.n;
+	int rc = 0;
+
+	if (need_sort) {
 		if (live_cache.n > 1)
 			qsort(live_cache.v, live_cache.n, sizeof(*live_cache.v), live_ent_cmp);
 		live_cache.valid = true;
-		live_cache.map_id = db->map.id;
-		live_cache.shard = s;
-		live_cache.gen = s->gen;
 	}
-	/* The first entry with hash >= lo. */
-	a = 0;
-	b = live_cache.n;
-	while (a < b) {
+	while (a < b) { /* the first entry with hash >= lo */
 		size_t mid = a + (b - a) / 2;
 
 		if (live_cache.v[mid].hash < w->lo)
@@ -171,7 +189,6 @@ static int live_from_cache(struct pkv *db, struct map_shard *s, struct scan_win 
 		if (rc != 0)
 			break;
 	}
-out:
 	pthread_mutex_unlock(&live_cache.mu);
 	return rc;
 }
@@ -263,6 +280,7 @@ static int read_window(struct pkv *db, struct scan_win *w, struct scan_copy *c, 
 {
 	struct map_shard *s = pkv__map_shard(&db->map, lo);
 	const struct pkv_snap *base;
+	bool cached = false, need_sort = false;
 	size_t k, bytes = 0;
 	int rc;
 
@@ -272,14 +290,22 @@ static int read_window(struct pkv *db, struct scan_win *w, struct scan_copy *c, 
 	w->hi = hi;
 	pkv__rcu_read_lock();
 	pthread_mutex_lock(&s->lock);
-	if (whole_shard)
+	if (whole_shard) {
 		rc = pkv__map_range_locked(s, lo, hi, live_cb, w); /* one pass: no order needed */
-	else
-		rc = live_from_cache(db, s, w); /* SC.5 */
+	} else {
+		rc = cache_prepare_locked(db, s, &need_sort); /* SC.5 */
+		cached = true;
+	}
 	base = pkv__db_base_rcu(db);
 	if (rc == 0 && base != NULL)
 		rc = pkv__snap_range(base, lo, hi, base_cb, w);
 	pthread_mutex_unlock(&s->lock);
+	if (cached) {
+		if (rc == 0)
+			rc = cache_take(w, need_sort);
+		else
+			pthread_mutex_unlock(&live_cache.mu);
+	}
 	if (rc != 0)
 		goto out;
 	/* SC.3: in hash order, so that a cut, or a stop by fn, has one position to resume at. */
