@@ -33,7 +33,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "db.h"
+#include "store.h"
 #include "errors.h"
 #include "fs.h"
 #include "rcu.h"

@@ -41,7 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "db.h"
+#include "store.h"
 #include "rcu.h"
 #include "snapshot.h"
 
@@ -296,7 +296,7 @@ static int read_window(struct pkv *db, struct scan_win *w, struct scan_copy *c, 
 		rc = cache_prepare_locked(db, s, &need_sort); /* SC.5 */
 		cached = true;
 	}
-	base = pkv__db_base_rcu(db);
+	base = pkv__store_base_rcu(db);
 	if (rc == 0 && base != NULL)
 		rc = pkv__snap_range(base, lo, hi, base_cb, w);
 	pthread_mutex_unlock(&s->lock);

@@ -28,12 +28,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "db.h"
+#include "store.h"
 #include "errors.h"
 #include "fs.h"
 #include "rcu.h"
 #include "snapshot.h"
-#include "record.h"
+#include "walrec.h"
 #include "verify.h"
 #include "wal.h"
 
@@ -189,7 +189,7 @@ int pkv__verify_wal(struct pkv *db, uint64_t base_seq, pkv_verify_report *rep)
 			goto out;
 		rep->wal_segments++;
 		/* V.2: the header. */
-		if (pkv__wal_seg_check(buf, limit, &hdr, &why) != 0) {
+		if (pkv__walrec_seg_check(buf, limit, &hdr, &why) != 0) {
 			r = damage(db, s->name, 0, why);
 			goto out;
 		}
@@ -197,11 +197,11 @@ int pkv__verify_wal(struct pkv *db, uint64_t base_seq, pkv_verify_report *rep)
 			r = damage(db, s->name, 0, "the header names another lane or segment");
 			goto out;
 		}
-		seed = pkv__wal_rec_seed(&hdr);
+		seed = pkv__walrec_seed(&hdr);
 		off = WAL_SEG_HDR;
 		while (off < limit) {
 			struct wal_rec rec;
-			enum wal_decode d = pkv__wal_rec_decode(buf + off, limit - off, seed, &rec, &why);
+			enum wal_decode d = pkv__walrec_decode(buf + off, limit - off, seed, &rec, &why);
 
 			if (d == WAL_DEC_END)
 				break;
