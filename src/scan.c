@@ -58,6 +58,7 @@ struct scan_ent {
 
 struct scan_win {
 	struct pkv *db;
+	uint64_t now_ms; /* the clock, read once per window, and only if a record expires */
 	struct map_shard *shard;
 	uint64_t lo, hi;
 	struct scan_ent *v;
@@ -81,12 +82,51 @@ static int win_add(struct scan_win *w, uint64_t hash, uint64_t seq, const void *
 	return 0;
 }
 
+/*
+ * Expiry (DECISIONS: a key past its expires_ms is absent everywhere): a record with an expiry
+ * makes the window read the clock once. An expired live version still hides the base's older
+ * one, like a tombstone. The branches compile in once the records carry expiries (map.h
+ * PKV_REC_EXPIRES, snapshot.h SNAP_REC_EXPIRES).
+ */
+static inline uint64_t win_now(struct scan_win *w)
+{
+#ifdef PKV_REC_EXPIRES
+	if (w->now_ms == 0)
+		w->now_ms = pkv__now_ms();
+#endif
+	return w->now_ms;
+}
+
+static inline bool live_expired(struct scan_win *w, const struct pkv_rec *r)
+{
+#ifdef PKV_REC_EXPIRES
+	return (r->flags & PKV_REC_EXPIRES) && pkv__rec_expired(r, win_now(w));
+#else
+	(void)w;
+	(void)r;
+	return false;
+#endif
+}
+
+static inline bool base_expired(struct scan_win *w, const struct snap_rec_disk *r)
+{
+#ifdef SNAP_REC_EXPIRES
+	uint64_t e = pkv__snap_rec_expires(r);
+
+	return e != 0 && e <= win_now(w);
+#else
+	(void)w;
+	(void)r;
+	return false;
+#endif
+}
+
 /* SC.2: a live entry of the window (a tombstone only hides the base's version). */
 static int live_cb(void *arg, uint64_t hash, const struct pkv_rec *r)
 {
 	struct scan_win *w = arg;
 
-	if (r->flags & PKV_REC_TOMB)
+	if ((r->flags & PKV_REC_TOMB) || live_expired(w, r))
 		return 0;
 	return win_add(w, hash, __atomic_load_n(&r->seq, __ATOMIC_ACQUIRE), pkv__rec_key(r),
 		       r->klen, pkv__rec_val(r), r->vlen);
@@ -184,6 +224,8 @@ static int cache_take(struct scan_win *w, bool need_sort)
 	for (; a < live_cache.n && live_cache.v[a].hash <= w->hi; a++) {
 		const struct pkv_rec *r = live_cache.v[a].r;
 
+		if (live_expired(w, r)) /* checked now, not when cached: time went on */
+			continue;
 		rc = win_add(w, live_cache.v[a].hash, __atomic_load_n(&r->seq, __ATOMIC_ACQUIRE),
 			     pkv__rec_key(r), r->klen, pkv__rec_val(r), r->vlen);
 		if (rc != 0)
@@ -202,6 +244,8 @@ static int base_cb(void *arg, const struct snap_rec_disk *r)
 	if (hash < w->lo || hash > w->hi)
 		return 0; /* a neighbour sharing the window's index slots */
 	if (pkv__map_find_locked(w->shard, hash, pkv__snap_rec_key(r), r->klen) != NULL)
+		return 0;
+	if (base_expired(w, r))
 		return 0;
 	return win_add(w, hash, r->seq, pkv__snap_rec_key(r), r->klen, pkv__snap_rec_val(r),
 		       r->vlen);
@@ -285,6 +329,7 @@ static int read_window(struct pkv *db, struct scan_win *w, struct scan_copy *c, 
 	int rc;
 
 	w->n = 0;
+	w->now_ms = 0;
 	w->shard = s;
 	w->lo = lo;
 	w->hi = hi;
