@@ -88,14 +88,14 @@ static int win_add(struct scan_win *w, uint64_t hash, uint64_t seq, const void *
  * one, like a tombstone. The branches compile in once the records carry expiries (map.h
  * PKV_REC_EXPIRES, snapshot.h SNAP_REC_EXPIRES).
  */
+#if defined(PKV_REC_EXPIRES) || defined(SNAP_REC_EXPIRES)
 static inline uint64_t win_now(struct scan_win *w)
 {
-#ifdef PKV_REC_EXPIRES
 	if (w->now_ms == 0)
 		w->now_ms = pkv__now_ms();
-#endif
 	return w->now_ms;
 }
+#endif
 
 static inline bool live_expired(struct scan_win *w, const struct pkv_rec *r)
 {
