@@ -105,8 +105,14 @@ enum pkv_log_level {
 };
 
 /** Flags for pkv_options.flags. */
-#define PKV_OPEN_READONLY 0x1u /* replay, serve gets; every write returns PKV_EREADONLY */
-#define PKV_OPEN_NOCREATE 0x2u /* fail with -ENOENT instead of creating a missing store */
+/* Replay and serve reads; every write returns PKV_EREADONLY. Needs read permission only and
+ * creates and changes nothing: DIR/LOCK must exist and is locked shared, so several read-only
+ * handles (in any processes) may share a store, and a handle open for writing excludes them
+ * (and they it) with PKV_ELOCKED. */
+#define PKV_OPEN_READONLY 0x1u
+/* Fail with -ENOENT instead of creating a missing store: a directory without DIR/LOCK (an
+ * empty one too) is no store. */
+#define PKV_OPEN_NOCREATE 0x2u
 #define PKV_OPEN_NO_AUTOCOMPACT 0x4u /* compact only when pkv_compact() is called */
 
 /**
@@ -223,15 +229,17 @@ PKV_EXPORT void pkv_options_default(pkv_options *opts);
  * @opts:   options, or NULL for the defaults.
  * @db_out: OUT: the handle, set only on success.
  *
- * Takes DIR/LOCK with flock, then recovers: replays every WAL lane merged by sequence number and
- * stops at the first missing one, so the opened state is always a prefix of the write history.
- * A torn tail is discarded and reported through log_fn and pkv_get_stats().
+ * Takes DIR/LOCK with flock (shared for PKV_OPEN_READONLY, which creates nothing), then
+ * recovers: replays every WAL lane merged by sequence number and stops at the first missing
+ * one, so the opened state is always a prefix of the write history. A torn tail is discarded
+ * and reported through log_fn and pkv_get_stats().
  *
  * Returns: 0; PKV_EINVAL (NULL @db_out, bad option); PKV_ELOCKED (the directory is open, in this
  * process or another); PKV_ECORRUPT (damage that is not a torn tail, or that proves the loss of a
- * synced write; the log callback names the file and offset); -ENOENT (PKV_OPEN_NOCREATE and no
- * store); -ENOMEM; other -errno from the file system; PKV_EINVAL inside a read section (see
- * pkv_read_begin()).
+ * synced write; the log callback names the file and offset); -ENOENT (PKV_OPEN_NOCREATE or
+ * PKV_OPEN_READONLY and no store: no DIR/LOCK); -EACCES and other -errno from the file system
+ * (the log callback names the file: "cannot open DIR/LOCK for writing: Permission denied");
+ * -ENOMEM; PKV_EINVAL inside a read section (see pkv_read_begin()).
  * Context: any thread; blocks for the duration of recovery.
  */
 PKV_EXPORT int pkv_open(const char *dir, const pkv_options *opts, pkv **db_out);
@@ -524,13 +532,122 @@ PKV_EXPORT int pkv_event_fd(pkv *db);
 PKV_EXPORT int pkv_compact(pkv *db);
 
 /**
- * pkv_verify() - check every checksum of the current snapshot (header, index, records) and that
- * its index and records agree. The WAL is checked record by record at every open.
- * Returns: 0; PKV_EINVAL (NULL @db, or inside a read section); PKV_ECORRUPT (the log callback
- * names the file and the damage).
- * Context: any thread; reads the whole snapshot.
+ * pkv_verify() - check the store's files: the snapshot (header, every index page and record
+ * checksum, index and records agree) and the WAL (every record's CRC up to the torn tail,
+ * sequence numbers increasing in each lane and continuous across lanes from the snapshot's up
+ * to the last write). What was checked is said through the log callback (PKV_LOG_INFO), and
+ * counted by pkv_verify_ex().
+ * Returns: 0; PKV_EINVAL (NULL @db, or inside a read section); PKV_ECORRUPT (the log callback names the file, the offset and the
+ * damage); -ENOMEM; -errno from reading the files (the log callback names the file).
+ * Context: any thread; reads every file of the store; a compaction waits for it. Writers keep
+ * going: a store open for writing is checked up to one instant (its writers pause once while
+ * every WAL lane's position is read).
  */
 PKV_EXPORT int pkv_verify(pkv *db);
+
+/**
+ * struct pkv_verify_report - what pkv_verify_ex() checked.
+ * @snapshot_records, @snapshot_bytes: records and size of the snapshot checked (0: none).
+ * @wal_segments:  WAL segment files read.
+ * @wal_records:   records whose length and CRC were checked (and matched).
+ * @wal_bytes:     bytes those records occupy.
+ * @wal_first_seq, @wal_last_seq: the sequence numbers found continuous across lanes after the
+ *                 snapshot's (0, 0 when the WAL adds nothing to the snapshot).
+ * @wal_torn:      lanes whose data ends in a torn record (a read-only store after a crash; a
+ *                 store open for writing cut them at open).
+ * @wal_beyond:    records past the recovered prefix (behind a missing number: discarded by the
+ *                 open of a read-only store, reported by it too).
+ */
+typedef struct pkv_verify_report {
+	uint64_t snapshot_records;
+	uint64_t snapshot_bytes;
+	uint64_t wal_segments;
+	uint64_t wal_records;
+	uint64_t wal_bytes;
+	uint64_t wal_first_seq;
+	uint64_t wal_last_seq;
+	uint64_t wal_torn;
+	uint64_t wal_beyond;
+} pkv_verify_report;
+
+/**
+ * pkv_verify_ex() - pkv_verify() that also counts what it checked.
+ * @db:  store (an in-memory store has nothing to check: 0, all counts 0).
+ * @out: OUT: the counts (may be NULL); filled as far as the check got, also on failure.
+ * Returns: as pkv_verify().
+ * Context: as pkv_verify().
+ */
+PKV_EXPORT int pkv_verify_ex(pkv *db, pkv_verify_report *out);
+
+/**
+ * typedef pkv_scan_fn - what pkv_scan() calls for each key it visits.
+ * @arg:          the @arg given to pkv_scan().
+ * @key, @klen:   the key.
+ * @val, @vlen:   its value (a copy: valid until fn returns).
+ * @seq:          the sequence number of that version (> 0).
+ * Returns: 0 to go on; anything else ends the scan, and pkv_scan() returns it.
+ */
+typedef int (*pkv_scan_fn)(void *arg, const void *key, size_t klen, const void *val, size_t vlen,
+			   uint64_t seq);
+
+/**
+ * pkv_scan() - visit the keys of the store, a part per call, with Redis SCAN's promises.
+ * @db:     store.
+ * @cursor: IN/OUT: 0 starts a full scan; each call stores where the next one continues, and 0
+ *          once the scan is complete. Opaque (see below); any value a call stored may be given
+ *          back later, also to another handle of the same store.
+ * @count:  about how many keys this call visits (>= 1): a call stops after the first group of
+ *          keys that reaches it (keys that share one 64-bit hash are one group), or earlier
+ *          where the copy of the visited values reaches 4 MiB, or at the end of the store.
+ * @fn:     called for each key visited, outside every lock and read section: it may call any
+ *          pkv function, writes and pkv_compact() included.
+ * @arg:    passed to @fn.
+ *
+ * A full scan (from cursor 0 until it is 0 again) visits the live map and the snapshot base
+ * together, each key once with its newest version (a key shadowed by a newer version or a
+ * delete in the live map shows that; deleted and expired keys are not shown), and promises:
+ * every key present throughout the full scan is visited at least once; a key absent throughout
+ * it is never visited; with no writes during it, every key is visited exactly once. These hold
+ * while the live map's tables grow and while compactions swap the base mid-scan.
+ *
+ * The cursor is a position in the 64-bit hash space of the keys (the hash the live map and the
+ * snapshot index both use, hash.h): a scan visits keys in increasing hash order. A key's hash
+ * never changes when a table grows or a compaction writes a new snapshot, so a position means
+ * the same before and after: nothing is kept between calls, and an abandoned scan costs nothing.
+ * Each call reads a hash window of one live-map shard under that shard's lock (writers of the
+ * shard wait for a pass over its table) and the base's index slots of the window.
+ *
+ * Returns: 0; the non-zero value @fn returned (then *@cursor is where the scan would continue
+ * after that key); PKV_EINVAL (NULL @db, @cursor or @fn, @count 0); PKV_ECORRUPT (the snapshot is
+ * damaged in the range being read; *@cursor is where that range starts, after every key the
+ * call visited, so a retry reads it again); -ENOMEM (likewise).
+ * Context: any thread, outside a read section of its own store if @fn writes or compacts.
+ */
+PKV_EXPORT int pkv_scan(pkv *db, uint64_t *cursor, size_t count, pkv_scan_fn fn, void *arg);
+
+/**
+ * pkv_checkpoint() - make @dst_dir a complete copy of the store, while writers run.
+ * @db:      a store with a directory (opened read-write or read-only).
+ * @dst_dir: the directory to create; it must not exist (its parent must).
+ *
+ * @dst_dir becomes a store that opens to the state at one instant between the call and its
+ * return: the writes 1 .. C of the history, where C is the last sequence number taken at that
+ * instant (every write acknowledged before the call is in it; none begun after it returned).
+ * The snapshot (immutable) is hard-linked where the file system allows and copied otherwise;
+ * the WAL segments are copied up to the cut; every file and directory is fsynced, so the copy
+ * survives a power loss once the call returns. The copy is independent of the source: neither
+ * one's later writes, compactions or deletions change the other. It holds a LOCK file, so it
+ * can be opened read-only (or with `pkv` commands) as it is.
+ * Writers pause once, while every WAL lane's position is read; a compaction waits for the
+ * checkpoint (and the checkpoint for a running compaction).
+ *
+ * Returns: 0; PKV_EINVAL (NULL @db or @dst_dir, empty @dst_dir, an in-memory store, or inside a
+ * read section); -EEXIST
+ * (@dst_dir exists: it is left as it was); -ENOENT (its parent is missing); -ENOSPC, -EACCES and
+ * other -errno (the log callback names the file; what the call made under @dst_dir is removed).
+ * Context: any thread; blocks for the copy. Not inside a read section.
+ */
+PKV_EXPORT int pkv_checkpoint(pkv *db, const char *dst_dir);
 
 /**
  * pkv_get_stats() - read the counters of @db into @out.

@@ -127,37 +127,74 @@ static int ensure_dir(struct pkv *db, const char *path, bool create)
 	struct stat st;
 	int r;
 
-	if (stat(path, &st) == 0)
-		return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
-	if (errno != ENOENT || !create)
-		return -errno;
+	if (stat(path, &st) == 0) {
+		if (S_ISDIR(st.st_mode))
+			return 0;
+		pkv__log(db, PKV_LOG_ERROR, "open: %s is not a directory", path);
+		return -ENOTDIR;
+	}
+	if (errno != ENOENT || !create) {
+		r = -errno;
+		/* A missing optional subdirectory of a read-only open is the caller's to judge. */
+		if (r != -ENOENT || path == db->dir)
+			pkv__log(db, PKV_LOG_ERROR, "open: %s: %s", path, pkv_strerror(r));
+		return r;
+	}
 	r = pkv__fs->mkdir(path, 0755);
 	if (r == 0)
 		db->open_dirty = true;
+	if (r < 0 && r != -EEXIST)
+		pkv__log(db, PKV_LOG_ERROR, "open: cannot make %s: %s", path, pkv_strerror(r));
 	return r == -EEXIST ? 0 : r;
 }
 
-/* DIR/LOCK: one open handle per directory, in any process (O_CLOEXEC: not across exec). */
+/*
+ * DIR/LOCK: one open handle per directory, in any process (O_CLOEXEC: not across exec).
+ * A writer takes it exclusively, creating it if the store is new. A read-only open takes it
+ * shared and creates nothing: it needs read permission only, several read-only handles may
+ * share a store, and a writer's exclusive lock excludes them (and they it). A directory
+ * without LOCK is no store yet: an open that may not create one (NOCREATE, READONLY) gets
+ * -ENOENT, even when the directory exists.
+ */
 static int lock_dir(struct pkv *db)
 {
 	char *path = path_join(db->dir, "LOCK");
+	bool create = !(db->opts.flags & (PKV_OPEN_NOCREATE | PKV_OPEN_READONLY));
 	int fd, r;
 
 	if (path == NULL)
 		return -ENOMEM;
-	fd = pkv__fs->open(path, O_RDWR | O_CREAT, 0644);
-	free(path);
-	if (fd < 0)
+	if (db->readonly_open)
+		fd = pkv__fs->open(path, O_RDONLY, 0);
+	else
+		fd = pkv__fs->open(path, O_RDWR | (create ? O_CREAT : 0), 0644);
+	if (fd == -ENOENT) {
+		pkv__log(db, PKV_LOG_ERROR, "open: %s: no store there (%s is missing)", db->dir,
+			 path);
+	} else if (fd < 0) {
+		pkv__log(db, PKV_LOG_ERROR, "open: cannot open %s%s: %s", path,
+			 db->readonly_open ? " for reading" : " for writing", pkv_strerror(fd));
+	}
+	if (fd < 0) {
+		free(path);
 		return fd;
-	r = pkv__fs->flock(fd, LOCK_EX | LOCK_NB);
+	}
+	r = pkv__fs->flock(fd, (db->readonly_open ? LOCK_SH : LOCK_EX) | LOCK_NB);
 	if (r < 0) {
 		pkv__fs->close(fd);
 		if (r == -EWOULDBLOCK) {
-			pkv__log(db, PKV_LOG_ERROR, "open: %s is in use by another handle", db->dir);
-			return PKV_ELOCKED;
+			pkv__log(db, PKV_LOG_ERROR, "open: %s is in use by %s", db->dir,
+				 db->readonly_open ? "a handle open for writing"
+						   : "another handle");
+			r = PKV_ELOCKED;
+		} else {
+			pkv__log(db, PKV_LOG_ERROR, "open: cannot lock %s: %s", path,
+				 pkv_strerror(r));
 		}
+		free(path);
 		return r;
 	}
+	free(path);
 	db->lock_fd = fd;
 	return 0;
 }
@@ -352,28 +389,6 @@ PKV_EXPORT int pkv_compact(pkv *db)
 		return PKV_EREADONLY;
 	pkv__rcu_enter();
 	return pkv__compact_run(db);
-}
-
-PKV_EXPORT int pkv_verify(pkv *db)
-{
-	const char *why = NULL;
-	int r = 0;
-
-	/* read.c RD.4: compact_mu may be held by a compaction waiting for a grace period. */
-	if (db == NULL || pkv__in_read_section())
-		return PKV_EINVAL;
-	if (db->in_memory)
-		return 0;
-	pkv__rcu_enter();
-	/* compact_mu keeps the base mapped while we read all of it. */
-	pthread_mutex_lock(&db->compact_mu);
-	if (db->base) {
-		r = pkv__snap_verify(db->base, &why);
-		if (r < 0)
-			pkv__log(db, PKV_LOG_ERROR, "verify: %s: %s", db->base->path, why);
-	}
-	pthread_mutex_unlock(&db->compact_mu);
-	return r;
 }
 
 static uint64_t count_segments(struct pkv *db)

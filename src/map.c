@@ -194,7 +194,10 @@ int pkv__map_init(struct pkv_map *m, unsigned nshards, size_t capacity_hint)
 	uint64_t per_shard;
 	unsigned i;
 
+	static uint64_t next_id;
+
 	memset(m, 0, sizeof(*m));
+	m->id = __atomic_add_fetch(&next_id, 1, __ATOMIC_RELAXED);
 	m->alloc.malloc = ht_malloc;
 	m->alloc.realloc = ht_realloc;
 	m->alloc.free = ht_free;
@@ -360,6 +363,7 @@ int pkv__map_replace_locked(struct map_shard *s, uint64_t hash, struct pkv_rec *
 	ck_ht_entry_set(&e, h, r->data, r->klen, r);
 	if (!ck_ht_set_spmc(&s->ht, h, &e)) /* M.3: published value, fence, key; M.5 */
 		return -ENOMEM;
+	s->gen++;
 	if (ck_ht_entry_empty(&e)) {
 		if (prev)
 			*prev = MAP_PREV_NONE;
@@ -386,6 +390,7 @@ int pkv__map_del_locked(struct map_shard *s, uint64_t hash, const void *key, siz
 	ck_ht_entry_key_set(&e, key, (uint16_t)klen);
 	if (!ck_ht_remove_spmc(&s->ht, h, &e))
 		return PKV_NOTFOUND;
+	s->gen++;
 	retire_locked(s, ck_ht_entry_value(&e)); /* M.4 */
 	return 0;
 }
@@ -433,6 +438,7 @@ void pkv__map_clear_locked(struct map_shard *s)
 		if (ck_ht_remove_spmc(&s->ht, h, &k))
 			retire_locked(s, ck_ht_entry_value(&k));
 	}
+	s->gen++;
 	__atomic_store_n(&s->nkeys, 0, __ATOMIC_RELAXED);
 	pkv__map_shrink_locked(s);
 }
@@ -477,4 +483,23 @@ void pkv__map_flush_retired(struct pkv_map *m)
 		retire_flush_locked(&m->shards[i]);
 		pthread_mutex_unlock(&m->shards[i].lock);
 	}
+}
+
+int pkv__map_range_locked(struct map_shard *s, uint64_t lo, uint64_t hi,
+			  int (*fn)(void *arg, uint64_t hash, const struct pkv_rec *r), void *arg)
+{
+	ck_ht_iterator_t it = CK_HT_ITERATOR_INITIALIZER;
+	ck_ht_entry_t *e;
+	int rc;
+
+	/* The shard lock keeps the table still (ck_ht may not be iterated during a mutation);
+	 * the entry holds the key's full hash, so filtering costs no hashing. */
+	while (ck_ht_next(&s->ht, &it, &e)) {
+		if (e->hash < lo || e->hash > hi)
+			continue;
+		rc = fn(arg, e->hash, ck_ht_entry_value(e));
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
 }

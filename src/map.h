@@ -87,6 +87,7 @@ struct map_shard {
 	uint64_t cap;                /* ck_ht's capacity as far as we know, guarded by lock */
 	uint64_t puts, dels;         /* written under lock, read with relaxed atomics */
 	int64_t nkeys;               /* visible keys of this shard (live and base), likewise */
+	uint64_t gen;                /* +1 at every change of the table's entries, under lock */
 } __attribute__((aligned(64)));
 
 struct pkv_map {
@@ -94,6 +95,7 @@ struct pkv_map {
 	unsigned nshards;
 	unsigned shard_shift; /* shard = hash >> shard_shift */
 	bool inline_probe;    /* struct pkv__ck_map matches this ck_ht (checked at init) */
+	uint64_t id;          /* unique in the process (never reused): names the map in caches */
 	struct ck_malloc alloc;
 	/*
 	 * Batch visibility to multi-gets (map.c M.7): bumped only by batches that write more than
@@ -367,6 +369,12 @@ void pkv__map_shrink_locked(struct map_shard *s);
 
 /* Remove every entry of @s (pkv_clear, and its replay); the records are retired. */
 void pkv__map_clear_locked(struct map_shard *s);
+/*
+ * Call @fn for every entry of shard @s (tombstones included) whose key hash lies in [@lo, @hi],
+ * in table order. Returns 0 or the first non-zero value @fn returned.
+ */
+int pkv__map_range_locked(struct map_shard *s, uint64_t lo, uint64_t hi,
+			  int (*fn)(void *arg, uint64_t hash, const struct pkv_rec *r), void *arg);
 
 /* Hand every retired record of every shard to RCU now (close, tests). */
 void pkv__map_flush_retired(struct pkv_map *m);

@@ -509,6 +509,43 @@ fail:
 	return r;
 }
 
+int pkv__snap_range(const struct pkv_snap *s, uint64_t lo, uint64_t hi,
+		    int (*fn)(void *arg, const struct snap_rec_disk *r), void *arg)
+{
+	const uint64_t first = lo >> s->shift, last = hi >> s->shift;
+	uint64_t p = first;
+	int rc;
+
+	/*
+	 * Linear probing from the hash's top bits: a key with home slot h sits in the run of full
+	 * slots that starts at or before h, at or after h. So every key whose home lies in
+	 * [first, last] is in the slots from first up to the first empty slot at or after last
+	 * (wrapping past the end of the index). Keys whose home is before first can share those
+	 * slots: the caller filters by hash.
+	 */
+	if (!ipage_ok(s, p & s->mask))
+		return PKV_ECORRUPT;
+	for (uint64_t n = 0; n <= s->mask; n++, p++) {
+		uint64_t slot = s->index[p & s->mask];
+
+		if (slot == 0) {
+			if (p >= last)
+				break;
+		} else {
+			const struct snap_rec_disk *r = rec_at(s, (slot & SNAP_OFF_MASK) * 8);
+
+			if (r == NULL || !pkv__snap_rec_ok(r))
+				return PKV_ECORRUPT;
+			rc = fn(arg, r);
+			if (rc != 0)
+				return rc;
+		}
+		if (((p + 1) & s->mask) % SNAP_IPAGE_SLOTS == 0 && !ipage_ok(s, (p + 1) & s->mask))
+			return PKV_ECORRUPT;
+	}
+	return 0;
+}
+
 /* ---- names, and loading the newest ---- */
 
 int pkv__snap_parse_name(const char *name, uint64_t *seq, bool *tmp)

@@ -163,6 +163,15 @@ int pkv__snap_find(const struct pkv_snap *s, uint64_t hash, const void *key, siz
 const struct snap_rec_disk *pkv__snap_next(const struct pkv_snap *s, uint64_t *off);
 
 /*
+ * Call @fn for every record in the index slots that hold the keys whose hash lies in [@lo, @hi]
+ * (a superset: keys of neighbouring hashes share the slots; the caller filters by hash). Each
+ * index page read and each record matched its CRC. Safe like pkv__snap_find.
+ * Returns 0; PKV_ECORRUPT (damage in those slots or records); or what @fn returned (non-zero).
+ */
+int pkv__snap_range(const struct pkv_snap *s, uint64_t lo, uint64_t hi,
+		    int (*fn)(void *arg, const struct snap_rec_disk *r), void *arg);
+
+/*
  * Prefetch hints for a coming pkv__snap_find of hash @h in @b (NULL: none): the index slot it
  * will read first, and (once that slot is in cache) the record the slot points at, if its tag
  * matches. They decode a slot without checking its page's CRC, which is harmless for a hint:

@@ -681,6 +681,23 @@ void pkv__wal_make_spares(struct pkv_wal *w)
 	}
 }
 
+void pkv__wal_positions(struct pkv_wal *w, struct wal_pos *out, uint64_t *last_seq)
+{
+	for (unsigned i = 0; i < w->nlanes; i++)
+		pthread_mutex_lock(&w->lanes[i].lock);
+	for (unsigned i = 0; i < w->nlanes; i++) {
+		struct wal_lane *l = &w->lanes[i];
+
+		out[i].has_cur = l->cur != NULL;
+		out[i].cur_segno = l->cur ? l->cur->segno : 0;
+		out[i].cur_off = l->cur ? l->cur->off : 0;
+		out[i].max_used = l->max_used_segno;
+	}
+	*last_seq = __atomic_load_n(&w->seq, __ATOMIC_ACQUIRE);
+	for (unsigned i = w->nlanes; i-- > 0;)
+		pthread_mutex_unlock(&w->lanes[i].lock);
+}
+
 int pkv__wal_lane_adopt(struct pkv_wal *w, uint32_t lane, int fd, uint64_t segno, size_t size,
 			size_t off, uint64_t last_seq, uint32_t seed, uint64_t max_segno)
 {

@@ -209,4 +209,20 @@ void pkv__wal_close_clean(struct pkv_wal *w);
 /* Background helper: create the spare segment of every lane that asked for one. */
 void pkv__wal_make_spares(struct pkv_wal *w);
 
+/* Where each lane stood at one instant (pkv__wal_positions). */
+struct wal_pos {
+	bool has_cur;      /* the lane has a current segment */
+	uint64_t cur_segno;
+	size_t cur_off;    /* end of the data in it: every record before is complete */
+	uint64_t max_used; /* segments above this number are spares made ahead (no record) */
+};
+
+/*
+ * Read every lane's position with every lane lock held at once: a lane takes a sequence number
+ * and copies its record under its lock (W.3, W.4), so at that instant the records before the
+ * positions are exactly sequence numbers 1 .. *@last_seq (no half-written record, no number
+ * without its record). @out has room for w->nlanes entries. Writers pause for the reads.
+ */
+void pkv__wal_positions(struct pkv_wal *w, struct wal_pos *out, uint64_t *last_seq);
+
 #endif /* PKV_WAL_H */

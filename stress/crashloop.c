@@ -31,9 +31,20 @@
  * other single seq put has a far expiry. A writer whose next operation is a batch must be
  * recovered before it or after all of it (E(A) or E(A + 3)): part of a batch is a failure.
  *
+ * Scans and checkpoints join the loop. A scanner thread of the child runs full pkv_scan()s with
+ * random counts while the writers write and compactions swap the base: every value it is handed
+ * must be the one its key was written with (R7), and each writer's head key, present before the
+ * scan began and never deleted, must be visited (R8). A checkpointer thread calls
+ * pkv_checkpoint() at random moments, telling the parent before the call (the acknowledged
+ * steps then are a lower bound) and after its return (one step more than those acknowledged
+ * then is an upper bound). The verifier opens the newest checkpoint that returned before the
+ * kill: each writer's state there must be E(P) for a P between the bounds (R9: one instant
+ * between call and return), its key count exact and pkv_verify() clean. After recovery a full
+ * scan of the store must visit exactly the keys of E(pos), each once, with their values (R10).
+ *
  * Usage: crashloop [--cycles N] [--seconds N] [--ops N] [--min-ms N] [--max-ms N] [--seed N]
- *                  [--durability process|power|periodic|mixed] [--compact-ms N] [--dir PARENT]
- *                  [--keep] [--quiet]
+ *                  [--durability process|power|periodic|mixed] [--compact-ms N]
+ *                  [--checkpoint-ms N] [--scan-count N] [--dir PARENT] [--keep] [--quiet]
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -67,8 +78,17 @@
 enum msg_type {
 	MSG_ACK = 1,
 	MSG_ERR = 2,
-	MSG_OPENED = 3
+	MSG_OPENED = 3,
+	MSG_CP_BEGIN = 4, /* val: the checkpoint's number in this cycle; pkv_checkpoint is next */
+	MSG_CP_END = 5,   /* val: that number; pkv_checkpoint returned 0 */
+	MSG_SCANS = 6     /* val: full scans completed so far */
 };
+/* MSG_ERR's writer field for the child's other threads. */
+#define WHO_COMPACT NWRITERS
+#define WHO_OPEN (NWRITERS + 1)
+#define WHO_CLOSE (NWRITERS + 2)
+#define WHO_SCAN (NWRITERS + 3)
+#define WHO_CHECKPOINT (NWRITERS + 4)
 struct msg {
 	uint32_t type;
 	uint32_t writer;
@@ -83,6 +103,14 @@ struct vresult {
 	uint64_t unacked_recovered; /* writers whose state was E(A + 1) */
 	pkv_stats st;
 	double open_s;
+	bool cp_checked; /* a checkpoint was opened and checked */
+};
+
+/* The newest checkpoint that returned in the cycle, and the bounds of its instant (R9). */
+struct cp_info {
+	bool have;
+	uint64_t num;
+	uint64_t lo[NWRITERS], hi[NWRITERS];
 };
 
 struct cfg {
@@ -93,6 +121,8 @@ struct cfg {
 	uint64_t seed;
 	int durability; /* enum pkv_durability, or -1 for "mixed" */
 	unsigned compact_ms;
+	unsigned checkpoint_ms;
+	unsigned scan_count;
 	const char *parent;
 	bool keep;
 	bool quiet;
@@ -107,6 +137,8 @@ static struct cfg cfg = {
 	.seed = 1,
 	.durability = -1,
 	.compact_ms = 40,
+	.checkpoint_ms = 60,
+	.scan_count = 64,
 	.parent = NULL,
 	.keep = false,
 	.quiet = false,
@@ -114,11 +146,18 @@ static struct cfg cfg = {
 
 static char dir[4096];
 
+/* Where checkpoint @num of @cycle goes: next to the store. */
+static void cp_path(char *buf, size_t cap, uint64_t cycle, uint64_t num)
+{
+	snprintf(buf, cap, "%s.cp%" PRIu64 "-%" PRIu64, dir, cycle, num);
+}
+
 /* ---- writer child ----------------------------------------------------------------------- */
 
 struct child {
 	pkv *db;
 	int fd;
+	uint64_t cycle;
 	uint64_t start[NWRITERS];
 	atomic_int stop;
 };
@@ -212,17 +251,129 @@ static void *child_compactor(void *arg)
 			break;
 		rc = pkv_compact(c->db);
 		if (rc != 0) {
-			send_msg(c->fd, MSG_ERR, NWRITERS, 0, rc);
+			send_msg(c->fd, MSG_ERR, WHO_COMPACT, 0, rc);
 			_exit(3);
 		}
 	}
 	return NULL;
 }
 
-static void child_main(int fd, const uint64_t *start, enum pkv_durability d)
+/* R7: is @val what key @key was written with? (A seq key's n is in its name; a head's is not.) */
+static bool value_matches(const void *key, size_t klen, const void *val, size_t vlen)
 {
-	struct child c = { .fd = fd };
-	pthread_t wt[NWRITERS], ct;
+	char k[64];
+	struct vhdr h;
+	unsigned w;
+	unsigned long long n;
+	int used = 0;
+
+	if (klen >= sizeof(k) || vlen < HDR)
+		return false;
+	memcpy(k, key, klen);
+	k[klen] = '\0';
+	memcpy(&h, val, HDR);
+	if (h.magic != VMAGIC || HDR + h.body_len != vlen ||
+	    su_fnv(su_fnv(SU_FNV_INIT, &h, 24), (const unsigned char *)val + HDR, h.body_len) != h.sum)
+		return false;
+	if (sscanf(k, "w%u/seq/%llu%n", &w, &n, &used) == 2 && (size_t)used == klen)
+		return h.writer == w && h.kind == KIND_SEQ && h.n == n;
+	if (sscanf(k, "w%u/head%n", &w, &used) == 1 && (size_t)used == klen)
+		return h.writer == w && h.kind == KIND_HEAD;
+	return false;
+}
+
+struct scan_state {
+	bool bad;
+	unsigned heads_seen[NWRITERS];
+	size_t visits;
+};
+
+static int scan_visit(void *arg, const void *key, size_t klen, const void *val, size_t vlen,
+		      uint64_t seq)
+{
+	struct scan_state *st = arg;
+	char head[64];
+
+	st->visits++;
+	if (seq == 0 || !value_matches(key, klen, val, vlen)) {
+		st->bad = true;
+		return 1;
+	}
+	for (unsigned w = 0; w < NWRITERS; w++)
+		if (klen == head_key(w, head) && memcmp(key, head, klen) == 0)
+			st->heads_seen[w]++;
+	return 0;
+}
+
+/* R7, R8: full scans while the writers write and the compactor compacts. */
+static void *child_scanner(void *arg)
+{
+	struct child *c = arg;
+	struct su_rng rng;
+	uint64_t scans = 0;
+	char head[64];
+
+	su_rng_seed(&rng, (uint64_t)getpid() * 0x9E3779B97F4A7C15ull + 1);
+	while (!atomic_load(&c->stop)) {
+		struct scan_state st = { 0 };
+		bool had_head[NWRITERS];
+		uint64_t cursor = 0;
+		size_t vlen;
+		int rc;
+
+		for (unsigned w = 0; w < NWRITERS; w++)
+			had_head[w] = pkv_get(c->db, head, head_key(w, head), NULL, 0, &vlen) == 0;
+		do {
+			rc = pkv_scan(c->db, &cursor, 1 + su_rng_below(&rng, cfg.scan_count), scan_visit,
+				      &st);
+		} while (rc == 0 && cursor != 0 && !atomic_load(&c->stop));
+		if (rc != 0) {
+			send_msg(c->fd, MSG_ERR, WHO_SCAN, 7, st.bad ? -1 : rc); /* R7 */
+			_exit(3);
+		}
+		if (cursor != 0)
+			break; /* stopped mid-scan */
+		for (unsigned w = 0; w < NWRITERS; w++) {
+			if (had_head[w] && st.heads_seen[w] == 0) { /* R8 */
+				send_msg(c->fd, MSG_ERR, WHO_SCAN, 8, w);
+				_exit(3);
+			}
+		}
+		send_msg(c->fd, MSG_SCANS, 0, ++scans, 0);
+	}
+	return NULL;
+}
+
+/* R9: checkpoints at random moments, bracketed by messages to the parent. */
+static void *child_checkpointer(void *arg)
+{
+	struct child *c = arg;
+	struct su_rng rng;
+	char path[4200];
+
+	su_rng_seed(&rng, (uint64_t)getpid() * 0x9E3779B97F4A7C15ull + 2);
+	for (uint64_t num = 0; !atomic_load(&c->stop); num++) {
+		int rc;
+
+		su_sleep_ms((double)su_rng_below(&rng, 2 * cfg.checkpoint_ms + 1));
+		if (atomic_load(&c->stop))
+			break;
+		cp_path(path, sizeof(path), c->cycle, num);
+		send_msg(c->fd, MSG_CP_BEGIN, 0, num, 0);
+		rc = pkv_checkpoint(c->db, path);
+		if (rc != 0) {
+			send_msg(c->fd, MSG_ERR, WHO_CHECKPOINT, num, rc);
+			_exit(3);
+		}
+		send_msg(c->fd, MSG_CP_END, 0, num, 0);
+	}
+	return NULL;
+}
+
+static void child_main(int fd, const uint64_t *start, enum pkv_durability d, uint64_t cycle)
+{
+	struct child c = { .fd = fd, .cycle = cycle };
+	pthread_t wt[NWRITERS], ct, st, kt;
 	struct wctx x[NWRITERS];
 	pkv_options opts;
 	int rc;
@@ -232,7 +383,7 @@ static void child_main(int fd, const uint64_t *start, enum pkv_durability d)
 	opts.sync_interval_ms = 10;
 	rc = pkv_open(dir, &opts, &c.db);
 	if (rc != 0) {
-		send_msg(fd, MSG_ERR, NWRITERS + 1, 0, rc);
+		send_msg(fd, MSG_ERR, WHO_OPEN, 0, rc);
 		_exit(3);
 	}
 	send_msg(fd, MSG_OPENED, 0, 0, 0);
@@ -245,15 +396,23 @@ static void child_main(int fd, const uint64_t *start, enum pkv_durability d)
 			_exit(5);
 	if (cfg.compact_ms != 0 && pthread_create(&ct, NULL, child_compactor, &c) != 0)
 		_exit(5);
+	if (cfg.scan_count != 0 && pthread_create(&st, NULL, child_scanner, &c) != 0)
+		_exit(5);
+	if (cfg.checkpoint_ms != 0 && pthread_create(&kt, NULL, child_checkpointer, &c) != 0)
+		_exit(5);
 	/* Only with --ops do the writers finish; then close cleanly and exit 0. */
 	for (unsigned w = 0; w < NWRITERS; w++)
 		pthread_join(wt[w], NULL);
 	atomic_store(&c.stop, 1);
 	if (cfg.compact_ms != 0)
 		pthread_join(ct, NULL);
+	if (cfg.scan_count != 0)
+		pthread_join(st, NULL);
+	if (cfg.checkpoint_ms != 0)
+		pthread_join(kt, NULL);
 	rc = pkv_close(c.db);
 	if (rc != 0) {
-		send_msg(fd, MSG_ERR, NWRITERS + 2, 0, rc);
+		send_msg(fd, MSG_ERR, WHO_CLOSE, 0, rc);
 		_exit(3);
 	}
 	exit(0);
@@ -287,7 +446,129 @@ static void check_all(pkv *db, const uint64_t *pos, struct su_rng *rng, unsigned
 		r->passed++;
 }
 
-static void verifier_main(int fd, const uint64_t *acked, uint64_t cycle)
+/* R10: a full scan visits exactly the keys of E(pos), each once, with their values. */
+struct expect_scan {
+	uint64_t lo[NWRITERS], hi[NWRITERS], heads[NWRITERS];
+	unsigned char *seen[NWRITERS]; /* one byte per seq key in [lo, hi) */
+	unsigned head_seen[NWRITERS];
+	uint64_t bad, dup, unexpected;
+};
+
+static int expect_visit(void *arg, const void *key, size_t klen, const void *val, size_t vlen,
+			uint64_t seq)
+{
+	struct expect_scan *e = arg;
+	char k[64];
+	unsigned w;
+	unsigned long long n;
+	int used = 0;
+
+	if (seq == 0 || !value_matches(key, klen, val, vlen)) {
+		e->bad++;
+		return 0;
+	}
+	memcpy(k, key, klen); /* value_matches checked klen < 64 */
+	k[klen] = '\0';
+	if (sscanf(k, "w%u/seq/%llu%n", &w, &n, &used) == 2 && (size_t)used == klen &&
+	    w < NWRITERS && n >= e->lo[w] && n < e->hi[w]) {
+		if (e->seen[w][n - e->lo[w]]++)
+			e->dup++;
+	} else if (sscanf(k, "w%u/head%n", &w, &used) == 1 && (size_t)used == klen &&
+		   w < NWRITERS && e->heads[w] > 0) {
+		if (e->head_seen[w]++)
+			e->dup++;
+	} else {
+		e->unexpected++;
+	}
+	return 0;
+}
+
+static void check_scan(pkv *db, const uint64_t *pos, struct vresult *r, const char *what)
+{
+	struct expect_scan e = { 0 };
+	uint64_t cursor = 0, missing = 0;
+	int rc;
+
+	for (unsigned w = 0; w < NWRITERS; w++) {
+		expected(pos[w], &e.lo[w], &e.hi[w], &e.heads[w]);
+		e.seen[w] = calloc(e.hi[w] - e.lo[w] + 1, 1);
+		if (e.seen[w] == NULL)
+			_exit(5);
+	}
+	do
+		rc = pkv_scan(db, &cursor, 97, expect_visit, &e);
+	while (rc == 0 && cursor != 0);
+	for (unsigned w = 0; w < NWRITERS; w++) {
+		for (uint64_t n = e.lo[w]; n < e.hi[w]; n++)
+			missing += e.seen[w][n - e.lo[w]] == 0;
+		missing += e.heads[w] > 0 && e.head_seen[w] == 0;
+		free(e.seen[w]);
+	}
+	if (rc != 0 || e.bad || e.dup || e.unexpected || missing)
+		su_fail(&r->failed,
+			"%s R10: pkv_scan = %d; %" PRIu64 " wrong values, %" PRIu64
+			" keys visited twice, %" PRIu64 " keys not in E(pos), %" PRIu64 " keys missed",
+			what, rc, e.bad, e.dup, e.unexpected, missing);
+	else
+		r->passed++;
+}
+
+/* R9: the checkpoint opens to E(P) for each writer, lo <= P <= hi; exact key count; verify. */
+static void check_checkpoint(uint64_t cycle, const struct cp_info *cp, struct su_rng *rng,
+			     unsigned char *buf, struct vresult *r)
+{
+	char path[4200];
+	uint64_t p[NWRITERS];
+	pkv_stats st;
+	pkv *db = NULL;
+	int rc;
+
+	cp_path(path, sizeof(path), cycle, cp->num);
+	rc = pkv_open(path, NULL, &db);
+	if (rc != 0) {
+		su_fail(&r->failed, "cycle %" PRIu64 " R9: open of checkpoint %s = %d (%s)", cycle,
+			path, rc, pkv_strerror(rc));
+		return;
+	}
+	for (unsigned w = 0; w < NWRITERS; w++) {
+		bool found = false;
+
+		for (p[w] = cp->lo[w]; p[w] <= cp->hi[w] && !found; p[w]++)
+			found = hist_state_is(db, w, p[w], rng, 0, buf, NULL, NULL);
+		p[w]--;
+		if (!found) {
+			su_fail(&r->failed,
+				"cycle %" PRIu64 " R9: checkpoint %s: writer %u is in no state E(P) "
+				"for %" PRIu64 " <= P <= %" PRIu64 "; differences from E(%" PRIu64 "):",
+				cycle, path, w, cp->lo[w], cp->hi[w], cp->lo[w]);
+			hist_state_is(db, w, cp->lo[w], rng, 0, buf, report_fail, &r->failed);
+		} else if (!hist_state_is(db, w, p[w], rng, OLD_SAMPLE, buf, report_fail,
+					  &r->failed)) {
+			su_fail(&r->failed, "cycle %" PRIu64 " R9: checkpoint %s, writer %u", cycle,
+				path, w);
+		}
+	}
+	if (r->failed == 0) {
+		rc = pkv_get_stats(db, &st);
+		if (rc != 0 || st.keys != hist_expected_keys(p))
+			su_fail(&r->failed,
+				"cycle %" PRIu64 " R9: checkpoint %s holds %" PRIu64
+				" keys, E(P) %" PRIu64,
+				cycle, path, st.keys, hist_expected_keys(p));
+		rc = pkv_verify(db);
+		if (rc != 0)
+			su_fail(&r->failed, "cycle %" PRIu64 " R9: pkv_verify(%s) = %d (%s)", cycle,
+				path, rc, pkv_strerror(rc));
+		check_scan(db, p, r, "checkpoint");
+	}
+	if (r->failed == 0) {
+		r->passed++;
+		r->cp_checked = true;
+	}
+	pkv_close(db);
+}
+
+static void verifier_main(int fd, const uint64_t *acked, uint64_t cycle, const struct cp_info *cp)
 {
 	struct vresult r = { 0 };
 	unsigned char *buf = malloc(2 * MAX_VAL);
@@ -336,6 +617,9 @@ static void verifier_main(int fd, const uint64_t *acked, uint64_t cycle)
 	if (r.failed != 0)
 		goto out;
 	check_all(db, r.pos, &rng, buf, &r, "after recovery");
+	check_scan(db, r.pos, &r, "after recovery");
+	if (cp->have)
+		check_checkpoint(cycle, cp, &rng, buf, &r);
 
 	/* R6, once: the directory is in use, so a second open is refused. */
 	if (cycle == 0) {
@@ -377,12 +661,15 @@ struct cycle_out {
 	double killed_after_ms; /* or, if it exited by itself, its run time */
 	bool opened; /* the child finished pkv_open before it died */
 	bool exited; /* the child exited by itself (only with --ops) */
+	uint64_t cp_begun, cp_done; /* checkpoints begun (and so made, maybe in part), returned */
+	uint64_t scans;             /* full scans the child completed */
 };
 
 /* Run one writer child; on return acked[] holds the acknowledged step counts. */
 static bool run_writer(uint64_t cycle, enum pkv_durability d, uint64_t *acked, struct su_rng *rng,
-		       struct cycle_out *co, uint64_t *passed, uint64_t *failed)
+		       struct cycle_out *co, struct cp_info *cp, uint64_t *passed, uint64_t *failed)
 {
+	uint64_t cp_lo[NWRITERS] = { 0 }, cp_num = UINT64_MAX;
 	double delay = cfg.min_ms +
 		       (cfg.max_ms - cfg.min_ms) * (double)su_rng_below(rng, 10001) / 10000.0;
 	struct su_msgs in = { 0 };
@@ -394,7 +681,7 @@ static bool run_writer(uint64_t cycle, enum pkv_durability d, uint64_t *acked, s
 
 	pid = su_fork_pipe(&in.fd, &wfd);
 	if (pid == 0)
-		child_main(wfd, acked, d);
+		child_main(wfd, acked, d, cycle);
 	t0 = su_now();
 	kill_at = t0 + delay / 1000.0;
 	for (;;) {
@@ -420,6 +707,23 @@ static bool run_writer(uint64_t cycle, enum pkv_durability d, uint64_t *acked, s
 				acked[m.writer] = m.val;
 			} else if (m.type == MSG_OPENED) {
 				co->opened = true;
+			} else if (m.type == MSG_CP_BEGIN) {
+				/* Every ack before this message was for a write done before the call. */
+				memcpy(cp_lo, acked, sizeof(cp_lo));
+				cp_num = m.val;
+				co->cp_begun = m.val + 1;
+			} else if (m.type == MSG_CP_END && m.val == cp_num) {
+				/* A step begun before the return had its predecessor's ack sent before
+				 * this message: at most one step past the acks so far. */
+				cp->have = true;
+				cp->num = m.val;
+				for (unsigned w = 0; w < NWRITERS; w++) {
+					cp->lo[w] = cp_lo[w];
+					cp->hi[w] = acked[w] + 1;
+				}
+				co->cp_done++;
+			} else if (m.type == MSG_SCANS) {
+				co->scans = m.val;
 			} else if (m.type == MSG_ERR) {
 				ok = false;
 				if (m.writer < NWRITERS)
@@ -433,9 +737,15 @@ static bool run_writer(uint64_t cycle, enum pkv_durability d, uint64_t *acked, s
 						"cycle %" PRIu64 ": child %s returned %" PRId64
 						" (%s)",
 						cycle,
-						m.writer == NWRITERS	 ? "pkv_compact" :
-						m.writer == NWRITERS + 1 ? "pkv_open" :
-									   "pkv_close",
+						m.writer == WHO_COMPACT ? "pkv_compact" :
+						m.writer == WHO_OPEN ? "pkv_open" :
+						m.writer == WHO_CLOSE ? "pkv_close" :
+						m.writer == WHO_SCAN ?
+							(m.val == 8 ? "R8: a scan missed a head key; "
+								      "pkv_scan" :
+								      "R7: pkv_scan (-1: a wrong "
+								      "value)") :
+							"pkv_checkpoint",
 						m.code, pkv_strerror((int)m.code));
 			} else {
 				ok = false;
@@ -468,7 +778,8 @@ static bool run_writer(uint64_t cycle, enum pkv_durability d, uint64_t *acked, s
 	return ok;
 }
 
-static bool run_verifier(uint64_t cycle, const uint64_t *acked, struct vresult *r)
+static bool run_verifier(uint64_t cycle, const uint64_t *acked, const struct cp_info *cp,
+			 struct vresult *r)
 {
 	char why[128];
 	int rfd, wfd;
@@ -476,7 +787,7 @@ static bool run_verifier(uint64_t cycle, const uint64_t *acked, struct vresult *
 
 	pid = su_fork_pipe(&rfd, &wfd);
 	if (pid == 0)
-		verifier_main(wfd, acked, cycle);
+		verifier_main(wfd, acked, cycle, cp);
 	if (su_collect(pid, rfd, r, sizeof(*r), why, sizeof(why), NULL))
 		return true;
 	printf("FAIL: cycle %" PRIu64 ": verifier %s\n", cycle, why);
@@ -501,6 +812,12 @@ static const struct su_opt options[] = {
 	       .arg = "MODE", .word = "mixed"),
 	SU_OPT("compact-ms", SU_OPT_UINT, &cfg.compact_ms,
 	       "mean period of pkv_compact() in the child (0: none; default 40)", .max = 3600000),
+	SU_OPT("checkpoint-ms", SU_OPT_UINT, &cfg.checkpoint_ms,
+	       "mean period of pkv_checkpoint() in the child (0: none; default 60)",
+	       .max = 3600000),
+	SU_OPT("scan-count", SU_OPT_UINT, &cfg.scan_count,
+	       "a scanner thread runs full pkv_scan()s with counts 1..N (0: none; default 64)",
+	       .max = 1000000),
 	SU_OPT("dir", SU_OPT_STR, &cfg.parent,
 	       "create the store in a new temporary directory under PARENT", .arg = "PARENT"),
 	SU_OPT("keep", SU_OPT_FLAG, &cfg.keep, "keep the store directory"),
@@ -514,6 +831,7 @@ int main(int argc, char **argv)
 	uint64_t pos[NWRITERS] = { 0 };
 	uint64_t passed = 0, failed = 0, cycles = 0, acked_total = 0, unacked_total = 0;
 	uint64_t replayed = 0, discarded = 0, discarded_bytes = 0, killed_in_open = 0, exits = 0;
+	uint64_t cps = 0, cps_checked = 0, scans = 0;
 	double t0, max_open = 0;
 	struct su_rng rng;
 
@@ -539,19 +857,30 @@ int main(int argc, char **argv)
 							      (enum pkv_durability)(cycle % 3);
 		uint64_t acked[NWRITERS] = { pos[0], pos[1] };
 		struct cycle_out co = { 0 };
+		struct cp_info cp = { 0 };
 		struct vresult r;
 
 		if (cfg.seconds > 0 && su_now() - t0 >= cfg.seconds)
 			break;
-		if (!run_writer(cycle, d, acked, &rng, &co, &passed, &failed))
+		if (!run_writer(cycle, d, acked, &rng, &co, &cp, &passed, &failed))
 			break;
+		cps += co.cp_done;
+		scans += co.scans;
 		cycles++;
 		acked_total += co.acked_steps;
 		killed_in_open += !co.opened;
 		exits += co.exited;
-		if (!run_verifier(cycle, acked, &r)) {
+		if (!run_verifier(cycle, acked, &cp, &r)) {
 			failed++;
 			break;
+		}
+		cps_checked += r.cp_checked;
+		/* The cycle's checkpoints, whole or cut by the kill, go (unless a failure keeps them). */
+		for (uint64_t num = 0; num < co.cp_begun && r.failed == 0; num++) {
+			char path[4200];
+
+			cp_path(path, sizeof(path), cycle, num);
+			su_rmtree(path);
 		}
 		passed += r.passed;
 		failed += r.failed;
@@ -589,6 +918,10 @@ int main(int argc, char **argv)
 	printf("recovery: %" PRIu64 " records replayed, %" PRIu64 " discarded (%" PRIu64
 	       " bytes) in total; slowest open %.1f ms\n",
 	       replayed, discarded, discarded_bytes, max_open * 1000.0);
+	printf("scans and checkpoints: %" PRIu64 " full scans during the writes; %" PRIu64
+	       " checkpoints returned, %" PRIu64 " of them (the newest of a cycle) opened and "
+	       "checked\n",
+	       scans, cps, cps_checked);
 	if (cfg.keep)
 		printf("store kept in %s\n", dir);
 	else

@@ -10,6 +10,8 @@ PKV_DEPS=(
 	clang libclang-rt-14-dev                    # clang and its sanitizer/libFuzzer runtimes
 	liburcu-dev libck-dev                       # the library's dependencies
 	libcriterion-dev                            # tests/
+	libjansson-dev                              # cli/: the pkv tool's JSON Lines and --json
+	protobuf-c-compiler libprotobuf-c-dev       # examples/telemetry_proto: typed values
 	e2fsprogs                                   # stress/shutdown: mkfs.ext4 (not Essential)
 )
 

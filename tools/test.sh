@@ -7,7 +7,8 @@
 #   tsan     clang, ThreadSanitizer; ctest -L tsan: the stress drivers and the negative control
 #            (Criterion does not start under TSan, so tests/ is not run here)
 #   install  cmake --install into a temporary prefix; examples/contract.c built against it with
-#            pkg-config (shared and static) and with find_package(pkv), and run
+#            pkg-config (shared and static) and with find_package(pkv), and run; the pkv tool
+#            and its man page are there and the tool runs
 #
 # Build trees: ./build/<variant> (the CMakePresets.json presets of the same names). Installs
 # missing Debian packages first (tools/deps.sh; PKV_NO_APT=1 skips that).
@@ -58,6 +59,36 @@ run_logged() {
 	return 1
 }
 
+# run_progress LOG WHAT CMD...: as run_logged, and while CMD runs print a progress line every
+# PKV_PROGRESS_SECONDS (15): what it is doing, the build's last "[ NN%] ..." line, the time so
+# far. A build takes minutes on two cores; silence would look like a hang.
+run_progress() {
+	local log=$1 what=$2 pid t0=$SECONDS last rc
+	shift 2
+	echo "-- $what: $* (log: $log)"
+	"$@" >"$log" 2>&1 &
+	pid=$!
+	while kill -0 "$pid" 2>/dev/null; do
+		for _ in $(seq 1 "${PKV_PROGRESS_SECONDS:-15}"); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 1
+		done
+		if kill -0 "$pid" 2>/dev/null; then
+			last=$(grep -E '^\[ *[0-9]+%\]' "$log" | tail -n 1 | cut -c1-90)
+			echo "   ... $what, $((SECONDS - t0)) s: ${last:-$(tail -n 1 "$log" | cut -c1-90)}"
+		fi
+	done
+	wait "$pid"
+	rc=$?
+	if [ "$rc" -eq 0 ]; then
+		echo "   $what: done in $((SECONDS - t0)) s"
+		return 0
+	fi
+	echo "---- failed: $* (last 100 lines of $log)"
+	tail -n 100 "$log"
+	return 1
+}
+
 # run_ctest VARIANT CTEST-ARGS...: run ctest, add its counts to the totals.
 # Sets CT_PASS / CT_FAIL.
 run_ctest() {
@@ -96,15 +127,17 @@ variant() {
 	[ $# -gt 0 ] && shift
 	cmake_args=("$@")
 	say "$name: configure and build (build/$name)"
-	if ! run_logged "build/logs/$name-configure.log" cmake --preset "$name" "${cmake_args[@]}" ||
-		! run_logged "build/logs/$name-build.log" cmake --build "build/$name" -j"$JOBS"; then
+	if ! run_progress "build/logs/$name-configure.log" "$name: configure" \
+		cmake --preset "$name" "${cmake_args[@]}" ||
+		! run_progress "build/logs/$name-build.log" "$name: build" \
+			cmake --build "build/$name" -j"$JOBS"; then
 		BUILD_FAILED+=("$name")
 		secs=$((SECONDS - t0))
 		TOTAL_FAIL=$((TOTAL_FAIL + 1))
 		SUMMARY+=("$(printf '%-8s BUILD FAILED (see build/logs/%s-*.log)  %4ss' "$name" "$name" "$secs")")
 		return
 	fi
-	say "$name: ctest ${ctest_args[*]}"
+	say "$name: ctest ${ctest_args[*]} (each test's result as it ends)"
 	run_ctest "$name" "${ctest_args[@]}"
 	secs=$((SECONDS - t0))
 	TOTAL_PASS=$((TOTAL_PASS + CT_PASS))
@@ -167,8 +200,10 @@ install_checks() {
 	say "install: cmake --install, then build examples/contract.c against the installed pkv"
 	# Never install a stale tree: build/release must build now.
 	if [[ " ${BUILD_FAILED[*]} " == *" release "* ]] ||
-		! run_logged build/logs/install-configure.log cmake --preset release ||
-		! run_logged build/logs/install-build.log cmake --build build/release -j"$JOBS"; then
+		! run_progress build/logs/install-configure.log "install: configure" \
+			cmake --preset release ||
+		! run_progress build/logs/install-build.log "install: build" \
+			cmake --build build/release -j"$JOBS"; then
 		TOTAL_FAIL=$((TOTAL_FAIL + 1))
 		SUMMARY+=("$(printf '%-8s SKIPPED: build/release does not build          ' install)")
 		return
@@ -183,6 +218,12 @@ install_checks() {
 	libdir=$(dirname "$(find "$prefix" -name 'libpkv.so' -print -quit 2>/dev/null || true)")
 	export PKG_CONFIG_PATH="$pcdir"
 
+	check "the pkv tool is installed and runs (pkv help, pkv put/get)" \
+		bash -c "LD_LIBRARY_PATH='$libdir' '$prefix/bin/pkv' help >/dev/null &&
+			LD_LIBRARY_PATH='$libdir' '$prefix/bin/pkv' put '$tmp/store' k v &&
+			[ \"\$(LD_LIBRARY_PATH='$libdir' '$prefix/bin/pkv' get '$tmp/store' k)\" = v ]"
+	check "the man page pkv.1 is installed" \
+		bash -c "find '$prefix' -path '*man1/pkv.1' | grep -q ."
 	check "pkg-config --cflags --libs pkv points into the prefix" \
 		bash -c 'f=$(pkg-config --cflags --libs pkv) && echo "$f" && [[ "$f" == *"'"$prefix"'"* ]]'
 	check "shared: cc contract.c \$(pkg-config --cflags --libs pkv), run" \
