@@ -11,6 +11,8 @@ PKV_DEPS=(
 	liburcu-dev libck-dev                       # the library's dependencies
 	libcriterion-dev                            # tests/
 	e2fsprogs                                   # stress/shutdown: mkfs.ext4 (not Essential)
+	python3-redis redis-tools                   # server/tests: python3-redis, redis-cli
+	redis-server nutcracker                     # the reference peer; examples/twemproxy
 )
 
 # Print the packages of PKV_DEPS that are not installed, one per line.

@@ -1,0 +1,321 @@
+#!/usr/bin/env python3
+"""Bad input and limits: each one hits one connection (or is refused at start), and the server
+keeps serving the others.
+
+- protocol errors: `-ERR Protocol error: ...`, then that connection (only) is closed;
+- a declared bulk length over PKV_MAX_VALUE, a multibulk count over the limit: refused at once,
+  before the bytes are sent and without the server growing by that size;
+- truncated commands, abrupt disconnects, random bytes: no effect on anyone else;
+- a client that never reads its replies: the server bounds what it buffers for it;
+- --maxclients: `-ERR max number of clients reached`; a freed slot is usable again;
+- --requirepass: NOAUTH before AUTH, WRONGPASS for a wrong password, HELLO 3 AUTH;
+- --bind on a non-loopback address without --requirepass: refused at start;
+- --timeout: idle clients are closed, busy ones are not.
+
+Every test checks a bystander: a connection opened before the bad input still gets answers
+after it, and so does a new one.
+
+  python3 test_badinput.py --server build/release/server/pkv-server [-v] [-k substring]
+"""
+
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pkvtest  # noqa: E402
+from pkvtest import Closed, Err, Server, encode, free_port, pkv_only, wait_until  # noqa: E402
+
+import redis  # noqa: E402
+
+
+class BadInput(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = Server().start()
+
+    @classmethod
+    def tearDownClass(cls):
+        alive = cls.srv.alive()
+        rc = cls.srv.stop()
+        if not alive or rc != 0:
+            raise AssertionError("server %s (exit status %s); its log:\n%s"
+                                 % ("died" if not alive else "stopped badly", rc, cls.srv.log()))
+
+    def setUp(self):
+        self.bystander = self.srv.raw()
+        self.assertEqual(self.bystander.call("SET", "bystander", "here"), "OK")
+
+    def tearDown(self):
+        # The connection opened before the bad input still works, and so does a new one.
+        self.assertEqual(self.bystander.call("GET", "bystander"), b"here")
+        self.bystander.close()
+        with self.srv.raw() as c:
+            self.assertEqual(c.call("PING"), "PONG")
+        self.assertTrue(self.srv.alive(), "the server died:\n" + self.srv.log())
+
+    def protocol_error(self, data, after=b""):
+        """Send data; expect -ERR Protocol error and a closed connection. Returns the error."""
+        with self.srv.raw() as c:
+            c.send(data)
+            try:
+                rep = c.reply()
+            except (Closed, ConnectionResetError):
+                self.fail("connection closed without the Protocol error reply for %r" % data[:60])
+            self.assertIsInstance(rep, Err, "%r answered %r" % (data[:60], rep))
+            self.assertTrue(rep.startswith("ERR Protocol error"), rep.msg)
+            if after:
+                try:
+                    c.send(after)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+            self.assertTrue(c.closed_by_peer(), "the connection stayed open after " + rep.msg)
+            return rep.msg
+
+    def test_bad_multibulk_length(self):
+        self.protocol_error(b"*abc\r\n$4\r\nPING\r\n")
+
+    def test_bad_bulk_length(self):
+        self.protocol_error(b"*2\r\n$3\r\nGET\r\n$x1\r\nk\r\n")
+
+    def test_negative_bulk_length(self):
+        self.protocol_error(b"*2\r\n$3\r\nGET\r\n$-7\r\n")
+
+    def test_expected_dollar(self):
+        self.protocol_error(b"*2\r\n$3\r\nGET\r\n:12\r\n")
+
+    def test_error_then_nothing_more_is_run(self):
+        """Commands pipelined after the bad one are not run."""
+        self.protocol_error(b"*2\r\n$3\r\nGET\r\n$zz\r\n" + encode("SET", "after-protocol-error", "1"))
+        self.assertEqual(self.bystander.call("EXISTS", "after-protocol-error"), 0)
+
+    def test_oversized_bulk_refused_before_reading(self):
+        """$1048577 (PKV_MAX_VALUE + 1): the error comes back although no byte of the value
+        was sent, so the server decided on the header alone."""
+        rss0 = self.srv.rss_kb()
+        msg = self.protocol_error(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n" % (pkvtest.MAX_VALUE + 1),
+                                  after=b"x" * 4096)
+        self.assertIn("bulk", msg.lower())
+        self.assertEqual(self.bystander.call("EXISTS", "k"), 0)
+        self.assertLess(self.srv.rss_kb() - rss0, 64 * 1024)
+
+    def test_huge_bulk_not_allocated(self):
+        """$4000000000 and $2^63-1: refused at once; the server did not grow by gigabytes."""
+        rss0 = self.srv.rss_kb()
+        for n in (4000000000, 2 ** 63 - 1, 2 ** 64):
+            self.protocol_error(b"*2\r\n$3\r\nGET\r\n$%d\r\n" % n)
+        self.assertLess(self.srv.rss_kb() - rss0, 64 * 1024)
+
+    def test_huge_multibulk_not_allocated(self):
+        rss0 = self.srv.rss_kb()
+        for n in (2 ** 31, 2 ** 40, 2 ** 64):
+            self.protocol_error(b"*%d\r\n$3\r\nGET\r\n" % n)
+        self.assertLess(self.srv.rss_kb() - rss0, 64 * 1024)
+
+    def test_max_value_accepted(self):
+        """PKV_MAX_VALUE itself is a legal bulk, sent in pieces."""
+        val = os.urandom(pkvtest.MAX_VALUE)
+        with self.srv.raw(timeout=30) as c:
+            data = encode("SET", "maxval", val)
+            for i in range(0, len(data), 65536):
+                c.send(data[i:i + 65536])
+            self.assertEqual(c.reply(), "OK")
+            self.assertEqual(c.call("GET", "maxval"), val)
+            c.call("DEL", "maxval")
+
+    def test_truncated_commands_and_abrupt_close(self):
+        pieces = [b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100\r\nabc", b"*2\r\n$3\r\nGE", b"*", b"*3\r\n",
+                  encode("SET", "x", "y" * 10000)[:5000]]
+        for p in pieces * 10:
+            s = socket.create_connection((pkvtest.HOST, self.srv.port), timeout=5)
+            s.sendall(p)
+            if random.random() < 0.5:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            s.close()
+        self.assertEqual(self.bystander.call("EXISTS", "k"), 0)
+
+    def test_slow_drip_command(self):
+        """A command sent a byte at a time is still one command."""
+        with self.srv.raw() as c:
+            for b in encode("SET", "drip", "value"):
+                c.send(bytes([b]))
+            self.assertEqual(c.reply(), "OK")
+            self.assertEqual(c.call("GET", "drip"), b"value")
+
+    def test_random_bytes(self):
+        rng = random.Random(13)
+        for _ in range(40):
+            junk = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 300)))
+            s = socket.create_connection((pkvtest.HOST, self.srv.port), timeout=5)
+            try:
+                s.sendall(junk + b"\r\n")
+                s.settimeout(0.2)
+                try:
+                    s.recv(4096)
+                except (socket.timeout, ConnectionResetError):
+                    pass
+            finally:
+                s.close()
+
+    def test_wrong_arity_and_types_keep_connection(self):
+        with self.srv.raw() as c:
+            for cmd in (("SET",), ("GET",), ("INCRBY", "k", "x"), ("EXPIRE", "k", "1.5"),
+                        ("MSET", "a"), ("SCAN", "x"), ("SETEX", "k", "-1", "v"),
+                        ("SET", "k", "v", "EX", "99999999999999999999")):
+                self.assertIsInstance(c.call(*cmd), Err, cmd)
+            self.assertEqual(c.call("PING"), "PONG")
+
+    @pkv_only
+    def test_key_too_long_is_an_error_reply(self):
+        with self.srv.raw() as c:
+            rep = c.call("SET", "k" * (pkvtest.MAX_KEY + 1), "v")
+            self.assertIsInstance(rep, Err)
+            self.assertEqual(c.call("PING"), "PONG")
+
+    @pkv_only
+    def test_reader_that_never_reads(self):
+        """A client pipelines 1,500 GETs of a 1 MiB value (1.5 GB of replies) and reads none:
+        the server's output limit closes it or its back-pressure stops reading from it; either
+        way the server does not grow by the replies' size, and others are served meanwhile."""
+        val = b"v" * pkvtest.MAX_VALUE
+        self.assertEqual(self.bystander.call("SET", "big", val), "OK")
+        rss0 = self.srv.rss_kb()
+        s = socket.create_connection((pkvtest.HOST, self.srv.port), timeout=5)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        try:
+            req = encode("GET", "big") * 1500
+            s.settimeout(10)
+            try:
+                s.sendall(req)
+            except (socket.timeout, BrokenPipeError, ConnectionResetError):
+                pass  # the server stopped reading or closed us: both fine
+            time.sleep(1.0)
+            self.assertEqual(self.bystander.call("PING"), "PONG")
+            grown = self.srv.rss_kb() - rss0
+            self.assertLess(grown, 768 * 1024, "the server grew by %d MiB" % (grown // 1024))
+        finally:
+            s.close()
+        self.bystander.call("DEL", "big")
+
+
+class MaxClients(unittest.TestCase):
+    def test_maxclients(self):
+        with Server(maxclients=4) as s:
+            conns = [s.raw() for _ in range(4)]
+            for c in conns:
+                self.assertEqual(c.call("PING"), "PONG")
+            extra = s.raw()
+            try:
+                rep = extra.reply()
+            except (Closed, ConnectionResetError):
+                rep = None
+            self.assertEqual(rep, Err("ERR max number of clients reached"))
+            self.assertTrue(extra.closed_by_peer())
+            extra.close()
+            for c in conns:
+                self.assertEqual(c.call("PING"), "PONG")
+            conns.pop().close()
+
+            def slot_free():
+                try:
+                    with s.raw() as c:
+                        return c.call("PING") == "PONG"
+                except (Closed, ConnectionResetError, BrokenPipeError):
+                    return False
+            self.assertTrue(wait_until(slot_free, 10.0, 0.05), "the freed slot was not reused")
+            for c in conns:
+                c.close()
+            self.assertEqual(s.stop(), 0)
+
+
+class Auth(unittest.TestCase):
+    def test_noauth(self):
+        with Server(password="s3cret") as s:
+            with s.raw() as c:
+                rep = c.call("GET", "k")
+                self.assertIsInstance(rep, Err)
+                self.assertTrue(rep.startswith("NOAUTH"), rep.msg)
+                rep = c.call("SET", "k", "v")
+                self.assertTrue(isinstance(rep, Err) and rep.startswith("NOAUTH"), rep)
+                rep = c.call("AUTH", "wrong")
+                self.assertIsInstance(rep, Err)
+                self.assertTrue(rep.startswith("WRONGPASS"), rep.msg)
+                self.assertTrue(c.call("GET", "k").startswith("NOAUTH"))
+                self.assertEqual(c.call("AUTH", "s3cret"), "OK")
+                self.assertEqual(c.call("SET", "k", "v"), "OK")
+                self.assertEqual(c.call("GET", "k"), b"v")
+            with s.raw() as c:
+                self.assertEqual(c.call("AUTH", "default", "s3cret"), "OK")
+                self.assertEqual(c.call("GET", "k"), b"v")
+            with s.raw() as c:
+                rep = c.call("HELLO", "3")
+                self.assertTrue(isinstance(rep, Err) and rep.startswith("NOAUTH"), rep)
+                rep = c.call("HELLO", "3", "AUTH", "default", "wrong")
+                self.assertTrue(isinstance(rep, Err) and rep.startswith("WRONGPASS"), rep)
+                rep = c.call("HELLO", "3", "AUTH", "default", "s3cret")
+                self.assertIsInstance(rep, dict)
+                self.assertIsNone(c.call("GET", "missing"))
+            # redis-py with the password
+            r = s.client()
+            self.assertEqual(r.get("k"), b"v")
+            r.close()
+            with self.assertRaises((redis.AuthenticationError, redis.ResponseError)):
+                redis.Redis(host=pkvtest.HOST, port=s.port, socket_timeout=10,
+                            password="nope").ping()
+            self.assertEqual(s.stop(), 0)
+
+
+@pkv_only
+class Bind(unittest.TestCase):
+    def run_server(self, args, wait=10.0):
+        p = subprocess.Popen([pkvtest.CONFIG["server"], "--memory", "--port", str(free_port())]
+                             + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            out, _ = p.communicate(timeout=wait)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, _ = p.communicate(timeout=10)
+            self.fail("pkv-server %s kept running (it should refuse): %s" % (args, out[-500:]))
+        return p.returncode, out.decode("utf-8", "replace")
+
+    def test_non_loopback_without_password_refused(self):
+        for addr in ("0.0.0.0", "::"):
+            rc, out = self.run_server(["--bind", addr])
+            self.assertNotEqual(rc, 0, out)
+            self.assertIn("requirepass", out, out)
+
+    def test_loopback_without_password_accepted(self):
+        with Server() as s:
+            self.assertTrue(s.client().ping())
+
+
+class Timeout(unittest.TestCase):
+    def test_idle_client_closed(self):
+        with Server(timeout=1) as s:
+            idle = s.raw()
+            self.assertEqual(idle.call("PING"), "PONG")
+            busy = s.raw()
+            t0 = time.monotonic()
+            closed = False
+            while time.monotonic() - t0 < 10 and not closed:
+                self.assertEqual(busy.call("PING"), "PONG")
+                idle.sock.settimeout(0.2)
+                try:
+                    closed = idle.sock.recv(64) == b""
+                except socket.timeout:
+                    pass
+                except ConnectionResetError:
+                    closed = True
+            self.assertTrue(closed, "an idle client outlived --timeout 1 by 9 s")
+            self.assertEqual(busy.call("PING"), "PONG")  # the busy one is still served
+            idle.close()
+            busy.close()
+            self.assertEqual(s.stop(), 0)
+
+
+if __name__ == "__main__":
+    sys.exit(pkvtest.main())
