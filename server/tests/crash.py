@@ -123,7 +123,25 @@ def check(r, expect, only=None, sample=None):
     return problems
 
 
+LIVE = []  # the servers started and not yet stopped: killed by pid if anything goes wrong
+
+
+def start_server(d, mode):
+    srv = Server(directory=d, durability=mode)
+    LIVE.append(srv)
+    return srv.start(wait=60)
+
+
 def main():
+    try:
+        return run()
+    finally:
+        for srv in LIVE:
+            if srv.alive():
+                srv.kill()
+
+
+def run():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--server", required=True)
     p.add_argument("--reference", action="store_true")
@@ -153,7 +171,7 @@ def main():
     t_end = time.monotonic() + args.seconds
     total_acked = total_kept_extra = 0
     cycles_run = 0
-    srv = Server(directory=d, durability=args.mode).start(wait=60)
+    srv = start_server(d, args.mode)
     for cycle in range(args.cycles):
         if time.monotonic() > t_end:
             print("crash: --seconds reached after %d cycles" % cycle)
@@ -178,7 +196,7 @@ def main():
         total_acked += acked
         cycles_run += 1
         # Restart on the same directory: this cycle's keys in full, a sample of the earlier ones.
-        srv = Server(directory=d, durability=args.mode).start(wait=60)
+        srv = start_server(d, args.mode)
         r = srv.client()
         mine = {(cycle, t.w) for t in writers}
         probs = check(r, expect, only=mine, sample=rng)
@@ -192,7 +210,7 @@ def main():
     if rc != 0:
         failures.append("SIGTERM stop exited %s:\n%s" % (rc, srv.log()))
     if not failures:
-        srv = Server(directory=d, durability=args.mode).start(wait=60)
+        srv = start_server(d, args.mode)
         r = srv.client()
         failures += ["final check: %s" % x for x in check(r, expect)]
         r.close()

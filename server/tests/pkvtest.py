@@ -31,6 +31,7 @@ MAX_VALUE = 1024 * 1024  # PKV_MAX_VALUE (include/pkv.h)
 MAX_KEY = 1024  # PKV_MAX_KEY
 
 CONFIG = {"server": None, "reference": False, "tmp": None}
+STARTED = []  # every Server started: main() kills by pid any still running at the end
 
 
 def free_port():
@@ -128,6 +129,7 @@ class Server:
         self.logfile = os.fdopen(fd, "wb")
         self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=self.logfile,
                                      stderr=subprocess.STDOUT)
+        STARTED.append(self)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -409,7 +411,13 @@ def main(argv=None):
     seen = set()
     _apply_expected_failures(suite, xfail, seen)
     t0 = time.monotonic()
-    result = unittest.TextTestRunner(verbosity=2 if args.v else 1).run(suite)
+    try:
+        result = unittest.TextTestRunner(verbosity=2 if args.v else 1).run(suite)
+    finally:
+        for srv in STARTED:
+            if srv.alive():
+                print("killing a server a test left running (pid %d)" % srv.pid)
+                srv.kill()
     ok = result.wasSuccessful()
     if seen:
         print("\nexpected failures (expected_failures.txt: not implemented by pkv-server yet):")
