@@ -45,8 +45,10 @@ if [ -z "$SERVER" ]; then
 		[ -n "$s" ] && [ -x "$s" ] && { SERVER=$s; break; }
 	done
 fi
-[ -n "$SERVER" ] && [ -x "$SERVER" ] ||
-	{ echo "server.sh: no pkv-server (build it, or --server PATH)" >&2; exit 1; }
+if [ -z "$SERVER" ] || [ ! -x "$SERVER" ]; then
+	echo "server.sh: no pkv-server (build it, or --server PATH)" >&2
+	exit 1
+fi
 for tool in redis-server redis-benchmark python3; do
 	command -v "$tool" >/dev/null ||
 		{ echo "server.sh: $tool is missing (apt-get install redis-server redis-tools)" >&2; exit 1; }
@@ -66,7 +68,8 @@ cleanup() {
 trap cleanup EXIT
 
 free_port() {
-	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
 }
 
 # start SYSTEM MODE: start pkv-server or redis-server on a free port with an empty directory;
@@ -239,7 +242,7 @@ if command -v gnuplot >/dev/null 2>&1; then
 		gnuplot <<GP || echo "server.sh: gnuplot failed (results are intact)" >&2
 $setterm
 set output '$OUT/server-ratio.$term'
-set title 'pkv-server / redis-server, requests per second (redis-benchmark -c 50 -d 100; median of $ROUNDS rounds)'
+set title 'pkv-server / redis-server, requests/s (redis-benchmark -c 50 -d 100, median of $ROUNDS)'
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
@@ -251,7 +254,8 @@ set key top left
 set xtics rotate by -20 font ',9'
 set datafile separator '\t'
 plot '$OUT/ratio.dat' using 2:xtic(1) title columnheader(2), '' using 3 title columnheader(3), \
-     '' using 4 title columnheader(4), '' using 5 title columnheader(5), 1 with lines lc rgb 'black' dt 2 notitle
+     '' using 4 title columnheader(4), '' using 5 title columnheader(5), \
+     1 with lines lc rgb 'black' dt 2 notitle
 GP
 	done
 fi

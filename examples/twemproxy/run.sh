@@ -41,10 +41,13 @@ if [ -z "$SERVER" ]; then
 		done
 	fi
 fi
-[ -n "$SERVER" ] && [ -x "$SERVER" ] || { echo "run.sh: no server binary (--server PATH)" >&2; exit 2; }
+if [ -z "$SERVER" ] || [ ! -x "$SERVER" ]; then
+	echo "run.sh: no server binary (--server PATH)" >&2
+	exit 2
+fi
 NUTCRACKER=$(command -v nutcracker || echo /usr/sbin/nutcracker)
 [ -x "$NUTCRACKER" ] || { echo "run.sh: nutcracker is not installed" >&2; exit 2; }
-command -v redis-cli >/dev/null || { echo "run.sh: redis-cli (redis-tools) is not installed" >&2; exit 2; }
+command -v redis-cli >/dev/null || { echo "run.sh: redis-cli (redis-tools) missing" >&2; exit 2; }
 
 KEEP=1
 if [ -z "$BASE" ]; then
@@ -90,7 +93,8 @@ cleanup() {
 trap cleanup EXIT
 
 free_port() {
-	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
 }
 
 cli() { timeout 10 redis-cli -p "$1" "${@:2}"; }
@@ -106,11 +110,11 @@ start_backend() {
 		"$SERVER" --port "${PORT[$i]}" --bind 127.0.0.1 --dir "$BASE/pkv$i" --save "" \
 			--appendonly yes --appendfsync no --daemonize no >>"$BASE/pkv$i.log" 2>&1 &
 	fi
-	PID[$i]=$!
+	PID[i]=$!
 	for n in $(seq 1 1000); do
 		if ! kill -0 "${PID[$i]}" 2>/dev/null; then
 			wait "${PID[$i]}"
-			PID[$i]=
+			PID[i]=
 			echo "run.sh: backend $i exited at start:" >&2
 			tail -n 20 "$BASE/pkv$i.log" >&2
 			return 1
@@ -126,8 +130,8 @@ start_backend() {
 # appends the acknowledged keys (reply OK) to $BASE/acked.
 write_keys() {
 	local from=$1 to=$2
-	awk -v a="$from" -v b="$to" 'BEGIN { for (i = a; i < b; i++) printf "SET key:%d value-%d\n", i, i }' \
-		>"$BASE/set.in"
+	awk -v a="$from" -v b="$to" \
+		'BEGIN { for (i = a; i < b; i++) printf "SET key:%d value-%d\n", i, i }' >"$BASE/set.in"
 	# --no-raw: every reply is one line (raw mode adds an empty line after an error), so reply
 	# line J answers command J
 	timeout 300 redis-cli --no-raw -p "$PROXY" <"$BASE/set.in" >"$BASE/set.out" 2>&1
@@ -147,7 +151,7 @@ shares() {
 	local i n total=0
 	for i in 1 2 3; do
 		n=$(cli "${PORT[$i]}" DBSIZE)
-		SHARE[$i]=$n
+		SHARE[i]=$n
 		total=$((total + n))
 	done
 	printf '  %-6s %-22s %8s %7s\n' backend address keys share
@@ -160,7 +164,7 @@ shares() {
 
 # ---- start three backends and the proxy --------------------------------------------------------
 for i in 1 2 3; do
-	PORT[$i]=$(free_port)
+	PORT[i]=$(free_port)
 	start_backend "$i" || { FAILS=1; exit 1; }
 done
 PROXY=$(free_port)
@@ -177,9 +181,14 @@ for n in $(seq 1 500); do
 	if [ "$(cli "$PROXY" SET probe 1 2>/dev/null)" = OK ]; then ready=1; break; fi
 	sleep 0.02
 done
-[ "$ready" = 1 ] || { fail "nutcracker did not forward within 10 s"; cat "$BASE/nutcracker.log"; exit 1; }
+if [ "$ready" != 1 ]; then
+	fail "nutcracker did not forward within 10 s"
+	cat "$BASE/nutcracker.log"
+	exit 1
+fi
 cli "$PROXY" DEL probe >/dev/null
-echo "three ${KIND}-servers on 127.0.0.1:${PORT[1]},${PORT[2]},${PORT[3]}; nutcracker on 127.0.0.1:$PROXY"
+echo "three ${KIND}-servers on 127.0.0.1:${PORT[1]},${PORT[2]},${PORT[3]};" \
+	"nutcracker on 127.0.0.1:$PROXY"
 
 # ---- keys through the proxy --------------------------------------------------------------------
 : >"$BASE/acked"
@@ -201,12 +210,15 @@ mget=$(cli "$PROXY" MGET key:0 key:1 key:2 key:3 | tr '\n' ' ')  # split over th
 
 # ---- one backend killed, more writes, restart ---------------------------------------------------
 echo "SIGKILL pkv2 (pid ${PID[2]}); writing $KEYS more keys while it is down"
+exec 3>&2 2>/dev/null # bash would report the kill on its stderr
 kill -KILL "${PID[2]}"
-{ wait "${PID[2]}"; } 2>/dev/null
+wait "${PID[2]}"
+exec 2>&3 3>&-
 PID[2]=
 write_keys "$KEYS" $((2 * KEYS))
 down_acked=$(($(wc -l <"$BASE/acked") - KEYS))
-echo "  $down_acked of $KEYS acknowledged (those that hash to pkv2 failed: no other backend took them)"
+echo "  $down_acked of $KEYS acknowledged" \
+	"(those that hash to pkv2 failed: no other backend took them)"
 [ "$down_acked" -lt "$KEYS" ] || fail "every write succeeded with a backend down"
 [ "$down_acked" -gt 0 ] || fail "no write succeeded with one backend of three down"
 start_backend 2 || { FAILS=$((FAILS + 1)); exit 1; }
@@ -221,14 +233,15 @@ done
 echo "after the restart: $got of $total acknowledged keys read back through the proxy"
 [ "$got" = "$total" ] || fail "only $got of $total acknowledged keys read back after the restart"
 shares
-[ "${SHARE[2]}" -ge "$before2" ] || fail "pkv2 held $before2 keys before its kill, ${SHARE[2]} after"
+[ "${SHARE[2]}" -ge "$before2" ] ||
+	fail "pkv2 held $before2 keys before its kill, ${SHARE[2]} after"
 
 # ---- stop everything by pid ---------------------------------------------------------------------
 stop_pid "$PROXY_PID" TERM
 PROXY_PID=
 for i in 1 2 3; do
 	stop_pid "${PID[$i]}" TERM
-	PID[$i]=
+	PID[i]=
 	[ "$STOP_RC" = 0 ] || fail "backend pkv$i exited with status $STOP_RC on SIGTERM"
 done
 if [ "$FAILS" = 0 ]; then

@@ -33,13 +33,13 @@ cleanup() {
 trap cleanup EXIT
 
 free_port() {
-	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
 }
 
 # start_server [ARGS...]: start on a free port with the store in $TMP/store; sets PID and PORT.
 start_server() {
-	local try i
-	for try in 1 2 3 4 5; do
+	for _ in 1 2 3 4 5; do
 		PORT=$(free_port)
 		if [ "$KIND" = pkv ]; then
 			"$SERVER" --dir "$TMP/store" --port "$PORT" --bind 127.0.0.1 "$@" \
@@ -50,7 +50,7 @@ start_server() {
 				--appendonly yes --databases 1 --daemonize no "$@" >>"$TMP/server.log" 2>&1 &
 		fi
 		PID=$!
-		for i in $(seq 1 500); do
+		for _ in $(seq 1 500); do
 			if ! kill -0 "$PID" 2>/dev/null; then
 				wait "$PID"
 				PID=
@@ -73,9 +73,9 @@ start_server() {
 
 # stop_server: SIGTERM by pid, wait up to 30 s (then SIGKILL); fails unless the exit status is 0.
 stop_server() {
-	local i rc
+	local rc
 	kill -TERM "$PID"
-	for i in $(seq 1 300); do
+	for _ in $(seq 1 300); do
 		kill -0 "$PID" 2>/dev/null || break
 		sleep 0.1
 	done

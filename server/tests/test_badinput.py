@@ -21,6 +21,7 @@ after it, and so does a new one.
 import os
 import random
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -90,15 +91,16 @@ class BadInput(unittest.TestCase):
 
     def test_error_then_nothing_more_is_run(self):
         """Commands pipelined after the bad one are not run."""
-        self.protocol_error(b"*2\r\n$3\r\nGET\r\n$zz\r\n" + encode("SET", "after-protocol-error", "1"))
+        self.protocol_error(b"*2\r\n$3\r\nGET\r\n$zz\r\n"
+                            + encode("SET", "after-protocol-error", "1"))
         self.assertEqual(self.bystander.call("EXISTS", "after-protocol-error"), 0)
 
     def test_oversized_bulk_refused_before_reading(self):
         """$1048577 (PKV_MAX_VALUE + 1): the error comes back although no byte of the value
         was sent, so the server decided on the header alone."""
         rss0 = self.srv.rss_kb()
-        msg = self.protocol_error(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n" % (pkvtest.MAX_VALUE + 1),
-                                  after=b"x" * 4096)
+        head = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n" % (pkvtest.MAX_VALUE + 1)
+        msg = self.protocol_error(head, after=b"x" * 4096)
         self.assertIn("bulk", msg.lower())
         self.assertEqual(self.bystander.call("EXISTS", "k"), 0)
         self.assertLess(self.srv.rss_kb() - rss0, 64 * 1024)
@@ -134,7 +136,8 @@ class BadInput(unittest.TestCase):
             s = socket.create_connection((pkvtest.HOST, self.srv.port), timeout=5)
             s.sendall(p)
             if random.random() < 0.5:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                # linger 0: the close sends a reset
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             s.close()
         self.assertEqual(self.bystander.call("EXISTS", "k"), 0)
 

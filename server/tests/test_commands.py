@@ -12,7 +12,6 @@ tests against Debian's redis-server.
 
 import os
 import sys
-import threading
 import time
 import unittest
 
@@ -346,7 +345,8 @@ class Commands(ServerCase):
         k = self.k()
         self.assertEqual(self.r.incrby(k, 10), 10)
         self.assertEqual(self.r.incrby(k, -25), -15)
-        self.assertEqual(self.err("INCRBY", k, "1.5"), "ERR value is not an integer or out of range")
+        self.assertEqual(self.err("INCRBY", k, "1.5"),
+                         "ERR value is not an integer or out of range")
         self.r.set(k, str(2 ** 63 - 10))
         self.assertEqual(self.err("INCRBY", k, "20"), "ERR increment or decrement would overflow")
         self.assertEqual(self.r.get(k), str(2 ** 63 - 10).encode())
