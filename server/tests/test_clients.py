@@ -22,7 +22,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pkvtest  # noqa: E402
-from pkvtest import Err, Server, encode, wait_until  # noqa: E402
+from pkvtest import Err, Server, encode, pkv_only, wait_until  # noqa: E402
 
 import redis  # noqa: E402
 
@@ -370,6 +370,26 @@ class Clients(unittest.TestCase):
         run_threads(10, client)
         self.assertEqual(bad[:3], [])
         self.assertEqual(sum(int(x) for x in self.r.mget([a, b])), 2000)
+
+    @pkv_only
+    def test_threads_option(self):
+        """--threads 1 and 3: the same answers with one event loop and with more loops than
+        CPUs (connections spread over the loops share the store)."""
+        for threads in (1, 3):
+            with Server(threads=threads) as s:
+                def client(i):
+                    r = s.client()
+                    for j in range(50):
+                        r.incr("n")
+                        key = "t%d:%d" % (i, j)
+                        r.set(key, stamp(key, j))
+                        self.assertEqual(check_stamp(key, r.get(key)), j)
+                    r.close()
+                run_threads(20, client)
+                r = s.client()
+                self.assertEqual(int(r.get("n")), 1000, threads)
+                r.close()
+                self.assertEqual(s.stop(), 0)
 
     # ---- expiry --------------------------------------------------------------------------
     def test_expiry_everywhere(self):

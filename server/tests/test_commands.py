@@ -802,6 +802,18 @@ class OnDisk(ServerCase):
             self.assertEqual(s.stop(), 0)
 
 
+class UnixSocket(unittest.TestCase):
+    def test_unixsocket(self):
+        path = os.path.join(tmpdir("sock-"), "pkv.sock")
+        with Server(extra=["--unixsocket", path]) as s:
+            r = redis.Redis(unix_socket_path=path, socket_timeout=10)
+            self.assertTrue(r.set("over-unix", "1"))
+            self.assertEqual(s.client().get("over-unix"), b"1")  # the same store over TCP
+            self.assertEqual(r.incr("n"), 1)
+            r.close()
+            self.assertEqual(s.stop(), 0)
+
+
 @pkv_only
 class Durability(unittest.TestCase):
     """Each --durability mode serves and keeps what it acknowledged over a clean stop."""
