@@ -145,7 +145,9 @@ def run():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--server", required=True)
     p.add_argument("--reference", action="store_true")
-    p.add_argument("--mode", choices=("power", "process"), required=True)
+    p.add_argument("--mode", choices=("power", "process", "none"), required=True,
+                   help="none: only with --reference, Redis without persistence (the negative"
+                   " control: the check must fail)")
     p.add_argument("--cycles", type=int, default=20)
     p.add_argument("--writers", type=int, default=4)
     p.add_argument("--window", type=int, default=4, help="SETs in flight per writer")
@@ -155,6 +157,8 @@ def run():
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--dir", default=None, help="store directory (default: a temporary one)")
     args = p.parse_args()
+    if args.mode == "none" and not args.reference:
+        p.error("--mode none is the negative control of --reference")
     pkvtest.CONFIG["server"] = args.server
     pkvtest.CONFIG["reference"] = args.reference
     pkvtest.CONFIG["tmp"] = tempfile.mkdtemp(prefix="pkv-crash-")
@@ -217,8 +221,10 @@ def run():
         rc = srv.stop(signal.SIGTERM)
         if rc != 0:
             failures.append("final SIGTERM stop exited %s:\n%s" % (rc, srv.log()))
-    print("crash: %d cycles, %d writes acknowledged, all present after the restarts; %d more"
-          " (sent, unacknowledged) were kept too" % (cycles_run, total_acked, total_kept_extra))
+    if not failures:
+        print("crash: %d cycles, %d writes acknowledged, all present after the restarts; %d more"
+              " (sent, unacknowledged) were kept too" % (cycles_run, total_acked,
+                                                          total_kept_extra))
     for f in failures[:20]:
         print("FAIL: " + f)
     print("%d passed, %d failed" % (cycles_run if not failures else 0, 1 if failures else 0))

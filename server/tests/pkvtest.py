@@ -54,7 +54,8 @@ class Server:
 
     kind "pkv" runs pkv-server with the options of DESIGN.md ("Programs"); kind "redis" runs
     redis-server with the same meaning (no persistence for --memory, an AOF with the matching
-    appendfsync for a directory)."""
+    appendfsync for a directory; durability "none", for the crash loop's negative control: a
+    directory but no persistence)."""
 
     def __init__(self, directory=None, durability=None, password=None, maxclients=None,
                  threads=None, timeout=None, extra=(), binary=None, kind=None, port=None):
@@ -94,7 +95,7 @@ class Server:
              "--daemonize", "no", "--protected-mode", "yes",
              "--proto-max-bulk-len", str(MAX_VALUE), "--databases", "1",
              "--dir", self.directory or tempfile.mkdtemp(prefix="redis-", dir=CONFIG["tmp"])]
-        if self.directory:
+        if self.directory and self.durability != "none":
             fsync = {"power": "always", "periodic": "everysec"}.get(self.durability, "no")
             a += ["--appendonly", "yes", "--appendfsync", fsync]
         else:
