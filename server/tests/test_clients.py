@@ -424,5 +424,57 @@ class Clients(unittest.TestCase):
             self.assertGreater(self.r.ttl(key), 900)
 
 
+class PowerReplies(unittest.TestCase):
+    """--durability power: a write's reply waits for its sync, the replies of a connection still
+    leave in request order, and reads pipelined behind a write see it."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = Server(directory=pkvtest.tmpdir(), durability="power").start()
+
+    @classmethod
+    def tearDownClass(cls):
+        alive = cls.srv.alive()
+        rc = cls.srv.stop()
+        if not alive or rc != 0:
+            raise AssertionError("server %s (exit status %s); its log:\n%s"
+                                 % ("died" if not alive else "stopped badly", rc, cls.srv.log()))
+
+    def test_order_within_a_pipeline(self):
+        with self.srv.raw(timeout=30) as c:
+            c.send(encode("SET", "a", "1") + encode("GET", "b") + encode("SET", "b", "2")
+                   + encode("GET", "a") + encode("INCR", "n") + encode("GET", "n")
+                   + encode("MSET", "x", "1", "y", "2") + encode("MGET", "x", "y", "b")
+                   + encode("DEL", "a") + encode("EXISTS", "a") + encode("PING"))
+            got = [c.reply() for _ in range(11)]
+        self.assertEqual(got, ["OK", None, "OK", b"1", 1, b"1", "OK", [b"1", b"2", b"2"], 1, 0,
+                               "PONG"])
+
+    def test_50_clients_pipelined_writes(self):
+        def client(i):
+            with self.srv.raw(timeout=60) as c:
+                for rnd in range(5):
+                    reqs, want = [], []
+                    for j in range(10):
+                        key = "p%d:%d" % (i, j)
+                        val = stamp(key, rnd)
+                        reqs += [encode("SET", key, val), encode("GET", key)]
+                        want += ["OK", val]
+                    c.send(b"".join(reqs))
+                    got = [c.reply() for _ in range(len(want))]
+                    self.assertEqual(got, want)
+
+        run_threads(CLIENTS, client)
+        # and all of it is in the store after a restart
+        self.srv.stop()
+        self.srv.start()
+        r = self.srv.client()
+        for i in range(CLIENTS):
+            keys = ["p%d:%d" % (i, j) for j in range(10)]
+            for key, v in zip(keys, r.mget(keys)):
+                self.assertEqual(check_stamp(key, v), 4)
+        r.close()
+
+
 if __name__ == "__main__":
     sys.exit(pkvtest.main())
