@@ -164,13 +164,23 @@ class BadInput(unittest.TestCase):
             finally:
                 s.close()
 
-    def test_wrong_arity_and_types_keep_connection(self):
+    def bad_args(self, *cmds):
         with self.srv.raw() as c:
-            for cmd in (("SET",), ("GET",), ("INCRBY", "k", "x"), ("EXPIRE", "k", "1.5"),
-                        ("MSET", "a"), ("SCAN", "x"), ("SETEX", "k", "-1", "v"),
-                        ("SET", "k", "v", "EX", "99999999999999999999")):
-                self.assertIsInstance(c.call(*cmd), Err, cmd)
+            for cmd in cmds:
+                rep = c.call(*cmd)
+                self.assertIsInstance(rep, Err, cmd)
+                self.assertNotIn("unknown command", rep.msg)  # a refusal of the arguments
             self.assertEqual(c.call("PING"), "PONG")
+
+    def test_wrong_arity_and_arguments_keep_connection(self):
+        self.bad_args(("SET",), ("GET",), ("GET", "a", "b"), ("DEL",), ("EXISTS",),
+                      ("SET", "k", "v", "NX", "XX"), ("SELECT", "x"), ("CONFIG", "x"),
+                      ("CLIENT", "x"), ("HELLO", "x"), ("ECHO",), ("MGET",))
+
+    def test_bad_numbers_keep_connection(self):
+        self.bad_args(("INCRBY", "k", "x"), ("EXPIRE", "k", "1.5"), ("MSET", "a"),
+                      ("SCAN", "x"), ("SETEX", "k", "-1", "v"),
+                      ("SET", "k", "v", "EX", "99999999999999999999"))
 
     @pkv_only
     def test_key_too_long_is_an_error_reply(self):

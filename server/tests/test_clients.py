@@ -121,17 +121,23 @@ class Clients(unittest.TestCase):
             self.assertIn(b"# Server", rep)
             rep = c.call("NOSUCHCOMMAND")
             self.assertIsInstance(rep, Err)
-            # WATCH conflict in RESP3: EXEC answers null
+            # back to RESP2
+            c.call("HELLO", "2")
+            c.send(encode("GET", k + "missing"))
+            self.assertEqual(c.read_raw(5), b"$-1\r\n")
+
+    def test_resp3_exec_conflict(self):
+        """A WATCH conflict in RESP3: EXEC answers null."""
+        k = self.k()
+        self.r.set(k, "0")
+        with self.srv.raw() as c:
+            c.call("HELLO", "3")
             c.call("WATCH", k)
             self.r.set(k, "other")
             c.call("MULTI")
             c.call("SET", k, "mine")
             c.send(encode("EXEC"))
             self.assertEqual(c.read_raw(3), b"_\r\n")
-            # back to RESP2
-            c.call("HELLO", "2")
-            c.send(encode("GET", k + "missing"))
-            self.assertEqual(c.read_raw(5), b"$-1\r\n")
 
     # ---- pipelining ----------------------------------------------------------------------
     def test_pipeline_1000_raw(self):
@@ -145,8 +151,8 @@ class Clients(unittest.TestCase):
             cmds.append(encode("GET", "%s%d" % (k, i)))
             want.append(("v%d" % i).encode())
         for i in range(250):
-            cmds.append(encode("INCR", k + "counter"))
-            want.append(i + 1)
+            cmds.append(encode("EXISTS", "%s%d" % (k, i), "%s%d" % (k, 1000 + i)))
+            want.append(1)
         for i in range(250):
             j = 249 - i
             cmds.append(encode("GET", "%s%d" % (k, j)) if i % 2 else encode("DEL", "%s%d" % (k, j)))
@@ -175,7 +181,10 @@ class Clients(unittest.TestCase):
         writers: each GET answers its own key's value, in order."""
         k = self.k()
         keys = ["%s%d" % (k, i) for i in range(200)]
-        self.r.mset({key: stamp(key, 0) for key in keys})
+        with self.r.pipeline(transaction=False) as p:
+            for key in keys:
+                p.set(key, stamp(key, 0))
+            p.execute()
         stop = time.monotonic() + 3.0
 
         def writer(i):
@@ -286,7 +295,7 @@ class Clients(unittest.TestCase):
         def client(i):
             r = self.srv.client()
             for _ in range(per):
-                r.incr(k)
+                r.execute_command("INCR", k)  # redis-py's incr() sends INCRBY
             r.close()
 
         run_threads(CLIENTS, client)
@@ -380,14 +389,16 @@ class Clients(unittest.TestCase):
                 def client(i):
                     r = s.client()
                     for j in range(50):
-                        r.incr("n")
                         key = "t%d:%d" % (i, j)
                         r.set(key, stamp(key, j))
                         self.assertEqual(check_stamp(key, r.get(key)), j)
                     r.close()
                 run_threads(20, client)
                 r = s.client()
-                self.assertEqual(int(r.get("n")), 1000, threads)
+                keys = ["t%d:%d" % (i, j) for i in range(20) for j in range(50)]
+                for key, v in zip(keys, r.mget(keys)):
+                    check_stamp(key, v)
+                self.assertEqual(r.dbsize(), 1000, threads)
                 r.close()
                 self.assertEqual(s.stop(), 0)
 
@@ -441,6 +452,14 @@ class PowerReplies(unittest.TestCase):
                                  % ("died" if not alive else "stopped badly", rc, cls.srv.log()))
 
     def test_order_within_a_pipeline(self):
+        with self.srv.raw(timeout=30) as c:
+            c.send(encode("SET", "o:a", "1") + encode("GET", "o:b") + encode("SET", "o:b", "2")
+                   + encode("GET", "o:a") + encode("MGET", "o:a", "o:b", "o:c")
+                   + encode("DEL", "o:a") + encode("EXISTS", "o:a") + encode("PING"))
+            got = [c.reply() for _ in range(8)]
+        self.assertEqual(got, ["OK", None, "OK", b"1", [b"1", b"2", None], 1, 0, "PONG"])
+
+    def test_order_within_a_pipeline_more_commands(self):
         with self.srv.raw(timeout=30) as c:
             c.send(encode("SET", "a", "1") + encode("GET", "b") + encode("SET", "b", "2")
                    + encode("GET", "a") + encode("INCR", "n") + encode("GET", "n")
