@@ -372,9 +372,15 @@ static void raise_fd_limit(unsigned maxclients)
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want) {
 		rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
-		if (rl.rlim_cur < want)
-			srv_log(LL_WARNING, "open files limit %llu is below maxclients + 64",
-				(unsigned long long)rl.rlim_cur);
+		if (rl.rlim_cur < want) {
+			/* Fewer clients, as Redis does: one past the limit gets an error reply,
+			 * where accept() would fail with EMFILE over and over. */
+			unsigned n = rl.rlim_cur > 64 + 16 ? (unsigned)(rl.rlim_cur - 64) : 16;
+
+			atomic_store(&srv.cfg.maxclients, n);
+			srv_log(LL_WARNING, "open files limit %llu is below maxclients + 64: "
+				"maxclients reduced to %u", (unsigned long long)rl.rlim_cur, n);
+		}
 	}
 }
 
