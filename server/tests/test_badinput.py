@@ -255,6 +255,76 @@ class MaxClients(unittest.TestCase):
             self.assertEqual(s.stop(), 0)
 
 
+class FdLimit(unittest.TestCase):
+    """A server whose open-files limit (128) is below --maxclients (the default, 10000)."""
+
+    def flood(self, s):
+        """300 clients connect and PING. Each one must be served or refused (-ERR max number
+        of clients reached, or closed) within 10 s, none left hanging, and the server must not
+        flood its log (a listener that stays readable while accept() fails with EMFILE is
+        retried in a busy loop: a log line per try); once they leave, new clients are served."""
+        import select
+        conns = []
+        for _ in range(300):
+            try:
+                conns.append(socket.create_connection((pkvtest.HOST, s.port), timeout=5))
+            except OSError:
+                pass  # refused at the TCP level: fine
+        for c in conns:
+            try:
+                c.sendall(encode("PING"))
+            except OSError:
+                pass
+        outcome = {}
+        pending = {c.fileno(): c for c in conns}
+        deadline = time.monotonic() + 10
+        while pending and time.monotonic() < deadline:
+            if os.path.getsize(s.logpath) > 1 << 20:
+                break  # flooding: no use waiting (and filling the disk)
+            ready, _, _ = select.select(list(pending.values()), [], [], 0.5)
+            for c in ready:
+                try:
+                    data = c.recv(4096)
+                except OSError:
+                    data = b""
+                kind = ("served" if data.startswith(b"+PONG") else
+                        "refused" if data.startswith(b"-ERR max number of clients") or
+                        not data else "other: %r" % data[:40])
+                outcome[kind] = outcome.get(kind, 0) + 1
+                del pending[c.fileno()]
+        for c in conns:
+            c.close()
+        size = os.path.getsize(s.logpath)
+        self.assertLess(size, 1 << 20, "the log grew to %d bytes: %s" % (size, s.log()[-300:]))
+        self.assertEqual(len(pending), 0, "%d clients neither served nor refused in 10 s (%s)"
+                         % (len(pending), outcome))
+        self.assertEqual([k for k in outcome if k.startswith("other")], [], outcome)
+        self.assertGreater(outcome.get("served", 0), 0, outcome)
+
+        def served():
+            try:
+                with s.raw() as c:
+                    return c.call("PING") == "PONG"
+            except (Closed, ConnectionResetError, BrokenPipeError):
+                return False
+        self.assertTrue(pkvtest.wait_until(served, 10, 0.1), "no client served afterwards")
+
+    def test_more_clients_than_file_descriptors(self):
+        with Server(nofile=128) as s:
+            self.flood(s)
+            self.assertEqual(s.stop(), 0)
+
+    def test_config_set_maxclients_past_the_limit(self):
+        """CONFIG SET maxclients 10000 on that server: refused (Redis: the system cannot
+        handle that many), or else the same flood is handled."""
+        with Server(nofile=128) as s:
+            with s.raw() as c:
+                rep = c.call("CONFIG", "SET", "maxclients", "10000")
+            self.assertTrue(rep == "OK" or isinstance(rep, Err), rep)
+            self.flood(s)
+            self.assertEqual(s.stop(), 0)
+
+
 class Auth(unittest.TestCase):
     def test_noauth(self):
         with Server(password="s3cret") as s:
