@@ -36,6 +36,7 @@
 #define SRV_OUT_SOFT (4u * 1024 * 1024) /* pause parsing above this much unsent output */
 #define SRV_READ_CHUNK (64u * 1024)
 #define SRV_ACCEPT_BURST 64
+#define SRV_ADMIT_GRACE_MS 50 /* how long a connection over --maxclients waits for a slot */
 
 /* epoll data tags for the non-connection fds (connections are their struct conn *) */
 static char tag_tcp, tag_unix, tag_wake, tag_durable;
@@ -102,7 +103,8 @@ static void addr_string(const struct sockaddr_storage *ss, char *out, size_t cap
 	}
 }
 
-static void conn_new(struct loop *l, int fd, bool is_unix, const struct sockaddr_storage *peer)
+static void conn_new(struct loop *l, int fd, bool is_unix, const struct sockaddr_storage *peer,
+		     bool final)
 {
 	static const char maxerr[] = "-ERR max number of clients reached\r\n";
 	struct sockaddr_storage local;
@@ -112,11 +114,30 @@ static void conn_new(struct loop *l, int fd, bool is_unix, const struct sockaddr
 	int one = 1;
 
 	if (atomic_fetch_add(&srv.nclients, 1) >= atomic_load(&srv.cfg.maxclients)) {
+		atomic_fetch_sub(&srv.nclients, 1);
+		if (!final) {
+			if (l->nadmit == l->capadmit) {
+				size_t ncap = l->capadmit ? l->capadmit * 2 : 8;
+				struct admission *na = realloc(l->admit, ncap * sizeof(*na));
+
+				if (na) {
+					l->admit = na;
+					l->capadmit = ncap;
+				}
+			}
+			if (l->nadmit < l->capadmit) {
+				l->admit[l->nadmit].fd = fd;
+				l->admit[l->nadmit].is_unix = is_unix;
+				l->admit[l->nadmit].since_ms = srv_mono_ms();
+				l->admit[l->nadmit].peer = *peer;
+				l->nadmit++;
+				return;
+			}
+		}
 		/* Best effort, as Redis does: the socket is fresh, the line fits its buffer. */
 		ssize_t w = write(fd, maxerr, sizeof(maxerr) - 1);
 
 		(void)w;
-		atomic_fetch_sub(&srv.nclients, 1);
 		atomic_fetch_add_explicit(&l->st.rejected, 1, memory_order_relaxed);
 		close(fd);
 		return;
@@ -189,7 +210,7 @@ static void accept_some(struct loop *l, int lfd, bool is_unix)
 				srv_log(LL_WARNING, "accept: %s", strerror(errno));
 			return;
 		}
-		conn_new(l, fd, is_unix, &peer);
+		conn_new(l, fd, is_unix, &peer, false);
 	}
 }
 
@@ -651,6 +672,25 @@ static void release_durable(struct loop *l)
 }
 #endif
 
+/* Admit the connections that waited for a slot, or refuse those that waited long enough. */
+static void retry_admissions(struct loop *l)
+{
+	struct admission *a = l->admit; /* conn_new may queue into a fresh array meanwhile */
+	size_t n = l->nadmit;
+
+	l->admit = NULL;
+	l->nadmit = l->capadmit = 0;
+	for (size_t i = 0; i < n; i++) {
+		bool final = srv_mono_ms() - a[i].since_ms >= SRV_ADMIT_GRACE_MS;
+		size_t before = l->nadmit;
+
+		conn_new(l, a[i].fd, a[i].is_unix, &a[i].peer, final);
+		if (l->nadmit > before)
+			l->admit[l->nadmit - 1].since_ms = a[i].since_ms; /* still waiting */
+	}
+	free(a);
+}
+
 static void *loop_main(void *arg)
 {
 	struct loop *l = arg;
@@ -666,6 +706,8 @@ static void *loop_main(void *arg)
 		if (l->waiting_seq)
 			timeout = 1; /* a fallback: the event fd is the usual wake-up */
 #endif
+		if (l->nadmit)
+			timeout = 5;
 		n = epoll_wait(l->epfd, evs, 256, timeout);
 		if (n < 0 && errno != EINTR) {
 			srv_log(LL_WARNING, "epoll_wait: %s", strerror(errno));
@@ -685,6 +727,12 @@ static void *loop_main(void *arg)
 				(void)r;
 			} else if (p == &tag_durable) {
 #ifdef PKV_SRV_HAVE_TICKETS
+				/* Read (reset) first, then look at the watermark: a growth after the
+				 * read wakes us again. EAGAIN: another loop read it. */
+				uint64_t v;
+				ssize_t r = read(l->durable_fd, &v, sizeof(v));
+
+				(void)r;
 				release_durable(l);
 #endif
 			} else {
@@ -703,6 +751,8 @@ static void *loop_main(void *arg)
 			release_durable(l);
 #endif
 		loop_round_end(l);
+		if (l->nadmit)
+			retry_admissions(l);
 		if (srv_mono_ms() - last_sweep >= 1000) {
 			last_sweep = srv_mono_ms();
 			sweep_idle(l);
@@ -765,8 +815,8 @@ int net_start_loops(void)
 		    add_fd(l->epfd, srv.unix_fd, &tag_unix, EPOLLIN | EPOLLEXCLUSIVE))
 			return -errno;
 		if (efd >= 0) {
-			/* Edge-triggered and never read: every loop sees every growth of the durable
-			 * sequence number, and no loop consumes the others' wake-up. */
+			/* Edge-triggered: every growth of the durable sequence number (every write
+			 * to the eventfd) wakes every loop, whichever loop reads the counter. */
 			if (add_fd(l->epfd, efd, &tag_durable, EPOLLIN | EPOLLET) < 0)
 				return -errno;
 			l->durable_fd = efd;
@@ -812,6 +862,9 @@ void net_stop_loops(void)
 		free(l->lens);
 		free(l->items);
 		free(l->conns);
+		for (size_t j = 0; j < l->nadmit; j++)
+			close(l->admit[j].fd);
+		free(l->admit);
 #ifdef PKV_SRV_HAVE_BATCH
 		pkv_batch_free(l->batch);
 #endif

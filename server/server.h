@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "resp.h"
 
@@ -159,6 +160,17 @@ struct loop {
 	struct conn *dead_list;
 	struct conn **conns; /* this loop's open connections, for the idle-timeout sweep */
 	size_t nconns, capconns;
+	/*
+	 * Connections over --maxclients wait here a moment before they are refused: a client that
+	 * just closed may not have been seen closing yet by its loop (another thread).
+	 */
+	struct admission {
+		int fd;
+		bool is_unix;
+		uint64_t since_ms;
+		struct sockaddr_storage peer;
+	} *admit;
+	size_t nadmit, capadmit;
 	bool need_sync; /* power mode without tickets: a write was acknowledged in this round */
 	uint64_t waiting_seq; /* power mode with tickets: highest seq held back */
 	struct loop_stats st;
