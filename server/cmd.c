@@ -779,20 +779,27 @@ static void cmd_get(struct ctx *x)
 	reply_value(x, &kv);
 }
 
-/* A plain write outside any transaction: one store call, the reply held for durability. */
+/*
+ * A plain write outside any transaction: one store call. *seq: its sequence number, for the
+ * durable reply (0 when the API does not say it: the reply then waits for every write so far).
+ */
 static int put_direct(struct ctx *x, const char *key, size_t klen, const void *val, size_t vlen,
-		      uint64_t exp)
+		      uint64_t exp, uint64_t *seq)
 {
 	int rc;
 
 	(void)x;
+	*seq = 0;
 #ifdef PKV_SRV_HAVE_EXPIRE
 	if (exp)
-		rc = pkv_put_expire(srv.db, key, klen, val, vlen, exp, 0);
-	else
+		return pkv_put_expire(srv.db, key, klen, val, vlen, exp, 0);
 #endif
-		rc = pkv_put(srv.db, key, klen, val, vlen);
 	(void)exp;
+#ifdef PKV_SRV_HAVE_TICKETS
+	rc = pkv_put_seq(srv.db, key, klen, val, vlen, 0, seq);
+#else
+	rc = pkv_put(srv.db, key, klen, val, vlen);
+#endif
 	return rc;
 }
 
@@ -805,13 +812,14 @@ static void do_set(struct ctx *x, const char *key, size_t klen, const char *val,
 	struct kv old = { 0 };
 
 	if (!(flags & (SET_NX | SET_XX | SET_GET | SET_KEEPTTL)) && !x->t) {
-		int rc = put_direct(x, key, klen, val, vlen, exp);
+		uint64_t seq;
+		int rc = put_direct(x, key, klen, val, vlen, exp, &seq);
 
 		if (rc < 0) {
 			reply_store_error(x->c, rc);
 			return;
 		}
-		conn_hold(x->c, x->out->len, 0);
+		conn_hold(x->c, x->out->len, seq);
 		reply_ok(x);
 		return;
 	}
@@ -1066,8 +1074,14 @@ static void cmd_msetnx(struct ctx *x)
 static void cmd_del(struct ctx *x)
 {
 	if (x->argc == 2 && !x->t) {
+		uint64_t seq = 0;
+#ifdef PKV_SRV_HAVE_TICKETS
+		int rc = key_can_exist(x->lens[1]) ? pkv_del_seq(srv.db, x->argv[1], x->lens[1], 0, &seq)
+						   : PKV_NOTFOUND;
+#else
 		int rc = key_can_exist(x->lens[1]) ? pkv_del(srv.db, x->argv[1], x->lens[1])
 						   : PKV_NOTFOUND;
+#endif
 
 		if (rc == PKV_NOTFOUND) {
 			resp_int(x->out, 0);
@@ -1077,7 +1091,7 @@ static void cmd_del(struct ctx *x)
 			reply_store_error(x->c, rc);
 			return;
 		}
-		conn_hold(x->c, x->out->len, 0);
+		conn_hold(x->c, x->out->len, seq);
 		resp_int(x->out, 1);
 		return;
 	}
