@@ -238,6 +238,10 @@ struct txn {
 	struct tent *e;
 	size_t n, cap;
 	bool dirty;
+	/* values replaced by a later write: a command may still reply with one (GETDEL, SET GET),
+	 * so they live until the transaction ends */
+	char **old;
+	size_t nold, capold;
 };
 
 static void txn_reset(struct txn *t)
@@ -248,6 +252,9 @@ static void txn_reset(struct txn *t)
 	}
 	t->n = 0;
 	t->dirty = false;
+	for (size_t i = 0; i < t->nold; i++)
+		free(t->old[i]);
+	t->nold = 0;
 }
 
 static void txn_free(struct txn *t)
@@ -256,6 +263,9 @@ static void txn_free(struct txn *t)
 	free(t->e);
 	t->e = NULL;
 	t->cap = 0;
+	free(t->old);
+	t->old = NULL;
+	t->capold = 0;
 }
 
 static struct tent *txn_find(struct txn *t, const char *key, size_t klen)
@@ -357,6 +367,15 @@ static int txn_write(struct txn *t, const char *key, size_t klen, const void *va
 		if (!e)
 			return -ENOMEM;
 	}
+	if (t->nold == t->capold) {
+		size_t ncap = t->capold ? t->capold * 2 : 8;
+		char **no = realloc(t->old, ncap * sizeof(*no));
+
+		if (!no)
+			return -ENOMEM;
+		t->old = no;
+		t->capold = ncap;
+	}
 	if (!del) {
 		nv = malloc(vlen ? vlen : 1);
 		if (!nv)
@@ -364,7 +383,8 @@ static int txn_write(struct txn *t, const char *key, size_t klen, const void *va
 		if (vlen)
 			memcpy(nv, val, vlen);
 	}
-	free(e->val);
+	if (e->val)
+		t->old[t->nold++] = e->val;
 	e->val = nv;
 	e->vlen = del ? 0 : vlen;
 	e->present = !del;
