@@ -410,15 +410,19 @@ void reply_store_error(struct conn *c, int rc)
 {
 	switch (rc) {
 	case PKV_ETOOBIG:
-		resp_errorf(&c->out, "ERR key or value too large (pkv limits: key %u bytes, value %u "
-				     "bytes)", PKV_MAX_KEY, PKV_MAX_VALUE);
+		resp_errorf(&c->out,
+			    "ERR key or value too large (pkv limits: key %u bytes, value %u "
+			    "bytes)",
+			    PKV_MAX_KEY, PKV_MAX_VALUE);
 		break;
 	case PKV_EINVAL:
-		resp_error(&c->out, "ERR invalid argument for the store (empty keys are not supported)");
+		resp_error(&c->out,
+			   "ERR invalid argument for the store (empty keys are not supported)");
 		break;
 	case PKV_EREADONLY:
-		resp_error(&c->out, "READONLY the store refuses writes (read-only, or stopped after an "
-				    "I/O error)");
+		resp_error(&c->out,
+			   "READONLY the store refuses writes (read-only, or stopped after an "
+			   "I/O error)");
 		break;
 	default:
 		resp_errorf(&c->out, "ERR store error: %s", pkv_strerror(rc));
@@ -469,8 +473,8 @@ static void conn_process(struct conn *c)
 		if (rc == RESP_ERROR) {
 			cmd_flush_pending(c);
 			resp_errorf(&c->out, "ERR Protocol error: %s", c->parser.err);
-			srv_log(LL_VERBOSE, "client %llu: protocol error: %s", (unsigned long long)c->id,
-				c->parser.err);
+			srv_log(LL_VERBOSE, "client %llu: protocol error: %s",
+				(unsigned long long)c->id, c->parser.err);
 			c->closing = true;
 			c->qstart = c->qlen;
 			break;
@@ -494,7 +498,8 @@ static void conn_process(struct conn *c)
 		cmd_dispatch(c, argc, l->argv, l->lens);
 		atomic_fetch_add_explicit(&l->st.commands, 1, memory_order_relaxed);
 		if (c->out.len - c->sent > srv.cfg.output_limit) {
-			srv_log(LL_NOTICE, "client %llu: output buffer limit (%zu bytes) reached; closing",
+			srv_log(LL_NOTICE,
+				"client %llu: output buffer limit (%zu bytes) reached; closing",
 				(unsigned long long)c->id, srv.cfg.output_limit);
 			conn_kill(c);
 			return;
@@ -609,8 +614,10 @@ static void loop_round_end(struct loop *l)
 
 		l->need_sync = false;
 		if (rc < 0) {
-			srv_log(LL_WARNING, "pkv_sync failed: %s; closing the clients whose writes were "
-					    "not made durable", pkv_strerror(rc));
+			srv_log(LL_WARNING,
+				"pkv_sync failed: %s; closing the clients whose writes were "
+				"not made durable",
+				pkv_strerror(rc));
 			for (c = l->flush_list; c; c = c->flush_next)
 				if (c->wrote)
 					conn_kill(c);
@@ -622,7 +629,8 @@ static void loop_round_end(struct loop *l)
 	if (l->waiting_seq) {
 		durable = durable_now();
 		if (durable < l->waiting_seq) {
-			/* Start (or join) a sync without waiting; the event fd says when it is done. */
+			/* Start (or join) a sync without waiting; the event fd says when it is
+			 * done. */
 			int rc = pkv_wait_durable(srv.db, l->waiting_seq, 0);
 
 			if (rc < 0 && rc != -EAGAIN && rc != -ETIMEDOUT)
@@ -727,8 +735,8 @@ static void *loop_main(void *arg)
 				(void)r;
 			} else if (p == &tag_durable) {
 #ifdef PKV_SRV_HAVE_TICKETS
-				/* Read (reset) first, then look at the watermark: a growth after the
-				 * read wakes us again. EAGAIN: another loop read it. */
+				/* Read (reset) first, then look at the watermark: a growth after
+				 * the read wakes us again. EAGAIN: another loop read it. */
 				uint64_t v;
 				ssize_t r = read(l->durable_fd, &v, sizeof(v));
 
@@ -809,7 +817,8 @@ int net_start_loops(void)
 		if (add_fd(l->epfd, l->wakefd, &tag_wake, EPOLLIN) < 0)
 			return -errno;
 		/* EPOLLEXCLUSIVE: a new connection wakes one waiting loop, not all of them. */
-		if (srv.tcp_fd >= 0 && add_fd(l->epfd, srv.tcp_fd, &tag_tcp, EPOLLIN | EPOLLEXCLUSIVE))
+		if (srv.tcp_fd >= 0 &&
+		    add_fd(l->epfd, srv.tcp_fd, &tag_tcp, EPOLLIN | EPOLLEXCLUSIVE))
 			return -errno;
 		if (srv.unix_fd >= 0 &&
 		    add_fd(l->epfd, srv.unix_fd, &tag_unix, EPOLLIN | EPOLLEXCLUSIVE))
