@@ -39,15 +39,15 @@
 
 #include "glob.h"
 
-#define SRV_GET_RUN 64      /* most GETs of a pipeline answered by one multi-get */
+#define SRV_GET_RUN 64 /* most GETs of a pipeline answered by one multi-get */
 #define SRV_MAX_RETRIES 100000 /* conflicts before a command gives up (never seen in practice) */
 
 /* command flags */
-#define F_WRITE 0x1u    /* writes the store */
-#define F_READ 0x2u     /* reads the store */
-#define F_NOAUTH 0x4u   /* allowed before AUTH */
-#define F_NOMULTI 0x8u  /* refused inside MULTI (its effect cannot join a batch) */
-#define F_TXN 0x10u     /* runs on a txn (read-then-write) outside MULTI too */
+#define F_WRITE 0x1u /* writes the store */
+#define F_READ 0x2u /* reads the store */
+#define F_NOAUTH 0x4u /* allowed before AUTH */
+#define F_NOMULTI 0x8u /* refused inside MULTI (its effect cannot join a batch) */
+#define F_TXN 0x10u /* runs on a txn (read-then-write) outside MULTI too */
 #define F_ADMIN 0x20u
 #define F_FAST 0x40u
 #define F_MULTICTL 0x80u /* MULTI EXEC DISCARD WATCH UNWATCH QUIT: not queued */
@@ -225,7 +225,7 @@ static int read_direct(struct ctx *x, const char *key, size_t klen, struct kv *k
 struct tent {
 	char *key;
 	size_t klen;
-	bool read;     /* the store was read: commit expects version @rseq */
+	bool read; /* the store was read: commit expects version @rseq */
 	uint64_t rseq;
 	bool present;
 	char *val;
@@ -238,6 +238,10 @@ struct txn {
 	struct tent *e;
 	size_t n, cap;
 	bool dirty;
+	/* values replaced by a later write: a command may still reply with one (GETDEL, SET GET),
+	 * so they live until the transaction ends */
+	char **old;
+	size_t nold, capold;
 };
 
 static void txn_reset(struct txn *t)
@@ -248,6 +252,9 @@ static void txn_reset(struct txn *t)
 	}
 	t->n = 0;
 	t->dirty = false;
+	for (size_t i = 0; i < t->nold; i++)
+		free(t->old[i]);
+	t->nold = 0;
 }
 
 static void txn_free(struct txn *t)
@@ -256,6 +263,9 @@ static void txn_free(struct txn *t)
 	free(t->e);
 	t->e = NULL;
 	t->cap = 0;
+	free(t->old);
+	t->old = NULL;
+	t->capold = 0;
 }
 
 static struct tent *txn_find(struct txn *t, const char *key, size_t klen)
@@ -357,6 +367,15 @@ static int txn_write(struct txn *t, const char *key, size_t klen, const void *va
 		if (!e)
 			return -ENOMEM;
 	}
+	if (t->nold == t->capold) {
+		size_t ncap = t->capold ? t->capold * 2 : 8;
+		char **no = realloc(t->old, ncap * sizeof(*no));
+
+		if (!no)
+			return -ENOMEM;
+		t->old = no;
+		t->capold = ncap;
+	}
 	if (!del) {
 		nv = malloc(vlen ? vlen : 1);
 		if (!nv)
@@ -364,7 +383,8 @@ static int txn_write(struct txn *t, const char *key, size_t klen, const void *va
 		if (vlen)
 			memcpy(nv, val, vlen);
 	}
-	free(e->val);
+	if (e->val)
+		t->old[t->nold++] = e->val;
 	e->val = nv;
 	e->vlen = del ? 0 : vlen;
 	e->present = !del;
@@ -402,7 +422,7 @@ static int txn_commit(struct conn *c, struct txn *t, const struct watched_key *w
 		if (e && e->read) {
 			if (e->rseq != w[i].seq)
 				return PKV_ECONFLICT; /* the transaction itself saw the change */
-			continue;                     /* its condition is there already */
+			continue; /* its condition is there already */
 		}
 		if (key_can_exist(w[i].klen)) {
 			rc = pkv_batch_expect(b, w[i].key, w[i].klen, w[i].seq);
@@ -531,10 +551,10 @@ void cmd_flush_pending(struct conn *c)
 #else
 	for (size_t i = 0; i < n; i++) {
 		size_t vlen = 0;
-		int rc = key_can_exist(c->pget[i].klen)
-				 ? pkv_get(srv.db, c->pget[i].key, c->pget[i].klen, l->scratch,
-					   PKV_MAX_VALUE, &vlen)
-				 : PKV_NOTFOUND;
+		int rc = key_can_exist(c->pget[i].klen) ?
+				 pkv_get(srv.db, c->pget[i].key, c->pget[i].klen, l->scratch,
+					 PKV_MAX_VALUE, &vlen) :
+				 PKV_NOTFOUND;
 
 		if (rc == 0) {
 			resp_bulk(&c->out, l->scratch, vlen);
@@ -627,8 +647,8 @@ static void cmd_auth(struct ctx *x)
 		reply_syntax(x);
 		return;
 	}
-	if (x->argc == 2 ? auth_check(x, NULL, 0, x->argv[1], x->lens[1])
-			 : auth_check(x, x->argv[1], x->lens[1], x->argv[2], x->lens[2]))
+	if (x->argc == 2 ? auth_check(x, NULL, 0, x->argv[1], x->lens[1]) :
+			   auth_check(x, x->argv[1], x->lens[1], x->argv[2], x->lens[2]))
 		reply_ok(x);
 }
 
@@ -666,7 +686,8 @@ static void cmd_hello(struct ctx *x)
 
 	if (x->argc >= 2) {
 		if (!parse_ll(x->argv[1], x->lens[1], &ver)) {
-			resp_error(x->out, "ERR Protocol version is not an integer or out of range");
+			resp_error(x->out,
+				   "ERR Protocol version is not an integer or out of range");
 			return;
 		}
 		if (ver < 2 || ver > 3) {
@@ -685,8 +706,9 @@ static void cmd_hello(struct ctx *x)
 			name = x->argv[i + 1];
 			nlen = x->lens[i + 1];
 			if (!name_ok(name, nlen)) {
-				resp_error(x->out, "ERR Client names cannot contain spaces, newlines or "
-						   "special characters.");
+				resp_error(x->out,
+					   "ERR Client names cannot contain spaces, newlines or "
+					   "special characters.");
 				return;
 			}
 			i++;
@@ -697,10 +719,11 @@ static void cmd_hello(struct ctx *x)
 		}
 	}
 	if (!x->c->authed) {
-		resp_error(x->out, "NOAUTH HELLO must be called with the client already authenticated, "
-				   "otherwise the HELLO <proto> AUTH <user> <pass> option can be used to "
-				   "authenticate the client and select the RESP protocol version at the "
-				   "same time");
+		resp_error(x->out,
+			   "NOAUTH HELLO must be called with the client already authenticated, "
+			   "otherwise the HELLO <proto> AUTH <user> <pass> option can be used to "
+			   "authenticate the client and select the RESP protocol version at the "
+			   "same time");
 		return;
 	}
 	if (name)
@@ -779,24 +802,37 @@ static void cmd_get(struct ctx *x)
 	reply_value(x, &kv);
 }
 
-/* A plain write outside any transaction: one store call, the reply held for durability. */
+/*
+ * A plain write outside any transaction: one store call. *seq: its sequence number, for the
+ * durable reply (0 when the API does not say it: the reply then waits for every write so far).
+ */
 static int put_direct(struct ctx *x, const char *key, size_t klen, const void *val, size_t vlen,
-		      uint64_t exp)
+		      uint64_t exp, uint64_t *seq)
 {
 	int rc;
 
 	(void)x;
+	*seq = 0;
 #ifdef PKV_SRV_HAVE_EXPIRE
 	if (exp)
-		rc = pkv_put_expire(srv.db, key, klen, val, vlen, exp, 0);
-	else
+		return pkv_put_expire(srv.db, key, klen, val, vlen, exp, 0);
 #endif
-		rc = pkv_put(srv.db, key, klen, val, vlen);
 	(void)exp;
+#ifdef PKV_SRV_HAVE_TICKETS
+	rc = pkv_put_seq(srv.db, key, klen, val, vlen, 0, seq);
+#else
+	rc = pkv_put(srv.db, key, klen, val, vlen);
+#endif
 	return rc;
 }
 
-enum { SET_NX = 1, SET_XX = 2, SET_GET = 4, SET_KEEPTTL = 8, SET_EXP = 16 };
+enum {
+	SET_NX = 1,
+	SET_XX = 2,
+	SET_GET = 4,
+	SET_KEEPTTL = 8,
+	SET_EXP = 16
+};
 
 /* SET and its relatives: key, value, flags, expiry (absolute ms, 0 none). */
 static void do_set(struct ctx *x, const char *key, size_t klen, const char *val, size_t vlen,
@@ -805,13 +841,14 @@ static void do_set(struct ctx *x, const char *key, size_t klen, const char *val,
 	struct kv old = { 0 };
 
 	if (!(flags & (SET_NX | SET_XX | SET_GET | SET_KEEPTTL)) && !x->t) {
-		int rc = put_direct(x, key, klen, val, vlen, exp);
+		uint64_t seq;
+		int rc = put_direct(x, key, klen, val, vlen, exp, &seq);
 
 		if (rc < 0) {
 			reply_store_error(x->c, rc);
 			return;
 		}
-		conn_hold(x->c, x->out->len, 0);
+		conn_hold(x->c, x->out->len, seq);
 		reply_ok(x);
 		return;
 	}
@@ -1066,8 +1103,15 @@ static void cmd_msetnx(struct ctx *x)
 static void cmd_del(struct ctx *x)
 {
 	if (x->argc == 2 && !x->t) {
-		int rc = key_can_exist(x->lens[1]) ? pkv_del(srv.db, x->argv[1], x->lens[1])
-						   : PKV_NOTFOUND;
+		uint64_t seq = 0;
+#ifdef PKV_SRV_HAVE_TICKETS
+		int rc = key_can_exist(x->lens[1]) ?
+				 pkv_del_seq(srv.db, x->argv[1], x->lens[1], 0, &seq) :
+				 PKV_NOTFOUND;
+#else
+		int rc = key_can_exist(x->lens[1]) ? pkv_del(srv.db, x->argv[1], x->lens[1]) :
+						     PKV_NOTFOUND;
+#endif
 
 		if (rc == PKV_NOTFOUND) {
 			resp_int(x->out, 0);
@@ -1077,7 +1121,7 @@ static void cmd_del(struct ctx *x)
 			reply_store_error(x->c, rc);
 			return;
 		}
-		conn_hold(x->c, x->out->len, 0);
+		conn_hold(x->c, x->out->len, seq);
 		resp_int(x->out, 1);
 		return;
 	}
@@ -1219,7 +1263,12 @@ static void cmd_decrby(struct ctx *x)
 #ifdef PKV_SRV_EXPIRY
 static void expire_common(struct ctx *x, uint64_t unit, bool absolute, const char *name)
 {
-	enum { NX = 1, XX = 2, GT = 4, LT = 8 };
+	enum {
+		NX = 1,
+		XX = 2,
+		GT = 4,
+		LT = 8
+	};
 	unsigned opt = 0;
 	uint64_t when;
 	struct kv old;
@@ -1417,7 +1466,8 @@ static void cmd_scan(struct ctx *x)
 			}
 			i++;
 		} else if (arg_is(x, i, "TYPE") && i + 1 < x->argc) {
-			if (!(x->lens[i + 1] == 6 && strncasecmp(x->argv[i + 1], "string", 6) == 0)) {
+			if (!(x->lens[i + 1] == 6 &&
+			      strncasecmp(x->argv[i + 1], "string", 6) == 0)) {
 				/* no key has another type: an empty page, the scan done */
 				resp_array(x->out, 2);
 				resp_bulk_cstr(x->out, "0");
@@ -1604,6 +1654,58 @@ static long rss_bytes(void)
 	return rss * sysconf(_SC_PAGESIZE);
 }
 
+#define SRV_EXPIRES_SCAN_MAX 100000 /* INFO counts keys with an expiry up to this many keys */
+
+#if defined(PKV_SRV_HAVE_SCAN) && defined(PKV_SRV_EXPIRY)
+struct expires_acc {
+	uint64_t n, ttl_sum, now;
+};
+
+static int expires_visit(void *arg, const void *key, size_t klen, const void *val, size_t vlen,
+			 uint64_t seq)
+{
+	struct expires_acc *a = arg;
+	pkv_item it = { .key = key, .klen = klen };
+
+	(void)val;
+	(void)vlen;
+	(void)seq;
+	if (pkv_read_begin(srv.db) < 0)
+		return 0;
+	if (pkv_get_many(srv.db, &it, 1) == 1 && it.expires_ms) {
+		a->n++;
+		a->ttl_sum += it.expires_ms > a->now ? it.expires_ms - a->now : 0;
+	}
+	pkv_read_end(srv.db);
+	return 0;
+}
+#endif
+
+/*
+ * Keys with an expiry, and their average TTL (ms): the store keeps no such counter, so INFO
+ * counts them by a scan, on stores of up to SRV_EXPIRES_SCAN_MAX keys (0 above that).
+ */
+static void count_expires(uint64_t keys, uint64_t *n, uint64_t *avg_ttl)
+{
+	*n = 0;
+	*avg_ttl = 0;
+#if defined(PKV_SRV_HAVE_SCAN) && defined(PKV_SRV_EXPIRY)
+	struct expires_acc a = { .now = srv_now_ms() };
+	uint64_t cur = 0;
+
+	if (keys == 0 || keys > SRV_EXPIRES_SCAN_MAX)
+		return;
+	do {
+		if (pkv_scan(srv.db, &cur, 1024, expires_visit, &a) < 0)
+			return;
+	} while (cur != 0);
+	*n = a.n;
+	*avg_ttl = a.n ? a.ttl_sum / a.n : 0;
+#else
+	(void)keys;
+#endif
+}
+
 static bool want_section(struct ctx *x, const char *name, bool is_default)
 {
 	if (x->argc < 2)
@@ -1617,7 +1719,9 @@ static bool want_section(struct ctx *x, const char *name, bool is_default)
 
 static const char *durability_name(enum pkv_durability d)
 {
-	return d == PKV_DURABLE_POWER ? "power" : d == PKV_DURABLE_PERIODIC ? "periodic" : "process";
+	return d == PKV_DURABLE_POWER	 ? "power" :
+	       d == PKV_DURABLE_PERIODIC ? "periodic" :
+					   "process";
 }
 
 static void cmd_info(struct ctx *x)
@@ -1632,10 +1736,10 @@ static void cmd_info(struct ctx *x)
 		reply_store_error(x->c, rc);
 		return;
 	}
-#define SECTION(title)                                                                           \
-	do {                                                                                       \
-		info_add(&b, "%s# %s\r\n", first ? "" : "\r\n", title);                             \
-		first = false;                                                                     \
+#define SECTION(title)                                                  \
+	do {                                                            \
+		info_add(&b, "%s# %s\r\n", first ? "" : "\r\n", title); \
+		first = false;                                          \
 	} while (0)
 	if (want_section(x, "server", true)) {
 		SECTION("Server");
@@ -1673,10 +1777,12 @@ static void cmd_info(struct ctx *x)
 		info_add(&b, "loading:0\r\n");
 		info_add(&b, "pkv_dir:%s\r\n", srv.cfg.dir ? srv.cfg.dir : "(memory)");
 		info_add(&b, "pkv_durability:%s\r\n", durability_name(srv.cfg.durability));
-		info_add(&b, "rdb_bgsave_in_progress:%d\r\n", atomic_load(&srv.bgsave_running) ? 1 : 0);
+		info_add(&b, "rdb_bgsave_in_progress:%d\r\n",
+			 atomic_load(&srv.bgsave_running) ? 1 : 0);
 		info_add(&b, "rdb_last_save_time:%llu\r\n",
 			 (unsigned long long)atomic_load(&srv.lastsave_s));
-		info_add(&b, "rdb_last_bgsave_status:%s\r\n", atomic_load(&srv.bgsave_ok) ? "ok" : "err");
+		info_add(&b, "rdb_last_bgsave_status:%s\r\n",
+			 atomic_load(&srv.bgsave_ok) ? "ok" : "err");
 		info_add(&b, "aof_enabled:%d\r\n", srv.cfg.dir ? 1 : 0);
 		info_add(&b, "last_seq:%llu\r\n", (unsigned long long)st.last_seq);
 		info_add(&b, "durable_seq:%llu\r\n", (unsigned long long)st.durable_seq);
@@ -1684,8 +1790,10 @@ static void cmd_info(struct ctx *x)
 		info_add(&b, "wal_segments:%llu\r\n", (unsigned long long)st.wal_segments);
 		info_add(&b, "syncs:%llu\r\n", (unsigned long long)st.syncs);
 		info_add(&b, "synced_writes:%llu\r\n", (unsigned long long)st.synced_writes);
-		info_add(&b, "recovered_records:%llu\r\n", (unsigned long long)st.recovered_records);
-		info_add(&b, "discarded_records:%llu\r\n", (unsigned long long)st.discarded_records);
+		info_add(&b, "recovered_records:%llu\r\n",
+			 (unsigned long long)st.recovered_records);
+		info_add(&b, "discarded_records:%llu\r\n",
+			 (unsigned long long)st.discarded_records);
 		info_add(&b, "snapshot_seq:%llu\r\n", (unsigned long long)st.snapshot_seq);
 		info_add(&b, "snapshot_keys:%llu\r\n", (unsigned long long)st.snapshot_keys);
 		info_add(&b, "snapshot_bytes:%llu\r\n", (unsigned long long)st.snapshot_bytes);
@@ -1697,21 +1805,27 @@ static void cmd_info(struct ctx *x)
 		SECTION("Stats");
 		info_add(&b, "total_connections_received:%llu\r\n",
 			 (unsigned long long)SUM(connections));
-		info_add(&b, "total_commands_processed:%llu\r\n", (unsigned long long)SUM(commands));
+		info_add(&b, "total_commands_processed:%llu\r\n",
+			 (unsigned long long)SUM(commands));
 		info_add(&b, "total_net_input_bytes:%llu\r\n", (unsigned long long)SUM(net_in));
 		info_add(&b, "total_net_output_bytes:%llu\r\n", (unsigned long long)SUM(net_out));
 		info_add(&b, "rejected_connections:%llu\r\n", (unsigned long long)SUM(rejected));
 		info_add(&b, "keyspace_hits:%llu\r\n", (unsigned long long)SUM(hits));
 		info_add(&b, "keyspace_misses:%llu\r\n", (unsigned long long)SUM(misses));
-		info_add(&b, "write_conflicts_retried:%llu\r\n", (unsigned long long)SUM(conflicts));
+		info_add(&b, "write_conflicts_retried:%llu\r\n",
+			 (unsigned long long)SUM(conflicts));
 		info_add(&b, "store_puts:%llu\r\n", (unsigned long long)st.puts);
 		info_add(&b, "store_dels:%llu\r\n", (unsigned long long)st.dels);
 	}
 	if (want_section(x, "keyspace", true)) {
+		uint64_t expires = 0, avg_ttl = 0;
+
 		SECTION("Keyspace");
+		count_expires(st.keys, &expires, &avg_ttl);
 		if (st.keys)
-			info_add(&b, "db0:keys=%llu,expires=%s,avg_ttl=0\r\n",
-				 (unsigned long long)st.keys, "0");
+			info_add(&b, "db0:keys=%llu,expires=%llu,avg_ttl=%llu\r\n",
+				 (unsigned long long)st.keys, (unsigned long long)expires,
+				 (unsigned long long)avg_ttl);
 	}
 #undef SECTION
 	if (b.oom) {
@@ -1744,9 +1858,10 @@ static void config_value(const char *name, char *buf, size_t cap)
 	else if (!strcmp(name, "appendonly"))
 		snprintf(buf, cap, "%s", srv.cfg.dir ? "yes" : "no");
 	else if (!strcmp(name, "appendfsync"))
-		snprintf(buf, cap, "%s", srv.cfg.durability == PKV_DURABLE_POWER ? "always"
-					 : srv.cfg.durability == PKV_DURABLE_PERIODIC ? "everysec"
-										     : "no");
+		snprintf(buf, cap, "%s",
+			 srv.cfg.durability == PKV_DURABLE_POWER    ? "always" :
+			 srv.cfg.durability == PKV_DURABLE_PERIODIC ? "everysec" :
+								      "no");
 	else if (!strcmp(name, "durability"))
 		snprintf(buf, cap, "%s", durability_name(srv.cfg.durability));
 	else if (!strcmp(name, "databases"))
@@ -1776,10 +1891,26 @@ static void config_value(const char *name, char *buf, size_t cap)
 }
 
 static const char *const config_names[] = {
-	"port", "bind", "unixsocket", "maxclients", "timeout", "dir", "save", "appendonly",
-	"appendfsync", "durability", "databases", "maxmemory", "requirepass", "protected-mode",
-	"io-threads", "threads", "proto-max-bulk-len", "client-query-buffer-limit",
-	"client-output-buffer-limit", "loglevel",
+	"port",
+	"bind",
+	"unixsocket",
+	"maxclients",
+	"timeout",
+	"dir",
+	"save",
+	"appendonly",
+	"appendfsync",
+	"durability",
+	"databases",
+	"maxmemory",
+	"requirepass",
+	"protected-mode",
+	"io-threads",
+	"threads",
+	"proto-max-bulk-len",
+	"client-query-buffer-limit",
+	"client-output-buffer-limit",
+	"loglevel",
 };
 #define NCONFIG (sizeof(config_names) / sizeof(config_names[0]))
 
@@ -1821,16 +1952,18 @@ static void cmd_config(struct ctx *x)
 			else if (arg_is(x, a, "save") || arg_is(x, a, "appendonly"))
 				ok = true; /* accepted and ignored, for tools that set them */
 			else {
-				resp_errorf(x->out, "ERR Unknown option or number of arguments for "
-						    "CONFIG SET - '%.*s'",
+				resp_errorf(x->out,
+					    "ERR Unknown option or number of arguments for "
+					    "CONFIG SET - '%.*s'",
 					    (int)(x->lens[a] > 64 ? 64 : x->lens[a]), x->argv[a]);
 				return;
 			}
 			if (!ok) {
-				resp_errorf(x->out, "ERR Invalid argument '%.*s' for CONFIG SET '%.*s'",
+				resp_errorf(x->out,
+					    "ERR Invalid argument '%.*s' for CONFIG SET '%.*s'",
 					    (int)(x->lens[a + 1] > 64 ? 64 : x->lens[a + 1]),
-					    x->argv[a + 1], (int)(x->lens[a] > 64 ? 64 : x->lens[a]),
-					    x->argv[a]);
+					    x->argv[a + 1],
+					    (int)(x->lens[a] > 64 ? 64 : x->lens[a]), x->argv[a]);
 				return;
 			}
 		}
@@ -1844,10 +1977,10 @@ static void cmd_config(struct ctx *x)
 				atomic_store(&srv.cfg.maxclients, (unsigned)v);
 			else if (arg_is(x, a, "loglevel"))
 				atomic_store(&srv.cfg.loglevel,
-					     arg_is(x, a + 1, "debug")     ? LL_DEBUG
-					     : arg_is(x, a + 1, "verbose") ? LL_VERBOSE
-					     : arg_is(x, a + 1, "notice")  ? LL_NOTICE
-									   : LL_WARNING);
+					     arg_is(x, a + 1, "debug")	 ? LL_DEBUG :
+					     arg_is(x, a + 1, "verbose") ? LL_VERBOSE :
+					     arg_is(x, a + 1, "notice")	 ? LL_NOTICE :
+									   LL_WARNING);
 		}
 		reply_ok(x);
 	} else if (arg_is(x, 1, "RESETSTAT") && x->argc == 2) {
@@ -1858,8 +1991,9 @@ static void cmd_config(struct ctx *x)
 		resp_simple(x->out, "CONFIG SET <parameter> <value> [<parameter> <value> ...]");
 		resp_simple(x->out, "CONFIG RESETSTAT");
 	} else {
-		resp_errorf(x->out, "ERR unknown subcommand or wrong number of arguments for '%.*s'. "
-				    "Try CONFIG HELP.",
+		resp_errorf(x->out,
+			    "ERR unknown subcommand or wrong number of arguments for '%.*s'. "
+			    "Try CONFIG HELP.",
 			    (int)(x->lens[1] > 64 ? 64 : x->lens[1]), x->argv[1]);
 	}
 }
@@ -1929,8 +2063,9 @@ static void cmd_client(struct ctx *x)
 		resp_verbatim(x->out, c->proto, "txt", b.p ? b.p : "", b.len);
 		rbuf_free(&b);
 	} else {
-		resp_errorf(x->out, "ERR unknown subcommand or wrong number of arguments for '%.*s'. "
-				    "Try CLIENT HELP.",
+		resp_errorf(x->out,
+			    "ERR unknown subcommand or wrong number of arguments for '%.*s'. "
+			    "Try CLIENT HELP.",
 			    (int)(x->lens[1] > 64 ? 64 : x->lens[1]), x->argv[1]);
 	}
 }
@@ -2146,7 +2281,8 @@ static void run_txn_cmd(struct ctx *x, const struct srv_cmd *cmd)
 		txn_reset(&t);
 		if (rc == PKV_ECONFLICT) {
 			rbuf_truncate(x->out, mark);
-			atomic_fetch_add_explicit(&x->c->loop->st.conflicts, 1, memory_order_relaxed);
+			atomic_fetch_add_explicit(&x->c->loop->st.conflicts, 1,
+						  memory_order_relaxed);
 			continue;
 		}
 		if (rc < 0) {
@@ -2174,23 +2310,24 @@ static void cmd_command(struct ctx *x);
 #define R F_READ
 /* name, arity, flags, fn, first key, last key, step, group, summary, since */
 static const struct srv_cmd commands[] = {
-	{ "PING", -1, F_NOAUTH | F_FAST, cmd_ping, 0, 0, 0, "connection", "Ping the server", "1.0.0" },
-	{ "ECHO", 2, F_FAST, cmd_echo, 0, 0, 0, "connection", "Return the argument", "1.0.0" },
-	{ "QUIT", -1, F_NOAUTH | F_MULTICTL, cmd_quit, 0, 0, 0, "connection", "Close the connection",
+	{ "PING", -1, F_NOAUTH | F_FAST, cmd_ping, 0, 0, 0, "connection", "Ping the server",
 	  "1.0.0" },
+	{ "ECHO", 2, F_FAST, cmd_echo, 0, 0, 0, "connection", "Return the argument", "1.0.0" },
+	{ "QUIT", -1, F_NOAUTH | F_MULTICTL, cmd_quit, 0, 0, 0, "connection",
+	  "Close the connection", "1.0.0" },
 	{ "HELLO", -1, F_NOAUTH | F_FAST | F_NOMULTI, cmd_hello, 0, 0, 0, "connection",
 	  "Handshake: protocol version, authentication, name", "6.0.0" },
 	{ "AUTH", -2, F_NOAUTH | F_FAST | F_NOMULTI, cmd_auth, 0, 0, 0, "connection",
 	  "Authenticate the connection", "1.0.0" },
-	{ "SELECT", 2, F_FAST, cmd_select, 0, 0, 0, "connection", "Select database 0 (the only one)",
-	  "1.0.0" },
+	{ "SELECT", 2, F_FAST, cmd_select, 0, 0, 0, "connection",
+	  "Select database 0 (the only one)", "1.0.0" },
 	{ "CLIENT", -2, F_ADMIN, cmd_client, 0, 0, 0, "connection",
 	  "CLIENT ID, SETNAME, GETNAME, LIST, INFO", "2.4.0" },
 	{ "GET", 2, R | F_FAST, cmd_get, 1, 1, 1, "string", "Get the value of a key", "1.0.0" },
-	{ "SET", -3, W, cmd_set, 1, 1, 1, "string",
-	  "Set a key (NX XX GET EX PX EXAT PXAT KEEPTTL)", "1.0.0" },
-	{ "MGET", -2, R | F_FAST, cmd_mget, 1, -1, 1, "string", "Get the values of keys (one snapshot)",
+	{ "SET", -3, W, cmd_set, 1, 1, 1, "string", "Set a key (NX XX GET EX PX EXAT PXAT KEEPTTL)",
 	  "1.0.0" },
+	{ "MGET", -2, R | F_FAST, cmd_mget, 1, -1, 1, "string",
+	  "Get the values of keys (one snapshot)", "1.0.0" },
 	{ "DEL", -2, W, cmd_del, 1, -1, 1, "generic", "Delete keys (atomically)", "1.0.0" },
 	{ "UNLINK", -2, W, cmd_del, 1, -1, 1, "generic", "Delete keys (as DEL)", "4.0.0" },
 	{ "EXISTS", -2, R | F_FAST, cmd_exists, 1, -1, 1, "generic", "Count the keys that exist",
@@ -2201,10 +2338,12 @@ static const struct srv_cmd commands[] = {
 	{ "TTL", 2, R | F_FAST, cmd_ttl, 1, 1, 1, "generic", "Seconds to live", "1.0.0" },
 	{ "PTTL", 2, R | F_FAST, cmd_pttl, 1, 1, 1, "generic", "Milliseconds to live", "2.6.0" },
 #ifdef PKV_SRV_RMW
-	{ "SETNX", 3, W | F_TXN, cmd_setnx, 1, 1, 1, "string", "Set a key if it is absent", "1.0.0" },
+	{ "SETNX", 3, W | F_TXN, cmd_setnx, 1, 1, 1, "string", "Set a key if it is absent",
+	  "1.0.0" },
 	{ "GETSET", 3, W | F_TXN, cmd_getset, 1, 1, 1, "string", "Set a key, return the old value",
 	  "1.0.0" },
-	{ "GETDEL", 2, W | F_TXN, cmd_getdel, 1, 1, 1, "string", "Get a key and delete it", "6.2.0" },
+	{ "GETDEL", 2, W | F_TXN, cmd_getdel, 1, 1, 1, "string", "Get a key and delete it",
+	  "6.2.0" },
 	{ "MSET", -3, W | F_TXN, cmd_mset, 1, -1, 2, "string", "Set keys (one atomic batch)",
 	  "1.0.1" },
 	{ "MSETNX", -3, W | F_TXN, cmd_msetnx, 1, -1, 2, "string",
@@ -2228,7 +2367,8 @@ static const struct srv_cmd commands[] = {
 	  "Forget the watched keys", "2.2.0" },
 #endif
 #ifdef PKV_SRV_EXPIRY
-	{ "SETEX", 4, W | F_TXN, cmd_setex, 1, 1, 1, "string", "Set a key with a TTL (s)", "2.0.0" },
+	{ "SETEX", 4, W | F_TXN, cmd_setex, 1, 1, 1, "string", "Set a key with a TTL (s)",
+	  "2.0.0" },
 	{ "PSETEX", 4, W | F_TXN, cmd_psetex, 1, 1, 1, "string", "Set a key with a TTL (ms)",
 	  "2.6.0" },
 	{ "GETEX", -2, W | F_TXN, cmd_getex, 1, 1, 1, "string", "Get a key, change its expiry",
@@ -2282,7 +2422,8 @@ size_t cmd_count(void)
 const struct srv_cmd *cmd_lookup(const char *name, size_t len)
 {
 	for (size_t i = 0; i < NCOMMANDS; i++)
-		if (strlen(commands[i].name) == len && strncasecmp(commands[i].name, name, len) == 0)
+		if (strlen(commands[i].name) == len &&
+		    strncasecmp(commands[i].name, name, len) == 0)
 			return &commands[i];
 	return NULL;
 }
@@ -2320,8 +2461,8 @@ static void command_info(struct ctx *x, const struct srv_cmd *cmd)
 	resp_int(x->out, cmd->step);
 	resp_set(x->out, x->c->proto, 0); /* ACL categories */
 	resp_set(x->out, x->c->proto, 0); /* tips */
-	resp_array(x->out, 0);            /* key specs */
-	resp_array(x->out, 0);            /* subcommands */
+	resp_array(x->out, 0); /* key specs */
+	resp_array(x->out, 0); /* subcommands */
 }
 
 static void command_doc(struct ctx *x, const struct srv_cmd *cmd)
@@ -2387,8 +2528,9 @@ static void cmd_command(struct ctx *x)
 				command_doc(x, cmd);
 		}
 	} else {
-		resp_errorf(x->out, "ERR unknown subcommand or wrong number of arguments for '%.*s'. "
-				    "Try COMMAND HELP.",
+		resp_errorf(x->out,
+			    "ERR unknown subcommand or wrong number of arguments for '%.*s'. "
+			    "Try COMMAND HELP.",
 			    (int)(x->lens[1] > 64 ? 64 : x->lens[1]), x->argv[1]);
 	}
 }

@@ -58,7 +58,8 @@ static bool token_match(const char *pat, size_t plen, size_t *pi, unsigned char 
 					hit = true;
 				j++;
 			} else if (j + 2 < k && pat[j + 1] == '-') {
-				unsigned char lo = fold(a, nocase), hi = fold((unsigned char)pat[j + 2], nocase);
+				unsigned char lo = fold(a, nocase),
+					      hi = fold((unsigned char)pat[j + 2], nocase);
 				unsigned char x = fold(c, nocase);
 
 				if (lo > hi) {

@@ -70,7 +70,9 @@ void srv_log(int level, const char *fmt, ...)
 static void store_log(void *ctx, int level, const char *msg)
 {
 	(void)ctx;
-	srv_log(level == PKV_LOG_ERROR ? LL_WARNING : level == PKV_LOG_WARN ? LL_NOTICE : LL_VERBOSE,
+	srv_log(level == PKV_LOG_ERROR ? LL_WARNING :
+		level == PKV_LOG_WARN  ? LL_NOTICE :
+					 LL_VERBOSE,
 		"store: %s", msg);
 }
 
@@ -149,14 +151,28 @@ static size_t size_arg(const char *opt, const char *s)
 	else if (*end)
 		bad_usage("%s: '%s' is not a size", opt, s);
 	if (v > SIZE_MAX / mul || v * mul < 2 * PKV_MAX_VALUE)
-		bad_usage("%s: '%s' is out of range (at least %u bytes)", opt, s, 2 * PKV_MAX_VALUE);
+		bad_usage("%s: '%s' is out of range (at least %u bytes)", opt, s,
+			  2 * PKV_MAX_VALUE);
 	return (size_t)(v * mul);
 }
 
 enum {
-	OPT_DIR = 256, OPT_MEMORY, OPT_PORT, OPT_BIND, OPT_UNIX, OPT_UNIXPERM, OPT_THREADS,
-	OPT_DURABILITY, OPT_SYNC, OPT_PASS, OPT_MAXCLIENTS, OPT_TIMEOUT, OPT_QLIMIT, OPT_OLIMIT,
-	OPT_LOGLEVEL, OPT_HELP,
+	OPT_DIR = 256,
+	OPT_MEMORY,
+	OPT_PORT,
+	OPT_BIND,
+	OPT_UNIX,
+	OPT_UNIXPERM,
+	OPT_THREADS,
+	OPT_DURABILITY,
+	OPT_SYNC,
+	OPT_PASS,
+	OPT_MAXCLIENTS,
+	OPT_TIMEOUT,
+	OPT_QLIMIT,
+	OPT_OLIMIT,
+	OPT_LOGLEVEL,
+	OPT_HELP,
 };
 
 static void parse_options(int argc, char **argv)
@@ -213,7 +229,8 @@ static void parse_options(int argc, char **argv)
 			cfg->bind = optarg;
 			break;
 		case OPT_UNIX:
-			if (strlen(optarg) >= sizeof(((struct sockaddr_un *)0)->sun_path) || !optarg[0])
+			if (strlen(optarg) >= sizeof(((struct sockaddr_un *)0)->sun_path) ||
+			    !optarg[0])
 				bad_usage("--unixsocket: bad path '%s'", optarg);
 			cfg->unixsocket = optarg;
 			break;
@@ -237,10 +254,12 @@ static void parse_options(int argc, char **argv)
 			else if (!strcmp(optarg, "periodic"))
 				cfg->durability = PKV_DURABLE_PERIODIC;
 			else
-				bad_usage("--durability: '%s' is not process, power or periodic", optarg);
+				bad_usage("--durability: '%s' is not process, power or periodic",
+					  optarg);
 			break;
 		case OPT_SYNC:
-			cfg->sync_interval_ms = (unsigned)num_arg("--sync-interval", optarg, 1, 3600000);
+			cfg->sync_interval_ms = (unsigned)num_arg("--sync-interval", optarg, 1,
+								  3600000);
 			break;
 		case OPT_PASS:
 			if (!optarg[0])
@@ -271,8 +290,9 @@ static void parse_options(int argc, char **argv)
 			else if (!strcmp(optarg, "warning"))
 				atomic_store(&cfg->loglevel, LL_WARNING);
 			else
-				bad_usage("--loglevel: '%s' is not debug, verbose, notice or warning",
-					  optarg);
+				bad_usage(
+					"--loglevel: '%s' is not debug, verbose, notice or warning",
+					optarg);
 			break;
 		case OPT_HELP:
 		case 'h':
@@ -313,7 +333,8 @@ static bool is_loopback(const struct addrinfo *ai)
 
 static int resolve_bind(struct addrinfo **out)
 {
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
 	char port[16];
 	int rc;
 
@@ -428,15 +449,16 @@ int main(int argc, char **argv)
 	 * reply until the write is durable (group commit shared by every connection), so no loop
 	 * thread blocks in an fdatasync of its own.
 	 */
-	po.durability = srv.cfg.durability == PKV_DURABLE_POWER ? PKV_DURABLE_PROCESS
-								 : srv.cfg.durability;
+	po.durability = srv.cfg.durability == PKV_DURABLE_POWER ? PKV_DURABLE_PROCESS :
+								  srv.cfg.durability;
 	if (srv.cfg.sync_interval_ms)
 		po.sync_interval_ms = srv.cfg.sync_interval_ms;
 	po.log_fn = store_log;
 	rc = pkv_open(srv.cfg.dir, &po, &srv.db);
 	if (rc < 0) {
 		fprintf(stderr, "pkv-server: cannot open the store%s%s: %s\n",
-			srv.cfg.dir ? " in " : "", srv.cfg.dir ? srv.cfg.dir : "", pkv_strerror(rc));
+			srv.cfg.dir ? " in " : "", srv.cfg.dir ? srv.cfg.dir : "",
+			pkv_strerror(rc));
 		if (ai)
 			freeaddrinfo(ai);
 		return 1;
@@ -467,13 +489,13 @@ int main(int argc, char **argv)
 		pkv_close(srv.db);
 		return 1;
 	}
-	srv_log(LL_NOTICE, "pkv-server %s ready: %s%s%s port %d%s%s, %d threads, durability %s", SRV_VERSION,
-		srv.cfg.dir ? "dir " : "memory", srv.cfg.dir ? srv.cfg.dir : "", "", srv.cfg.port,
-		srv.cfg.unixsocket ? ", unix socket " : "",
+	srv_log(LL_NOTICE, "pkv-server %s ready: %s%s%s port %d%s%s, %d threads, durability %s",
+		SRV_VERSION, srv.cfg.dir ? "dir " : "memory", srv.cfg.dir ? srv.cfg.dir : "", "",
+		srv.cfg.port, srv.cfg.unixsocket ? ", unix socket " : "",
 		srv.cfg.unixsocket ? srv.cfg.unixsocket : "", srv.nloops,
-		srv.cfg.durability == PKV_DURABLE_POWER      ? "power"
-		: srv.cfg.durability == PKV_DURABLE_PERIODIC ? "periodic"
-							     : "process");
+		srv.cfg.durability == PKV_DURABLE_POWER	   ? "power" :
+		srv.cfg.durability == PKV_DURABLE_PERIODIC ? "periodic" :
+							     "process");
 
 	while (sigwait(&sigs, &sig) != 0 || (sig != SIGTERM && sig != SIGINT))
 		;

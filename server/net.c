@@ -36,6 +36,7 @@
 #define SRV_OUT_SOFT (4u * 1024 * 1024) /* pause parsing above this much unsent output */
 #define SRV_READ_CHUNK (64u * 1024)
 #define SRV_ACCEPT_BURST 64
+#define SRV_ADMIT_GRACE_MS 50 /* how long a connection over --maxclients waits for a slot */
 
 /* epoll data tags for the non-connection fds (connections are their struct conn *) */
 static char tag_tcp, tag_unix, tag_wake, tag_durable;
@@ -102,7 +103,8 @@ static void addr_string(const struct sockaddr_storage *ss, char *out, size_t cap
 	}
 }
 
-static void conn_new(struct loop *l, int fd, bool is_unix, const struct sockaddr_storage *peer)
+static void conn_new(struct loop *l, int fd, bool is_unix, const struct sockaddr_storage *peer,
+		     bool final)
 {
 	static const char maxerr[] = "-ERR max number of clients reached\r\n";
 	struct sockaddr_storage local;
@@ -112,11 +114,30 @@ static void conn_new(struct loop *l, int fd, bool is_unix, const struct sockaddr
 	int one = 1;
 
 	if (atomic_fetch_add(&srv.nclients, 1) >= atomic_load(&srv.cfg.maxclients)) {
+		atomic_fetch_sub(&srv.nclients, 1);
+		if (!final) {
+			if (l->nadmit == l->capadmit) {
+				size_t ncap = l->capadmit ? l->capadmit * 2 : 8;
+				struct admission *na = realloc(l->admit, ncap * sizeof(*na));
+
+				if (na) {
+					l->admit = na;
+					l->capadmit = ncap;
+				}
+			}
+			if (l->nadmit < l->capadmit) {
+				l->admit[l->nadmit].fd = fd;
+				l->admit[l->nadmit].is_unix = is_unix;
+				l->admit[l->nadmit].since_ms = srv_mono_ms();
+				l->admit[l->nadmit].peer = *peer;
+				l->nadmit++;
+				return;
+			}
+		}
 		/* Best effort, as Redis does: the socket is fresh, the line fits its buffer. */
 		ssize_t w = write(fd, maxerr, sizeof(maxerr) - 1);
 
 		(void)w;
-		atomic_fetch_sub(&srv.nclients, 1);
 		atomic_fetch_add_explicit(&l->st.rejected, 1, memory_order_relaxed);
 		close(fd);
 		return;
@@ -189,7 +210,7 @@ static void accept_some(struct loop *l, int lfd, bool is_unix)
 				srv_log(LL_WARNING, "accept: %s", strerror(errno));
 			return;
 		}
-		conn_new(l, fd, is_unix, &peer);
+		conn_new(l, fd, is_unix, &peer, false);
 	}
 }
 
@@ -389,15 +410,19 @@ void reply_store_error(struct conn *c, int rc)
 {
 	switch (rc) {
 	case PKV_ETOOBIG:
-		resp_errorf(&c->out, "ERR key or value too large (pkv limits: key %u bytes, value %u "
-				     "bytes)", PKV_MAX_KEY, PKV_MAX_VALUE);
+		resp_errorf(&c->out,
+			    "ERR key or value too large (pkv limits: key %u bytes, value %u "
+			    "bytes)",
+			    PKV_MAX_KEY, PKV_MAX_VALUE);
 		break;
 	case PKV_EINVAL:
-		resp_error(&c->out, "ERR invalid argument for the store (empty keys are not supported)");
+		resp_error(&c->out,
+			   "ERR invalid argument for the store (empty keys are not supported)");
 		break;
 	case PKV_EREADONLY:
-		resp_error(&c->out, "READONLY the store refuses writes (read-only, or stopped after an "
-				    "I/O error)");
+		resp_error(&c->out,
+			   "READONLY the store refuses writes (read-only, or stopped after an "
+			   "I/O error)");
 		break;
 	default:
 		resp_errorf(&c->out, "ERR store error: %s", pkv_strerror(rc));
@@ -448,8 +473,8 @@ static void conn_process(struct conn *c)
 		if (rc == RESP_ERROR) {
 			cmd_flush_pending(c);
 			resp_errorf(&c->out, "ERR Protocol error: %s", c->parser.err);
-			srv_log(LL_VERBOSE, "client %llu: protocol error: %s", (unsigned long long)c->id,
-				c->parser.err);
+			srv_log(LL_VERBOSE, "client %llu: protocol error: %s",
+				(unsigned long long)c->id, c->parser.err);
 			c->closing = true;
 			c->qstart = c->qlen;
 			break;
@@ -473,7 +498,8 @@ static void conn_process(struct conn *c)
 		cmd_dispatch(c, argc, l->argv, l->lens);
 		atomic_fetch_add_explicit(&l->st.commands, 1, memory_order_relaxed);
 		if (c->out.len - c->sent > srv.cfg.output_limit) {
-			srv_log(LL_NOTICE, "client %llu: output buffer limit (%zu bytes) reached; closing",
+			srv_log(LL_NOTICE,
+				"client %llu: output buffer limit (%zu bytes) reached; closing",
 				(unsigned long long)c->id, srv.cfg.output_limit);
 			conn_kill(c);
 			return;
@@ -588,8 +614,10 @@ static void loop_round_end(struct loop *l)
 
 		l->need_sync = false;
 		if (rc < 0) {
-			srv_log(LL_WARNING, "pkv_sync failed: %s; closing the clients whose writes were "
-					    "not made durable", pkv_strerror(rc));
+			srv_log(LL_WARNING,
+				"pkv_sync failed: %s; closing the clients whose writes were "
+				"not made durable",
+				pkv_strerror(rc));
 			for (c = l->flush_list; c; c = c->flush_next)
 				if (c->wrote)
 					conn_kill(c);
@@ -601,7 +629,8 @@ static void loop_round_end(struct loop *l)
 	if (l->waiting_seq) {
 		durable = durable_now();
 		if (durable < l->waiting_seq) {
-			/* Start (or join) a sync without waiting; the event fd says when it is done. */
+			/* Start (or join) a sync without waiting; the event fd says when it is
+			 * done. */
 			int rc = pkv_wait_durable(srv.db, l->waiting_seq, 0);
 
 			if (rc < 0 && rc != -EAGAIN && rc != -ETIMEDOUT)
@@ -651,6 +680,25 @@ static void release_durable(struct loop *l)
 }
 #endif
 
+/* Admit the connections that waited for a slot, or refuse those that waited long enough. */
+static void retry_admissions(struct loop *l)
+{
+	struct admission *a = l->admit; /* conn_new may queue into a fresh array meanwhile */
+	size_t n = l->nadmit;
+
+	l->admit = NULL;
+	l->nadmit = l->capadmit = 0;
+	for (size_t i = 0; i < n; i++) {
+		bool final = srv_mono_ms() - a[i].since_ms >= SRV_ADMIT_GRACE_MS;
+		size_t before = l->nadmit;
+
+		conn_new(l, a[i].fd, a[i].is_unix, &a[i].peer, final);
+		if (l->nadmit > before)
+			l->admit[l->nadmit - 1].since_ms = a[i].since_ms; /* still waiting */
+	}
+	free(a);
+}
+
 static void *loop_main(void *arg)
 {
 	struct loop *l = arg;
@@ -666,6 +714,8 @@ static void *loop_main(void *arg)
 		if (l->waiting_seq)
 			timeout = 1; /* a fallback: the event fd is the usual wake-up */
 #endif
+		if (l->nadmit)
+			timeout = 5;
 		n = epoll_wait(l->epfd, evs, 256, timeout);
 		if (n < 0 && errno != EINTR) {
 			srv_log(LL_WARNING, "epoll_wait: %s", strerror(errno));
@@ -685,6 +735,12 @@ static void *loop_main(void *arg)
 				(void)r;
 			} else if (p == &tag_durable) {
 #ifdef PKV_SRV_HAVE_TICKETS
+				/* Read (reset) first, then look at the watermark: a growth after
+				 * the read wakes us again. EAGAIN: another loop read it. */
+				uint64_t v;
+				ssize_t r = read(l->durable_fd, &v, sizeof(v));
+
+				(void)r;
 				release_durable(l);
 #endif
 			} else {
@@ -703,6 +759,8 @@ static void *loop_main(void *arg)
 			release_durable(l);
 #endif
 		loop_round_end(l);
+		if (l->nadmit)
+			retry_admissions(l);
 		if (srv_mono_ms() - last_sweep >= 1000) {
 			last_sweep = srv_mono_ms();
 			sweep_idle(l);
@@ -759,14 +817,15 @@ int net_start_loops(void)
 		if (add_fd(l->epfd, l->wakefd, &tag_wake, EPOLLIN) < 0)
 			return -errno;
 		/* EPOLLEXCLUSIVE: a new connection wakes one waiting loop, not all of them. */
-		if (srv.tcp_fd >= 0 && add_fd(l->epfd, srv.tcp_fd, &tag_tcp, EPOLLIN | EPOLLEXCLUSIVE))
+		if (srv.tcp_fd >= 0 &&
+		    add_fd(l->epfd, srv.tcp_fd, &tag_tcp, EPOLLIN | EPOLLEXCLUSIVE))
 			return -errno;
 		if (srv.unix_fd >= 0 &&
 		    add_fd(l->epfd, srv.unix_fd, &tag_unix, EPOLLIN | EPOLLEXCLUSIVE))
 			return -errno;
 		if (efd >= 0) {
-			/* Edge-triggered and never read: every loop sees every growth of the durable
-			 * sequence number, and no loop consumes the others' wake-up. */
+			/* Edge-triggered: every growth of the durable sequence number (every write
+			 * to the eventfd) wakes every loop, whichever loop reads the counter. */
 			if (add_fd(l->epfd, efd, &tag_durable, EPOLLIN | EPOLLET) < 0)
 				return -errno;
 			l->durable_fd = efd;
@@ -812,6 +871,9 @@ void net_stop_loops(void)
 		free(l->lens);
 		free(l->items);
 		free(l->conns);
+		for (size_t j = 0; j < l->nadmit; j++)
+			close(l->admit[j].fd);
+		free(l->admit);
 #ifdef PKV_SRV_HAVE_BATCH
 		pkv_batch_free(l->batch);
 #endif

@@ -179,7 +179,8 @@ int resp_parse(struct resp_parser *p, const char *buf, size_t len)
 				return RESP_AGAIN;
 			if (buf[p->pos] != '$') {
 				snprintf(p->err, sizeof(p->err), "expected '$', got '%c'",
-					 (buf[p->pos] >= 32 && buf[p->pos] < 127) ? buf[p->pos] : '?');
+					 (buf[p->pos] >= 32 && buf[p->pos] < 127) ? buf[p->pos] :
+										    '?');
 				return RESP_ERROR;
 			}
 			rc = find_line(p, buf, len, p->pos + 1, &eol, "too big bulk count string");

@@ -3,11 +3,12 @@
  * resp.h - the RESP2/RESP3 request parser and reply encoder of pkv-server: pure functions over
  * byte buffers, no I/O, no global state (fuzz/fuzz_resp.c drives the parser).
  *
- * Requests are what Redis clients send: a multibulk ("*<n>\r\n" then n times "$<len>\r\n<bytes>\r\n")
- * or an inline command (one line, arguments separated by blanks, for telnet users). The parser
- * is resumable: it keeps its progress over a command that arrives in pieces, so a command sent a
- * byte at a time costs O(its length), not O(length^2). Arguments are offsets into the caller's
- * buffer (which may move between calls: the caller grows it), never copies.
+ * Requests are what Redis clients send: a multibulk ("*<n>\r\n" then n times
+ * "$<len>\r\n<bytes>\r\n") or an inline command (one line, arguments separated by blanks, for
+ * telnet users). The parser is resumable: it keeps its progress over a command that arrives in
+ * pieces, so a command sent a byte at a time costs O(its length), not O(length^2). Arguments are
+ * offsets into the caller's buffer (which may move between calls: the caller grows it), never
+ * copies.
  *
  * Limits, checked on the headers before anything of the declared size is allocated:
  *   - a bulk longer than resp_parser.max_bulk (the server sets PKV_MAX_VALUE) is refused;
@@ -59,8 +60,8 @@ struct resp_parser {
 enum resp_status {
 	RESP_ERROR = -1, /* protocol error: p->err says why; the connection should be closed */
 	RESP_NOMEM = -2, /* the argument array could not grow */
-	RESP_AGAIN = 0,  /* the command is incomplete: call again with more bytes */
-	RESP_CMD = 1,    /* a whole command: p->argc, p->argv; p->pos bytes long (argc may be 0) */
+	RESP_AGAIN = 0, /* the command is incomplete: call again with more bytes */
+	RESP_CMD = 1, /* a whole command: p->argc, p->argv; p->pos bytes long (argc may be 0) */
 };
 
 /**
@@ -100,19 +101,19 @@ void rbuf_append(struct rbuf *b, const void *data, size_t n);
 void rbuf_truncate(struct rbuf *b, size_t len);
 
 /* Encoders; @proto is 2 or 3 where the two differ. */
-void resp_simple(struct rbuf *b, const char *s);            /* +s */
-void resp_error(struct rbuf *b, const char *msg);           /* -msg (CR/LF become spaces) */
+void resp_simple(struct rbuf *b, const char *s); /* +s */
+void resp_error(struct rbuf *b, const char *msg); /* -msg (CR/LF become spaces) */
 void resp_errorf(struct rbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void resp_int(struct rbuf *b, long long v);                 /* :v */
+void resp_int(struct rbuf *b, long long v); /* :v */
 void resp_bulk(struct rbuf *b, const void *data, size_t n); /* $n data */
 void resp_bulk_cstr(struct rbuf *b, const char *s);
 void resp_bulk_ll(struct rbuf *b, long long v); /* a number as a bulk string */
-void resp_null(struct rbuf *b, int proto);      /* $-1 / _ */
+void resp_null(struct rbuf *b, int proto); /* $-1 / _ */
 void resp_null_array(struct rbuf *b, int proto); /* *-1 / _ */
-void resp_array(struct rbuf *b, size_t n);       /* *n */
+void resp_array(struct rbuf *b, size_t n); /* *n */
 void resp_map(struct rbuf *b, int proto, size_t n); /* %n / *2n */
 void resp_set(struct rbuf *b, int proto, size_t n); /* ~n / *n */
-void resp_bool(struct rbuf *b, int proto, bool v);  /* #t/#f / :1/:0 */
+void resp_bool(struct rbuf *b, int proto, bool v); /* #t/#f / :1/:0 */
 void resp_double(struct rbuf *b, int proto, double v); /* ,v / $ bulk */
 void resp_verbatim(struct rbuf *b, int proto, const char *fmt3, const void *data, size_t n);
 /* =n txt:... (RESP3) / $n ... */

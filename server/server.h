@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "resp.h"
 
@@ -35,12 +36,17 @@
 #define SRV_VERSION "0.1.0"
 #define SRV_REDIS_COMPAT "7.0.0" /* the Redis version whose commands and replies we follow */
 
-enum srv_loglevel { LL_DEBUG = 0, LL_VERBOSE, LL_NOTICE, LL_WARNING };
+enum srv_loglevel {
+	LL_DEBUG = 0,
+	LL_VERBOSE,
+	LL_NOTICE,
+	LL_WARNING
+};
 
 /** struct srv_config - the command line (see server/README.md and --help). */
 struct srv_config {
-	const char *dir;  /* NULL with --memory */
-	int port;         /* 0: no TCP listener */
+	const char *dir; /* NULL with --memory */
+	int port; /* 0: no TCP listener */
 	const char *bind; /* one address */
 	const char *unixsocket;
 	unsigned unixsocketperm;
@@ -51,7 +57,7 @@ struct srv_config {
 	atomic_uint maxclients;
 	atomic_uint timeout_s; /* idle clients are closed after this; 0 never */
 	atomic_int loglevel;
-	size_t query_limit;  /* bytes of one client's unparsed input */
+	size_t query_limit; /* bytes of one client's unparsed input */
 	size_t output_limit; /* bytes of one client's unsent replies before it is closed */
 };
 
@@ -95,12 +101,12 @@ struct conn {
 	bool unix_sock;
 	int proto; /* 2 or 3 */
 	bool authed;
-	bool closing;      /* close once the output is sent (QUIT, protocol error) */
-	bool dead;         /* closed: free at the end of the loop iteration */
-	bool want_out;     /* EPOLLOUT is registered */
-	bool wrote;        /* acknowledged a write in this round (power mode without tickets) */
-	size_t loop_pos;   /* index in loop->conns */
-	bool paused;       /* input left unparsed: too much output pending */
+	bool closing; /* close once the output is sent (QUIT, protocol error) */
+	bool dead; /* closed: free at the end of the loop iteration */
+	bool want_out; /* EPOLLOUT is registered */
+	bool wrote; /* acknowledged a write in this round (power mode without tickets) */
+	size_t loop_pos; /* index in loop->conns */
+	bool paused; /* input left unparsed: too much output pending */
 	bool in_flush_list;
 	struct conn *flush_next;
 	struct conn *dead_next;
@@ -159,6 +165,17 @@ struct loop {
 	struct conn *dead_list;
 	struct conn **conns; /* this loop's open connections, for the idle-timeout sweep */
 	size_t nconns, capconns;
+	/*
+	 * Connections over --maxclients wait here a moment before they are refused: a client that
+	 * just closed may not have been seen closing yet by its loop (another thread).
+	 */
+	struct admission {
+		int fd;
+		bool is_unix;
+		uint64_t since_ms;
+		struct sockaddr_storage peer;
+	} * admit;
+	size_t nadmit, capadmit;
 	bool need_sync; /* power mode without tickets: a write was acknowledged in this round */
 	uint64_t waiting_seq; /* power mode with tickets: highest seq held back */
 	struct loop_stats st;
@@ -167,7 +184,7 @@ struct loop {
 	size_t *lens;
 	size_t cap_args;
 	char *scratch; /* PKV_MAX_VALUE bytes: values read with pkv_get */
-	void *items;   /* pkv_item array (PKV_SRV_HAVE_GET_MANY) */
+	void *items; /* pkv_item array (PKV_SRV_HAVE_GET_MANY) */
 	size_t cap_items;
 	void *batch; /* pkv_batch (PKV_SRV_HAVE_BATCH) */
 };
