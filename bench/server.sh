@@ -146,15 +146,27 @@ for round in $(seq 1 "$ROUNDS"); do
 				n=$(requests "$pmode" "$P")
 				printf 'round %d  %-8s %-8s -P %-2s %-5s -n %d\n' "$round" "$pmode" "$rmode" \
 					"$P" "$sys" "$n"
-				timeout 900 redis-benchmark -h 127.0.0.1 -p "$PORT" -c 50 -n "$n" -P "$P" \
-					-d 100 -r 100000 -t set,get,incr,mset --csv 2>/dev/null |
-					awk -F'","' -v r="$round" -v pair="$pmode/$rmode" -v P="$P" -v s="$sys" '
+				# One redis-benchmark per test: it exits at the first error reply, and a
+				# command this build of pkv-server lacks must not hide the others. SET runs
+				# first, so GET and INCR find keys.
+				for t in set get incr mset; do
+					timeout 900 redis-benchmark -h 127.0.0.1 -p "$PORT" -c 50 -n "$n" \
+						-P "$P" -d 100 -r 100000 -t "$t" --csv >"$OUT/bench.out" \
+						2>"$OUT/bench.err"
+					if ! grep -q '^"[A-Z]' "$OUT/bench.out"; then
+						echo "  $sys: $t failed: $(head -c 200 "$OUT/bench.err")"
+						echo "$round,$pmode/$rmode,$P,$sys,${t^^},NA,NA,NA" >>"$CSV"
+						continue
+					fi
+					awk -F'","' -v r="$round" -v pair="$pmode/$rmode" -v P="$P" \
+						-v s="$sys" '
 						NR > 1 {
 							gsub(/"/, "")
 							split($0, f, ",")
 							t = f[1]; sub(/ .*/, "", t)
 							printf "%s,%s,%s,%s,%s,%s,%s,%s\n", r, pair, P, s, t, f[2], f[5], f[7]
-						}' >>"$CSV"
+						}' "$OUT/bench.out" >>"$CSV"
+				done
 				stop
 				rm -rf "${DATA:?}/$sys"
 			done
@@ -167,7 +179,9 @@ echo "run time: $((SECONDS - t0)) s" | tee -a "$OUT/machine.txt"
 python3 - "$OUT" <<'EOF'
 import csv, statistics, sys
 out = sys.argv[1]
-rows = list(csv.DictReader(open(out + "/results.csv")))
+allrows = list(csv.DictReader(open(out + "/results.csv")))
+rows = [r for r in allrows if r["rps"] != "NA"]
+failed = sorted({(r["system"], r["test"]) for r in allrows if r["rps"] == "NA"})
 med = {}
 for key in {(r["pair"], r["pipeline"], r["system"], r["test"]) for r in rows}:
     sel = [r for r in rows if (r["pair"], r["pipeline"], r["system"], r["test"]) == key]
@@ -185,6 +199,9 @@ for pair in pairs:
         for t in tests:
             a, b = med.get((pair, P, "pkv", t)), med.get((pair, P, "redis", t))
             if not a or not b:
+                lines.append("| %s | %s | %s | %s | %s | | | |"
+                             % (pair, P, t, "%.0f" % a[0] if a else "failed",
+                                "%.0f" % b[0] if b else "failed"))
                 continue
             ratio = a[0] / b[0] if b[0] else float("nan")
             lines.append("| %s | %s | %s | %.0f | %.0f | %.2f | %.3f | %.3f |"
@@ -199,6 +216,13 @@ goals = []
 def goal(metric, want, checks, p99=False):
     vals = [ratio(*c) for c in checks]
     ok = all(v[0] >= want for v in vals) and (not p99 or all(v[1] < v[2] for v in vals))
+    if any(v[0] != v[0] for v in vals):  # NaN: a side could not run the test
+        goals.append("| %s | >= %.1fx Redis%s | not measured: %s | MISS |"
+                     % (metric, want, ", p99 lower" if p99 else "",
+                        ", ".join("%s %s -P %s" % (c[2], c[0].split("/")[0], c[1])
+                                  for c, v in zip(checks, vals) if v[0] != v[0])
+                        + " failed (the command is missing from this build)"))
+        return
     shown = ", ".join("%s %s -P %s: %.2fx" % (c[2], c[0].split("/")[0], c[1], v[0])
                       + (" (p99 %.2f vs %.2f ms)" % (v[1], v[2]) if p99 else "")
                       for c, v in zip(checks, vals))
@@ -220,19 +244,31 @@ with open(out + "/summary.md", "w") as f:
     f.write("| metric | goal | measured (pkv / Redis) | |\n|---|---|---|---|\n")
     f.write("\n".join(goals) + "\n\n")
     f.write("\n".join(lines) + "\n")
+    if failed:
+        f.write("\nFailed (error replies; see the run's log): %s\n"
+                % ", ".join("%s %s" % x for x in failed))
+# the chart's data: the tests measured on both sides at least once
+shown = [t for t in tests if any(tt == t for (_, _, tt, _) in dat)]
 with open(out + "/ratio.dat", "w") as f:
-    f.write("experiment\tSET\tGET\tINCR\tMSET\n")
+    f.write("experiment\t%s\n" % "\t".join(shown))
     for pair in pairs:
         for P in ("1", "16"):
             vals = {t: r for (pp, q, t, r) in dat if pp == pair and q == P}
             if vals:
                 f.write("%s, -P %s\t%s\n" % (pair.replace("/", " vs "), P,
                                            "\t".join("%.3f" % vals.get(t, float("nan"))
-                                                     for t in tests)))
+                                                     for t in shown)))
 print(open(out + "/summary.md").read())
 EOF
 
-if command -v gnuplot >/dev/null 2>&1; then
+ncol=$(head -n 1 "$OUT/ratio.dat" | awk -F'\t' '{ print NF }')
+plot="'$OUT/ratio.dat' using 2:xtic(1) title columnheader(2)"
+for ((i = 3; i <= ncol; i++)); do
+	plot="$plot, '' using $i title columnheader($i)"
+done
+if [ "$ncol" -lt 2 ]; then
+	echo "server.sh: nothing measured on both sides, no chart" >&2
+elif command -v gnuplot >/dev/null 2>&1; then
 	for term in svg png; do
 		if [ $term = svg ]; then
 			setterm="set terminal svg size 1000,520 dynamic background rgb 'white' font 'Sans,11'"
@@ -253,9 +289,7 @@ set grid ytics
 set key top left
 set xtics rotate by -20 font ',9'
 set datafile separator '\t'
-plot '$OUT/ratio.dat' using 2:xtic(1) title columnheader(2), '' using 3 title columnheader(3), \
-     '' using 4 title columnheader(4), '' using 5 title columnheader(5), \
-     1 with lines lc rgb 'black' dt 2 notitle
+plot $plot, 1 with lines lc rgb 'black' dt 2 notitle
 GP
 	done
 fi
