@@ -215,6 +215,37 @@ class BadInput(unittest.TestCase):
         self.bystander.call("DEL", "big")
 
 
+@pkv_only
+class QueryLimit(unittest.TestCase):
+    def test_query_buffer_limit(self):
+        """--client-query-buffer-limit 4mb: a command of 6 MiB (DEL with six 1 MiB arguments,
+        each a legal bulk) is refused with a protocol error and that connection closed; the
+        others go on, and a command under the limit still works."""
+        with Server(extra=["--client-query-buffer-limit", "4mb"]) as s:
+            by = s.raw()
+            self.assertEqual(by.call("SET", "k", "v"), "OK")
+            arg = b"x" * pkvtest.MAX_VALUE
+            with s.raw(timeout=30) as c:
+                try:
+                    c.send(encode("DEL", *([arg] * 6)))
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                try:
+                    rep = c.reply()
+                except (Closed, ConnectionResetError):
+                    rep = None
+                self.assertIsInstance(rep, Err)
+                self.assertTrue(rep.startswith("ERR Protocol error"), rep.msg)
+                self.assertTrue(c.closed_by_peer())
+            with s.raw(timeout=30) as c:  # 3 MiB: under the limit (keys that long are absent)
+                rep = c.call("EXISTS", *([arg] * 3))
+                self.assertFalse(isinstance(rep, Err) and "Protocol error" in rep.msg, rep)
+                self.assertEqual(c.call("PING"), "PONG")
+            self.assertEqual(by.call("GET", "k"), b"v")
+            by.close()
+            self.assertEqual(s.stop(), 0)
+
+
 class MaxClients(unittest.TestCase):
     def test_maxclients(self):
         with Server(maxclients=4) as s:
