@@ -237,10 +237,10 @@ static void conn_kill(struct conn *c)
 	if (c->dead)
 		return;
 	c->dead = true;
+	registry_del(c); /* first: CLIENT LIST on another loop reads c->fd under the lock */
 	epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	c->fd = -1;
-	registry_del(c);
 	last = l->conns[--l->nconns];
 	l->conns[c->loop_pos] = last;
 	last->loop_pos = c->loop_pos;
