@@ -728,7 +728,8 @@ static void cmd_hello(struct ctx *x)
 	}
 	if (name)
 		set_name(x->c, name, nlen);
-	x->c->proto = (int)ver;
+	/* atomic: CLIENT LIST on another loop reads it */
+	__atomic_store_n(&x->c->proto, (int)ver, __ATOMIC_RELAXED);
 	resp_map(x->out, x->c->proto, 7);
 	resp_bulk_cstr(x->out, "server");
 	resp_bulk_cstr(x->out, "redis");
@@ -2016,8 +2017,8 @@ static void client_line(struct rbuf *b, struct conn *o, uint64_t now_mono, uint6
 		 "psub=0 multi=-1 resp=%d cmd=%s user=default\n",
 		 (unsigned long long)o->id, o->addr, o->laddr, o->fd, o->name ? o->name : "",
 		 (unsigned long long)((now_ms - o->ctime_ms) / 1000),
-		 (unsigned long long)(now_mono > last ? (now_mono - last) / 1000 : 0), o->proto,
-		 cmd ? lcmd : "NULL");
+		 (unsigned long long)(now_mono > last ? (now_mono - last) / 1000 : 0),
+		 __atomic_load_n(&o->proto, __ATOMIC_RELAXED), cmd ? lcmd : "NULL");
 }
 
 static void cmd_client(struct ctx *x)

@@ -237,10 +237,10 @@ static void conn_kill(struct conn *c)
 	if (c->dead)
 		return;
 	c->dead = true;
+	registry_del(c); /* first: CLIENT LIST on another loop reads c->fd under the lock */
 	epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	c->fd = -1;
-	registry_del(c);
 	last = l->conns[--l->nconns];
 	l->conns[c->loop_pos] = last;
 	last->loop_pos = c->loop_pos;
@@ -633,8 +633,25 @@ static void loop_round_end(struct loop *l)
 			 * done. */
 			int rc = pkv_wait_durable(srv.db, l->waiting_seq, 0);
 
-			if (rc < 0 && rc != -EAGAIN && rc != -ETIMEDOUT)
+			if (rc == PKV_EREADONLY) {
+				/* An fdatasync failed: the held writes will never be durable. Their
+				 * replies must not leave; their clients are closed. */
+				srv_log(LL_WARNING,
+					"the store stopped after an I/O error: closing the "
+					"clients whose writes were not made durable");
+				for (size_t i = 0; i < l->nconns;) {
+					struct conn *c = l->conns[i];
+
+					if (c->held_head < c->nheld) {
+						conn_kill(c);
+						continue;
+					}
+					i++;
+				}
+				l->waiting_seq = 0;
+			} else if (rc < 0 && rc != -EAGAIN && rc != -ETIMEDOUT) {
 				srv_log(LL_WARNING, "pkv_wait_durable: %s", pkv_strerror(rc));
+			}
 			durable = durable_now();
 		}
 		if (durable >= l->waiting_seq)
