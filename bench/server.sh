@@ -126,7 +126,7 @@ requests() {
 
 PAIRS="process:none periodic:everysec power:always"
 {
-	echo "pkv-server: $SERVER ($("$SERVER" --version 2>/dev/null | head -n 1))"
+	echo "pkv-server: $SERVER (commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
 	echo "redis-server: $(redis-server --version)"
 	echo "CPUs: $(nproc); $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
 	echo "data directory: $DATA ($(df -T "$DATA" | awk 'NR == 2 { print $2 }'))"
@@ -191,21 +191,31 @@ pairs = ["process/none", "periodic/everysec", "power/always"]
 tests = ["SET", "GET", "INCR", "MSET"]
 lines = []
 lines.append("| pkv mode / Redis persistence | -P | test | pkv req/s | Redis req/s | pkv / Redis "
-             "| pkv p99 ms | Redis p99 ms |")
-lines.append("|---|---|---|---:|---:|---:|---:|---:|")
+             "| per-round ratios | pkv p99 ms | Redis p99 ms |")
+lines.append("|---|---|---|---:|---:|---:|---|---:|---:|")
+
+def round_ratios(pair, P, t):
+    """pkv/Redis of each round (the two ran next to each other), low to high."""
+    per = {}
+    for r in rows:
+        if (r["pair"], r["pipeline"], r["test"]) == (pair, P, t):
+            per.setdefault(r["round"], {})[r["system"]] = float(r["rps"])
+    return sorted(v["pkv"] / v["redis"] for v in per.values() if "pkv" in v and "redis" in v)
 dat = []
 for pair in pairs:
     for P in ("1", "16"):
         for t in tests:
             a, b = med.get((pair, P, "pkv", t)), med.get((pair, P, "redis", t))
             if not a or not b:
-                lines.append("| %s | %s | %s | %s | %s | | | |"
+                lines.append("| %s | %s | %s | %s | %s | | | | |"
                              % (pair, P, t, "%.0f" % a[0] if a else "failed",
                                 "%.0f" % b[0] if b else "failed"))
                 continue
             ratio = a[0] / b[0] if b[0] else float("nan")
-            lines.append("| %s | %s | %s | %.0f | %.0f | %.2f | %.3f | %.3f |"
-                         % (pair, P, t, a[0], b[0], ratio, a[1], b[1]))
+            rr = round_ratios(pair, P, t)
+            lines.append("| %s | %s | %s | %.0f | %.0f | %.2f | %s | %.3f | %.3f |"
+                         % (pair, P, t, a[0], b[0], ratio,
+                            "%.2f-%.2f" % (rr[0], rr[-1]) if rr else "", a[1], b[1]))
             dat.append((pair, P, t, ratio))
 
 def ratio(pair, P, t):
