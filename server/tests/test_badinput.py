@@ -182,6 +182,44 @@ class BadInput(unittest.TestCase):
                       ("SCAN", "x"), ("SETEX", "k", "-1", "v"),
                       ("SET", "k", "v", "EX", "99999999999999999999"))
 
+    def test_error_replies_keep_the_framing(self):
+        """Arguments with CR LF quoted in an error reply must not break the reply stream: the
+        next reply is still read as the next reply."""
+        with self.srv.raw() as c:
+            for cmd in (("NOSUCH", "a\r\nb"), ("NO\r\nSUCH", "x"),
+                        ("CONFIG", "SET", "time\r\nout", "1"), ("SELECT", "1\r\n"),
+                        ("CLIENT", "SETNAME", "a\r\nb"), ("GET", "a\r\n", "b")):
+                c.send(encode(*cmd) + encode("PING"))
+                rep = c.reply()
+                self.assertIsInstance(rep, Err, cmd)
+                self.assertNotIn("\n", rep.msg)
+                self.assertEqual(c.reply(), "PONG", cmd)
+
+    def test_inline_and_empty_commands(self):
+        """Inline commands (what telnet sends), and the empty or null multibulks Redis skips."""
+        with self.srv.raw() as c:
+            c.send(b"PING\r\n")
+            self.assertEqual(c.reply(), "PONG")
+            c.send(b"SET inline value\r\nGET inline\r\n")
+            self.assertEqual([c.reply(), c.reply()], ["OK", b"value"])
+            c.send(b"*0\r\n*-1\r\n" + encode("PING"))
+            self.assertEqual(c.reply(), "PONG")
+            c.call("DEL", "inline")
+
+    def test_quit_ends_the_pipeline(self):
+        """Commands pipelined after QUIT are not run."""
+        with self.srv.raw() as c:
+            c.send(encode("QUIT") + encode("SET", "after-quit", "1"))
+            self.assertEqual(c.reply(), "OK")
+            self.assertTrue(c.closed_by_peer())
+        self.assertEqual(self.bystander.call("EXISTS", "after-quit"), 0)
+
+    def test_hello_setname(self):
+        with self.srv.raw() as c:
+            rep = c.call("HELLO", "3", "SETNAME", "via-hello")
+            self.assertIsInstance(rep, dict)
+            self.assertEqual(c.call("CLIENT", "GETNAME"), b"via-hello")
+
     @pkv_only
     def test_key_too_long_is_an_error_reply(self):
         with self.srv.raw() as c:
