@@ -12,6 +12,7 @@ started again, and every key of every cycle is checked.
 
   --mode power    --durability power: a reply leaves once its write is fdatasync'ed
   --mode process  --durability process: the kill is of the process; the page cache survives it
+  --signal TERM   stop cleanly under the writers instead (exit status 0 each time), same checks
 
   python3 crash.py --server build/release/server/pkv-server --mode power --cycles 20
   python3 crash.py --server redis-server --reference --mode power    (the control: Redis, AOF)
@@ -155,6 +156,9 @@ def run():
     p.add_argument("--max-ms", type=int, default=300)
     p.add_argument("--seconds", type=float, default=600, help="stop starting cycles after this")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--signal", choices=("KILL", "TERM", "INT"), default="KILL",
+                   help="how the server is stopped each cycle (TERM, INT: a clean stop under"
+                   " load, which must exit 0)")
     p.add_argument("--dir", default=None, help="store directory (default: a temporary one)")
     args = p.parse_args()
     if args.mode == "none" and not args.reference:
@@ -166,10 +170,11 @@ def run():
     rng = random.Random(seed)
     d = args.dir or os.path.join(pkvtest.CONFIG["tmp"], "store")
     os.makedirs(d, exist_ok=True)
-    print("crash: %s, --durability %s, %d cycles, %d writers x %d in flight, kill after %d..%d"
-          " ms, seed %d, store %s" % ("redis-server (reference)" if args.reference
-                                      else "pkv-server", args.mode, args.cycles, args.writers,
-                                      args.window, args.min_ms, args.max_ms, seed, d))
+    print("crash: %s, --durability %s, %d cycles, %d writers x %d in flight, SIG%s after"
+          " %d..%d ms, seed %d, store %s" % ("redis-server (reference)" if args.reference
+                                             else "pkv-server", args.mode, args.cycles,
+                                             args.writers, args.window, args.signal,
+                                             args.min_ms, args.max_ms, seed, d))
     expect = {}
     failures = []
     t_end = time.monotonic() + args.seconds
@@ -186,7 +191,15 @@ def run():
         for t in writers:
             t.start()
         time.sleep(delay)
-        srv.kill()
+        if args.signal == "KILL":
+            srv.kill()
+        else:
+            # a clean stop in the middle of the writes: exit status 0, and (as after a kill)
+            # every acknowledged write is there after the restart
+            rc = srv.stop(getattr(signal, "SIG" + args.signal))
+            if rc != 0:
+                failures.append("cycle %d: SIG%s under writers: exit status %s:\n%s"
+                                % (cycle, args.signal, rc, srv.log()))
         for t in writers:
             t.join(30)
         if any(t.is_alive() for t in writers):
