@@ -34,7 +34,7 @@
 #include <unistd.h>
 
 #define SRV_OUT_SOFT (4u * 1024 * 1024) /* pause parsing above this much unsent output */
-#define SRV_READ_CHUNK (64u * 1024)
+#define SRV_READ_CHUNK (16u * 1024) /* as Redis: idle clients cost little */
 #define SRV_ACCEPT_BURST 64
 #define SRV_ADMIT_GRACE_MS 50 /* how long a connection over --maxclients waits for a slot */
 
