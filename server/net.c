@@ -34,7 +34,7 @@
 #include <unistd.h>
 
 #define SRV_OUT_SOFT (4u * 1024 * 1024) /* pause parsing above this much unsent output */
-#define SRV_READ_CHUNK (64u * 1024)
+#define SRV_READ_CHUNK (16u * 1024) /* as Redis: idle clients cost little */
 #define SRV_ACCEPT_BURST 64
 #define SRV_ADMIT_GRACE_MS 50 /* how long a connection over --maxclients waits for a slot */
 
@@ -78,7 +78,9 @@ static void set_events(struct conn *c)
 {
 	struct epoll_event ev = { .data.ptr = c };
 
-	ev.events = (c->paused ? 0 : EPOLLIN) | (c->want_out ? EPOLLOUT : 0) | EPOLLRDHUP;
+	/* Paused: neither input nor a peer's half-close is looked at until the output drains
+	 * (level-triggered, either would fire again and again). */
+	ev.events = (c->paused ? 0 : EPOLLIN | EPOLLRDHUP) | (c->want_out ? EPOLLOUT : 0);
 	if (epoll_ctl(c->loop->epfd, EPOLL_CTL_MOD, c->fd, &ev) < 0)
 		srv_log(LL_WARNING, "epoll_ctl(MOD) of client %llu: %s", (unsigned long long)c->id,
 			strerror(errno));
@@ -528,8 +530,18 @@ static void conn_read(struct conn *c)
 	size_t need = SRV_READ_CHUNK;
 	ssize_t n;
 
-	if (c->paused || c->closing)
+	if (c->paused)
 		return;
+	if (c->closing) {
+		/* what a client sends after its last reply is ignored, but read: level-triggered
+		 * epoll would otherwise report it until the connection closes */
+		char sink[4096];
+		ssize_t r = read(c->fd, sink, sizeof(sink));
+
+		if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+			conn_kill(c);
+		return;
+	}
 	/* A bulk in progress: make room for all of it at once (its length passed the checks). */
 	if (c->parser.in_bulk) {
 		size_t have = c->qlen - c->qstart - c->parser.pos;
@@ -765,6 +777,10 @@ static void *loop_main(void *arg)
 
 				if (c->dead)
 					continue;
+				if (c->paused && (evs[i].events & (EPOLLHUP | EPOLLERR))) {
+					conn_kill(c); /* gone while we waited to write to it */
+					continue;
+				}
 				if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP))
 					conn_read(c);
 				if (!c->dead && (evs[i].events & EPOLLOUT))
