@@ -1101,6 +1101,37 @@ static void cmd_msetnx(struct ctx *x)
 }
 #endif
 
+#if defined(PKV_SRV_HAVE_BATCH) && !defined(PKV_SRV_RMW)
+/* Batches without versioned reads: MSET is a blind batch and needs nothing more. */
+static void cmd_mset(struct ctx *x)
+{
+	struct loop *l = x->c->loop;
+	uint64_t seq = 0;
+	int rc = 0;
+
+	if (x->argc % 2 == 0) {
+		resp_error(x->out, "ERR wrong number of arguments for 'mset' command");
+		return;
+	}
+	if (!l->batch && (rc = pkv_batch_new((pkv_batch **)&l->batch)) < 0) {
+		reply_store_error(x->c, rc);
+		return;
+	}
+	pkv_batch_clear(l->batch);
+	for (size_t i = 1; i < x->argc && rc == 0; i += 2)
+		rc = pkv_batch_put(l->batch, x->argv[i], x->lens[i], x->argv[i + 1],
+				   x->lens[i + 1]);
+	if (rc == 0)
+		rc = pkv_write(srv.db, l->batch, 0, &seq);
+	if (rc < 0) {
+		reply_store_error(x->c, rc);
+		return;
+	}
+	conn_hold(x->c, x->out->len, seq);
+	reply_ok(x);
+}
+#endif
+
 static void cmd_del(struct ctx *x)
 {
 	if (x->argc == 2 && !x->t) {
@@ -1352,7 +1383,7 @@ static void cmd_persist(struct ctx *x)
 }
 #endif
 
-static void ttl_common(struct ctx *x, bool ms)
+static __attribute__((unused)) void ttl_common(struct ctx *x, bool ms)
 {
 	struct kv kv;
 	uint64_t now;
@@ -1373,19 +1404,19 @@ static void ttl_common(struct ctx *x, bool ms)
 	resp_int(x->out, ms ? left : (left + 500) / 1000);
 }
 
-static void cmd_ttl(struct ctx *x)
+static __attribute__((unused)) void cmd_ttl(struct ctx *x)
 {
 	ttl_common(x, false);
 }
 
-static void cmd_pttl(struct ctx *x)
+static __attribute__((unused)) void cmd_pttl(struct ctx *x)
 {
 	ttl_common(x, true);
 }
 
 #if !defined(PKV_SRV_HAVE_EXPIRE)
 /* Without expiry in the store no key has one: PERSIST never removes anything. */
-static void cmd_persist(struct ctx *x)
+static void cmd_persist_ro(struct ctx *x)
 {
 	struct kv kv;
 
@@ -2336,8 +2367,10 @@ static const struct srv_cmd commands[] = {
 	{ "STRLEN", 2, R | F_FAST, cmd_strlen, 1, 1, 1, "string", "Length of a value", "2.2.0" },
 	{ "TYPE", 2, R | F_FAST, cmd_type, 1, 1, 1, "generic", "Type of a key (string or none)",
 	  "1.0.0" },
+#if !defined(PKV_SRV_HAVE_EXPIRE) || defined(PKV_SRV_HAVE_GET_MANY)
 	{ "TTL", 2, R | F_FAST, cmd_ttl, 1, 1, 1, "generic", "Seconds to live", "1.0.0" },
 	{ "PTTL", 2, R | F_FAST, cmd_pttl, 1, 1, 1, "generic", "Milliseconds to live", "2.6.0" },
+#endif
 #ifdef PKV_SRV_RMW
 	{ "SETNX", 3, W | F_TXN, cmd_setnx, 1, 1, 1, "string", "Set a key if it is absent",
 	  "1.0.0" },
@@ -2367,6 +2400,9 @@ static const struct srv_cmd commands[] = {
 	{ "UNWATCH", 1, F_FAST | F_MULTICTL, cmd_unwatch, 0, 0, 0, "transactions",
 	  "Forget the watched keys", "2.2.0" },
 #endif
+#if defined(PKV_SRV_HAVE_BATCH) && !defined(PKV_SRV_RMW)
+	{ "MSET", -3, W, cmd_mset, 1, -1, 2, "string", "Set keys (one atomic batch)", "1.0.1" },
+#endif
 #ifdef PKV_SRV_EXPIRY
 	{ "SETEX", 4, W | F_TXN, cmd_setex, 1, 1, 1, "string", "Set a key with a TTL (s)",
 	  "2.0.0" },
@@ -2384,8 +2420,9 @@ static const struct srv_cmd commands[] = {
 	  "Expire at a Unix time (ms)", "2.6.0" },
 	{ "PERSIST", 2, W | F_TXN | F_FAST, cmd_persist, 1, 1, 1, "generic", "Remove the expiry",
 	  "2.2.0" },
-#else
-	{ "PERSIST", 2, R | F_FAST, cmd_persist, 1, 1, 1, "generic", "Remove the expiry", "2.2.0" },
+#elif !defined(PKV_SRV_HAVE_EXPIRE)
+	{ "PERSIST", 2, R | F_FAST, cmd_persist_ro, 1, 1, 1, "generic", "Remove the expiry",
+	  "2.2.0" },
 #endif
 	{ "DBSIZE", 1, R | F_FAST, cmd_dbsize, 0, 0, 0, "server", "Number of keys", "1.0.0" },
 #ifdef PKV_SRV_HAVE_SCAN

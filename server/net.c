@@ -652,10 +652,10 @@ static void loop_round_end(struct loop *l)
 					"the store stopped after an I/O error: closing the "
 					"clients whose writes were not made durable");
 				for (size_t i = 0; i < l->nconns;) {
-					struct conn *c = l->conns[i];
+					struct conn *hc = l->conns[i];
 
-					if (c->held_head < c->nheld) {
-						conn_kill(c);
+					if (hc->held_head < hc->nheld) {
+						conn_kill(hc);
 						continue;
 					}
 					i++;
