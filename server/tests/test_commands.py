@@ -150,9 +150,14 @@ class Commands(ServerCase):
         self.assertTrue(self.r.set(k, "a"))
         self.assertTrue(self.r.set(k, "b"))
         self.assertEqual(self.r.get(k), b"b")
-        self.assertEqual(self.r.ttl(k), -1)
         self.assertEqual(self.err("SET", k, "v", "BOGUS"), "ERR syntax error")
         self.assertTrue(self.err("SET", k).startswith("ERR wrong number of arguments"))
+
+    def test_set_has_no_expiry(self):
+        k = self.k()
+        self.r.set(k, "a")
+        self.assertEqual(self.r.ttl(k), -1)
+        self.assertEqual(self.r.pttl(k), -1)
 
     def test_set_nx_xx(self):
         k = self.k()
