@@ -670,15 +670,8 @@ static void loop_round_end(struct loop *l)
 			l->waiting_seq = 0;
 	}
 #endif
-	for (c = l->flush_list; c; c = next) {
-		next = c->flush_next;
-		c->in_flush_list = false;
-		c->flush_next = NULL;
-		if (!c->dead)
-			conn_write(c, durable);
-	}
-	l->flush_list = NULL;
-	/* conn_write may have re-queued connections (a paused one parsed more): one more pass */
+	/* conn_write may re-queue a connection (a paused one parsed more): each pass takes the
+	 * list off the loop first, so that what is queued during it makes the next pass */
 	while (l->flush_list) {
 		struct conn *list = l->flush_list;
 
