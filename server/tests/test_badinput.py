@@ -284,6 +284,37 @@ class QueryLimit(unittest.TestCase):
             self.assertEqual(s.stop(), 0)
 
 
+class SlowReader(unittest.TestCase):
+    def test_replies_stay_whole_and_in_order(self):
+        """A client pipelines 60 GETs of a 1 MiB value, each followed by a GET of a small key of
+        its own, and reads slowly (a small receive buffer, pauses): the server stops and starts
+        on it many times (it buffers a few MiB at most), and every reply arrives whole and in
+        order."""
+        with Server() as s:
+            big = os.urandom(pkvtest.MAX_VALUE)
+            with s.raw(timeout=30) as c:
+                self.assertEqual(c.call("SET", "big", big), "OK")
+                for i in range(60):
+                    c.call("SET", "small:%d" % i, "v%d" % i)
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+            sock.connect((pkvtest.HOST, s.port))
+            c = pkvtest.Raw.__new__(pkvtest.Raw)
+            c.sock, c.buf = sock, b""
+            sock.settimeout(30)
+            c.send(b"".join(encode("GET", "big") + encode("GET", "small:%d" % i)
+                            for i in range(60)))
+            deadline = time.monotonic() + 120
+            for i in range(60):
+                self.assertLess(time.monotonic(), deadline)
+                if i % 10 == 0:
+                    time.sleep(0.2)  # let the server's buffer fill and pause it
+                self.assertEqual(c.reply(), big, i)
+                self.assertEqual(c.reply(), ("v%d" % i).encode(), i)
+            c.close()
+            self.assertEqual(s.stop(), 0)
+
+
 class MaxClients(unittest.TestCase):
     def test_maxclients(self):
         with Server(maxclients=4) as s:
