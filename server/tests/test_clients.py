@@ -211,6 +211,32 @@ class Clients(unittest.TestCase):
 
         run_threads(6, lambda i: writer(i) if i < 2 else reader(i))
 
+    def test_big_pipelines_many_clients(self):
+        """12 clients each pipeline 30 x (GET of 512 KiB, MGET of two small keys and it),
+        three times: every reply whole and in order (each loop pauses and resumes several
+        connections at once)."""
+        k = self.k()
+        big = os.urandom(pkvtest.MAX_VALUE // 2)
+        self.r.set(k + "big", big)
+        with self.r.pipeline(transaction=False) as p:
+            for i in range(30):
+                p.set("%ss%d" % (k, i), "v%d" % i)
+            p.execute()
+
+        def client(n):
+            with self.srv.raw(timeout=60) as c:
+                for _ in range(3):
+                    c.send(b"".join(encode("GET", k + "big")
+                                    + encode("MGET", "%ss%d" % (k, i), k + "big",
+                                             "%ss%d" % (k, (i + 1) % 30))
+                                    for i in range(30)))
+                    for i in range(30):
+                        self.assertEqual(c.reply(), big)
+                        self.assertEqual(c.reply(), [("v%d" % i).encode(), big,
+                                                     ("v%d" % ((i + 1) % 30)).encode()])
+
+        run_threads(12, client)
+
     # ---- concurrency ---------------------------------------------------------------------
     def test_50_clients_self_checking(self):
         """50 clients, each writing its own keys and reading everyone's: a value read always
