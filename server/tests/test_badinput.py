@@ -95,6 +95,11 @@ class BadInput(unittest.TestCase):
                             + encode("SET", "after-protocol-error", "1"))
         self.assertEqual(self.bystander.call("EXISTS", "after-protocol-error"), 0)
 
+    def test_inline_line_too_long(self):
+        """An inline command (or a header) without its end past 64 KiB: refused, closed."""
+        self.protocol_error(b"PING " + b"x" * 100000)
+        self.protocol_error(b"*" + b"1" * 70000 + b"\r\n")
+
     def test_oversized_bulk_refused_before_reading(self):
         """$1048577 (PKV_MAX_VALUE + 1): the error comes back although no byte of the value
         was sent, so the server decided on the header alone."""
