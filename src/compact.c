@@ -41,117 +41,13 @@
 #include <time.h>
 
 #include "compact.h"
-#include "db.h"
+#include "store.h"
 #include "errors.h"
 #include "fs.h"
 #include "rcu.h"
 #include "snapshot.h"
 #include "sync.h"
 #include "wal.h"
-
-
-static int parse_snap_name(const char *name, uint64_t *seq, bool *tmp)
-{
-	size_t len = strlen(name);
-	unsigned long long v = 0;
-
-	if (len < 21)
-		return -1;
-	for (int i = 0; i < 20; i++) {
-		if (name[i] < '0' || name[i] > '9')
-			return -1;
-		v = v * 10 + (unsigned)(name[i] - '0');
-	}
-	if (strcmp(name + 20, ".snap") == 0)
-		*tmp = false;
-	else if (strcmp(name + 20, ".tmp") == 0)
-		*tmp = true;
-	else
-		return -1;
-	*seq = v;
-	return 0;
-}
-
-static void snap_path(char *buf, size_t n, const char *dir, uint64_t seq, const char *ext)
-{
-	snprintf(buf, n, "%s/%020llu.%s", dir, (unsigned long long)seq, ext);
-}
-
-int pkv__snap_load(struct pkv *db, uint64_t *seq_out)
-{
-	DIR *d = opendir(db->snap_dir);
-	struct dirent *e;
-	uint64_t *seqs = NULL, best = 0;
-	size_t n = 0, cap = 0;
-	char path[4096];
-	const char *why = NULL;
-	int r = 0;
-
-	*seq_out = 0;
-	if (d == NULL)
-		return errno == ENOENT ? 0 : -errno;
-	while ((e = readdir(d)) != NULL) {
-		uint64_t seq;
-		bool tmp;
-
-		if (e->d_name[0] == '.')
-			continue;
-		if (parse_snap_name(e->d_name, &seq, &tmp) < 0) {
-			size_t len = strlen(e->d_name);
-			if (len > 5 && strcmp(e->d_name + len - 5, ".snap") == 0) {
-				pkv__log(db, PKV_LOG_ERROR,
-					 "open: %s/snap/%s: file name is not <20-digit seq>.snap",
-					 db->dir, e->d_name);
-				r = PKV_ECORRUPT;
-				break;
-			}
-			continue;
-		}
-		if (tmp) { /* C.6: an unfinished compaction */
-			if (!db->readonly_open) {
-				snprintf(path, sizeof(path), "%s/%s", db->snap_dir, e->d_name);
-				pkv__fs->unlink(path);
-			}
-			continue;
-		}
-		if (n == cap) {
-			uint64_t *ns = realloc(seqs, (cap = cap ? cap * 2 : 4) * sizeof(*ns));
-			if (ns == NULL) {
-				r = -ENOMEM;
-				break;
-			}
-			seqs = ns;
-		}
-		seqs[n++] = seq;
-		if (seq > best)
-			best = seq;
-	}
-	closedir(d);
-	if (r == 0 && n > 0) {
-		snap_path(path, sizeof(path), db->snap_dir, best, "snap");
-		r = pkv__snap_open(path, PKV_HASH_SEED, &db->base, &why);
-		if (r == PKV_ECORRUPT)
-			pkv__log(db, PKV_LOG_ERROR, "open: %s: %s", path, why);
-		else if (r < 0)
-			pkv__log(db, PKV_LOG_ERROR, "open: cannot map %s: %s", path, pkv_strerror(r));
-		if (r == 0 && db->base->seq != best) {
-			pkv__log(db, PKV_LOG_ERROR, "open: %s: header says seq %" PRIu64, path,
-				 db->base->seq);
-			r = PKV_ECORRUPT;
-		}
-		if (r == 0)
-			*seq_out = best;
-	}
-	/* Older snapshots are debris of a compaction that stopped before deleting them (C.6). */
-	for (size_t i = 0; r == 0 && i < n && !db->readonly_open; i++) {
-		if (seqs[i] == best)
-			continue;
-		snap_path(path, sizeof(path), db->snap_dir, seqs[i], "snap");
-		pkv__fs->unlink(path);
-	}
-	free(seqs);
-	return r;
-}
 
 /* Write the live walk and the old base into @w (C.1, C.2, C.5). *@max_seq: newest version. */
 static int walk(struct pkv *db, struct snap_writer *w, uint64_t *max_seq)
@@ -271,18 +167,19 @@ int pkv__compact_run(struct pkv *db)
 	int r;
 
 	pthread_mutex_lock(&db->compact_mu);
-	r = pkv__db_readonly(db);
+	r = pkv__store_readonly(db);
 	if (r)
 		goto out_unlock;
 	old_seq = db->base ? db->base->seq : 0;
 	if (__atomic_load_n(&db->wal.seq, __ATOMIC_SEQ_CST) == old_seq && db->base)
 		goto out_unlock; /* nothing new since the last snapshot */
-	pkv__wal_roll_all(db); /* C.6: afterwards every segment is wholly <= S or wholly > S */
+	pkv__wal_roll_all(&db->wal); /* C.6: afterwards every segment is wholly <= S or wholly > S */
+	pkv__sync_kick(db);       /* the rolled segments wait to be synced and closed */
 	seq = __atomic_load_n(&db->wal.seq, __ATOMIC_SEQ_CST); /* C.1 */
 	__atomic_store_n(&db->wal_bytes_at_snap, pkv__wal_bytes(&db->wal), __ATOMIC_RELAXED);
 
-	snap_path(tmp, sizeof(tmp), db->snap_dir, seq, "tmp");
-	snap_path(path, sizeof(path), db->snap_dir, seq, "snap");
+	pkv__snap_path(tmp, sizeof(tmp), db->snap_dir, seq, "tmp");
+	pkv__snap_path(path, sizeof(path), db->snap_dir, seq, "snap");
 	r = pkv__snapw_begin(&w, tmp, seq, PKV_HASH_SEED, db->wal.salt);
 	if (r < 0)
 		goto out_unlock;
@@ -337,13 +234,13 @@ int pkv__compact_run(struct pkv *db)
 		char oldpath[4096];
 		snprintf(oldpath, sizeof(oldpath), "%s", old->path);
 		pkv__snap_close(old);
-		r = pkv__wal_retire_upto(db, seq);
+		r = pkv__wal_retire_upto(&db->wal, seq);
 		if (r == 0)
 			r = pkv__fs->unlink(oldpath); /* after the WAL: C.6 */
 		if (r == 0)
 			r = pkv__fs_fsync_dir(db->snap_dir);
 	} else {
-		r = pkv__wal_retire_upto(db, seq);
+		r = pkv__wal_retire_upto(&db->wal, seq);
 	}
 	/* The trimmed records are freed by RCU callbacks; once they ran, give the pages back:
 	 * resident memory should follow the live map down, not stay at its peak. */
@@ -387,24 +284,23 @@ static bool compactor_due(struct pkv *db)
 static void *compactor_main(void *arg)
 {
 	struct pkv *db = arg;
-	struct pkv_sync *s = &db->sync;
 
 	pkv__rcu_enter();
 	pkv__thread_background();
-	pthread_mutex_lock(&s->mu);
+	pthread_mutex_lock(&db->compactor_mu);
 	while (!db->compactor_stop) {
 		if (!db->compactor_kick)
-			pthread_cond_wait(&db->compactor_cv, &s->mu);
+			pthread_cond_wait(&db->compactor_cv, &db->compactor_mu);
 		db->compactor_kick = false;
 		if (db->compactor_stop)
 			break;
-		pthread_mutex_unlock(&s->mu);
-		if (compactor_due(db) && pkv__db_readonly(db) == 0)
+		pthread_mutex_unlock(&db->compactor_mu);
+		if (compactor_due(db) && pkv__store_readonly(db) == 0)
 			(void)pkv__compact_run(db); /* failures are logged and leave nothing behind */
-		pthread_mutex_lock(&s->mu);
+		pthread_mutex_lock(&db->compactor_mu);
 	}
-	pthread_mutex_unlock(&s->mu);
-	pkv_thread_detach();
+	pthread_mutex_unlock(&db->compactor_mu);
+	pkv__rcu_unregister();
 	return NULL;
 }
 
@@ -424,10 +320,10 @@ void pkv__compactor_stop(struct pkv *db)
 {
 	if (!db->compactor_running)
 		return;
-	pthread_mutex_lock(&db->sync.mu);
+	pthread_mutex_lock(&db->compactor_mu);
 	db->compactor_stop = true;
 	pthread_cond_signal(&db->compactor_cv);
-	pthread_mutex_unlock(&db->sync.mu);
+	pthread_mutex_unlock(&db->compactor_mu);
 	pthread_join(db->compactor, NULL);
 	db->compactor_running = false;
 }
@@ -436,41 +332,8 @@ void pkv__compactor_kick(struct pkv *db)
 {
 	if (!db->compactor_running || !compactor_due(db))
 		return;
-	pthread_mutex_lock(&db->sync.mu);
+	pthread_mutex_lock(&db->compactor_mu);
 	db->compactor_kick = true;
 	pthread_cond_signal(&db->compactor_cv);
-	pthread_mutex_unlock(&db->sync.mu);
-}
-
-PKV_EXPORT int pkv_compact(pkv *db)
-{
-	if (db == NULL)
-		return PKV_EINVAL;
-	if (db->in_memory)
-		return 0;
-	if (db->readonly_open || pkv__db_readonly(db))
-		return PKV_EREADONLY;
-	pkv__rcu_enter();
-	return pkv__compact_run(db);
-}
-
-PKV_EXPORT int pkv_verify(pkv *db)
-{
-	const char *why = NULL;
-	int r = 0;
-
-	if (db == NULL)
-		return PKV_EINVAL;
-	if (db->in_memory)
-		return 0;
-	pkv__rcu_enter();
-	/* compact_mu keeps the base mapped while we read all of it. */
-	pthread_mutex_lock(&db->compact_mu);
-	if (db->base) {
-		r = pkv__snap_verify(db->base, &why);
-		if (r < 0)
-			pkv__log(db, PKV_LOG_ERROR, "verify: %s: %s", db->base->path, why);
-	}
-	pthread_mutex_unlock(&db->compact_mu);
-	return r;
+	pthread_mutex_unlock(&db->compactor_mu);
 }

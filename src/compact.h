@@ -9,13 +9,6 @@
 
 struct pkv;
 
-/*
- * At open: remove snapshot debris (*.tmp, snapshots older than the newest), map the newest one
- * as db->base and return its sequence number in *@seq_out (0 without one).
- * Returns 0, PKV_ECORRUPT (logged with the file name) or -errno.
- */
-int pkv__snap_load(struct pkv *db, uint64_t *seq_out);
-
 /* Run one compaction now (serialized with any other). 0 or a negative code. */
 int pkv__compact_run(struct pkv *db);
 

@@ -4,7 +4,7 @@
  *
  * Debian ships no C library for CRC32C (zlib has only the IEEE polynomial), so this small
  * implementation is the product's own: the SSE4.2 crc32 instruction where the CPU has it, a
- * byte-wise table otherwise. Both give identical results (tests/test_record.c checks the
+ * byte-wise table otherwise. Both give identical results (tests/test_walrec.c checks the
  * standard check value "123456789" -> 0xE3069283).
  */
 #ifndef PKV_CRC32C_H

@@ -1,103 +1,22 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * db.h - the store handle shared by every module, and the logging helper.
+ * db.h - what the public API's files (db.c, read.c, write.c) share.
  */
 #ifndef PKV_DB_H
 #define PKV_DB_H
 
-#include <pthread.h>
-#include <stdbool.h>
-#include <stdint.h>
+#include <stddef.h>
 
-#include "map.h"
-#include "snapshot.h"
-#include "pkv.h"
-#include "sync.h"
-#include "wal.h"
+#include "errors.h"
 
-struct pkv_recovery_report {
-	uint64_t recovered_records;
-	uint64_t discarded_records;
-	uint64_t discarded_bytes;
-	uint64_t gap_seq;
-};
-
-struct pkv {
-	pkv_options opts;
-	bool in_memory;
-	bool readonly_open;
-	bool open_dirty; /* open created or repaired something: fsync DIR before returning */
-	char *dir;
-	int lock_fd;
-	struct pkv_map map;
-	struct pkv_wal wal;
-	struct pkv_sync sync;
-	int readonly_reason; /* atomic: 0, or why writes are refused */
-	uint64_t mem_seq;    /* atomic: sequence numbers of an in-memory store */
-	uint64_t keys_baseline; /* visible keys = this + sum of the shards' nkeys */
-	struct pkv_recovery_report rec;
-
-	/* Snapshot base image (compact.c). */
-	struct pkv_snap *base;   /* RCU-protected; NULL when there is none */
-	char *snap_dir;          /* DIR/snap */
-	int compacting;          /* atomic: deletes leave tombstones while set (compact.c C.4) */
-	pthread_mutex_t compact_mu; /* one compaction at a time */
-	uint64_t compactions;
-	uint64_t wal_bytes_at_snap; /* pkv__wal_bytes() when the last compaction started */
-	uint64_t base_bytes;        /* atomic: size of the current snapshot file */
-	pthread_t compactor;
-	bool compactor_running;
-	bool compactor_stop;
-	bool compactor_kick;
-	pthread_cond_t compactor_cv; /* with sync.mu */
-};
-
-/*
- * One write's effect on the map, decided under the shard lock before the WAL append (so that
- * everything that can fail fails before a sequence number is taken) and applied after it.
- */
-struct write_plan {
-	struct pkv_rec *rec; /* to publish: the value, or a tombstone; NULL: remove the entry */
-	int delta;           /* change in visible keys */
-	bool skip;           /* replay only: the base already holds this version or a newer one */
-};
-
-/*
- * Plan a put (@rec prepared by the caller) or a delete (@rec NULL) of @key in shard @s, whose
- * lock the caller holds. @replay_seq is the record's seq during recovery, 0 for a live write.
- * Returns 0; PKV_NOTFOUND (a delete of an invisible key); -ENOMEM.
- */
-int pkv__db_plan_locked(struct pkv *db, struct map_shard *s, uint64_t hash, const void *key,
-			size_t klen, struct pkv_rec *rec, uint64_t replay_seq,
-			struct write_plan *p);
-
-/* Apply a plan with sequence number @seq. 0, or -ENOMEM (see map.c M.6). */
-int pkv__db_commit_locked(struct pkv *db, struct map_shard *s, uint64_t hash, const void *key,
-			  size_t klen, struct write_plan *p, uint64_t seq);
-
-/* Send a formatted message to the application's log callback, if it has one. */
-void pkv__log(struct pkv *db, int level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-/*
- * Lower the calling thread's scheduling priority (nice +10, Linux: per thread): pkv's own
- * threads (syncer, compactor) yield the CPU to the application's readers and writers when cores
- * are short, and still run when they are idle. Best effort.
- */
-void pkv__thread_background(void);
-
-/* Refuse further writes with @reason (first reason wins). */
-void pkv__db_set_readonly(struct pkv *db, int reason);
-
-/* The base image; call inside a read-side section and use only inside it. */
-static inline const struct pkv_snap *pkv__db_base_rcu(struct pkv *db)
+/* A key argument: PKV_EINVAL (NULL or empty), PKV_ETOOBIG (over PKV_MAX_KEY), or 0. */
+static inline int pkv__db_check_key(const void *key, size_t klen)
 {
-	return __atomic_load_n(&db->base, __ATOMIC_ACQUIRE);
-}
-
-static inline int pkv__db_readonly(struct pkv *db)
-{
-	return __atomic_load_n(&db->readonly_reason, __ATOMIC_ACQUIRE);
+	if (key == NULL || klen == 0)
+		return PKV_EINVAL;
+	if (klen > PKV_MAX_KEY)
+		return PKV_ETOOBIG;
+	return 0;
 }
 
 #endif /* PKV_DB_H */

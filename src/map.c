@@ -34,10 +34,6 @@
 #include "map.h"
 #include "rcu.h"
 
-#ifdef PKV_TSAN
-char pkv__tsan_gp_token;
-#endif
-
 /* ---- RCU-deferred frees of ck_ht tables ------------------------------------------------- */
 
 struct ht_block {
@@ -304,7 +300,7 @@ int pkv__map_set_locked(struct map_shard *s, uint64_t hash, struct pkv_rec *r, u
 
 	__atomic_store_n(&r->seq, seq, __ATOMIC_RELEASE); /* M.1, M.2 */
 	ck_ht_entry_set(&e, h, r->data, r->klen, r);
-	if (!ck_ht_set_spmc(&s->ht, h, &e))
+	if (!ck_ht_set_spmc(&s->ht, h, &e)) /* M.3: published value, fence, key; M.5 */
 		return -ENOMEM;
 	if (!ck_ht_entry_empty(&e))
 		retire_locked(s, ck_ht_entry_value(&e)); /* M.4 */

@@ -18,6 +18,8 @@
 
 #include <ck_ht.h>
 
+#include "hash.h"
+
 /*
  * A stored version of a key: key bytes, then value bytes. seq is written last, with release
  * order (map.c M.2), and read first with acquire order by readers.
@@ -43,8 +45,6 @@ static inline const void *pkv__rec_val(const struct pkv_rec *r)
 	return r->data + r->klen;
 }
 
-/* Seed of the key hash (MurmurHash64A via ck_ht): the live map and every snapshot use it. */
-#define PKV_HASH_SEED 0x9e3779b97f4a7c15ull
 
 struct retire_batch;
 
@@ -72,12 +72,14 @@ int pkv__map_init(struct pkv_map *m, unsigned nshards, size_t capacity_hint);
 /* Free every table and record. No reader or writer may be running; waits for pending frees. */
 void pkv__map_destroy(struct pkv_map *m);
 
+/*
+ * The key's hash: the format's (hash.h), which is also what ck_ht would compute with the
+ * shards' seed, so the map's tables and the snapshot index agree on every key.
+ */
 static inline uint64_t pkv__map_hash(struct pkv_map *m, const void *key, size_t klen)
 {
-	ck_ht_hash_t h;
-
-	ck_ht_hash(&h, &m->shards[0].ht, key, (uint16_t)klen);
-	return h.value;
+	(void)m;
+	return pkv__hash(key, klen);
 }
 
 static inline struct map_shard *pkv__map_shard(struct pkv_map *m, uint64_t hash)

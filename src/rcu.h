@@ -7,7 +7,7 @@
  * quiescent-state announcements are asked of the application's threads.
  *
  * Threads are registered by pkv itself: pkv__rcu_enter() on every public entry point registers
- * the calling thread on its first call and arranges its unregistration at thread exit.
+ * the calling thread on its first call and arranges its unregistration at thread exit (rcu.c).
  *
  * ThreadSanitizer cannot see liburcu 0.13's grace periods. Under PKV_TSAN the shim turns each
  * read-side unlock and each call_rcu into a release, and each reclamation callback (and the
@@ -39,6 +39,9 @@ extern __thread bool pkv__rcu_registered __attribute__((tls_model("initial-exec"
 
 /* Slow path of pkv__rcu_enter: register the thread, arm the exit-time unregistration. */
 void pkv__rcu_register_slow(void);
+
+/* Unregister the calling thread now (pkv_thread_detach); harmless if it is not registered. */
+void pkv__rcu_unregister(void);
 
 /* Make sure the calling thread is registered with RCU; cheap after the first call. */
 static inline void pkv__rcu_enter(void)

@@ -25,15 +25,15 @@
  *       mistaken later for the new records that reuse their numbers.
  *  R.7  Every lane of this open appends after its cut, in its last segment, whose tail past the
  *       cut is always zeroed first (R.6), so stale bytes can never follow a new record.
- *  R.10 A lane that pkv_close left clean (its last segment truncated to the end of its data
- *       after the final sync) needs no zeroing and no fdatasync: a clean reopen writes nothing.
- *  R.9  A record is applied through the same plan as a live write (db.c), and only if it is
- *       newer than the key's version in the snapshot base (compact.c C.2).
  *  R.8  Every segment replayed is fdatasynced before the open returns: what was recovered from
  *       the page cache after a process crash is then power-loss durable, and `synced` of new
  *       records may say so. The syncs come before any cut (R.6): a cut leaves a segment that
  *       looks clean (R.10), so an open that died between a cut and its syncs would otherwise
  *       let the next open skip them.
+ *  R.9  A record is applied through the same plan as a live write (apply.c), and only if it is
+ *       newer than the key's version in the snapshot base (compact.c C.2).
+ *  R.10 A lane that pkv_close left clean (its last segment truncated to the end of its data
+ *       after the final sync) needs no zeroing and no fdatasync: a clean reopen writes nothing.
  * A read-only open performs R.1 - R.5 only and changes nothing on disk.
  */
 #include <dirent.h>
@@ -46,8 +46,10 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 
-#include "db.h"
+#include "apply.h"
+#include "store.h"
 #include "errors.h"
+#include "internal.h"
 #include "fs.h"
 #include "recovery.h"
 
@@ -90,28 +92,6 @@ struct rctx {
 	int err;
 };
 
-static int parse_name(const char *name, uint32_t *lane, uint64_t *segno, bool *tmp)
-{
-	unsigned l;
-	unsigned long long s;
-	char ext[8];
-	int n = 0;
-
-	if (strlen(name) != 3 + 1 + 10 + 4)
-		return -1;
-	if (sscanf(name, "%3u-%10llu.%3s%n", &l, &s, ext, &n) != 3 || n != 18)
-		return -1;
-	if (strcmp(ext, "wal") == 0)
-		*tmp = false;
-	else if (strcmp(ext, "tmp") == 0)
-		*tmp = true;
-	else
-		return -1;
-	*lane = l;
-	*segno = s;
-	return 0;
-}
-
 static int seg_cmp(const void *a, const void *b)
 {
 	const struct rseg *x = a, *y = b;
@@ -150,7 +130,7 @@ static int scan_dir(struct rctx *c)
 
 		if (e->d_name[0] == '.')
 			continue;
-		if (parse_name(e->d_name, &lane, &segno, &tmp) < 0) {
+		if (pkv__wal_seg_parse_name(e->d_name, &lane, &segno, &tmp) < 0) {
 			size_t len = strlen(e->d_name);
 			if (len > 4 && strcmp(e->d_name + len - 4, ".wal") == 0) {
 				r = corrupt(c, e->d_name, 0, "file name is not LLL-SSSSSSSSSS.wal");
@@ -181,7 +161,9 @@ static int scan_dir(struct rctx *c)
 		s->fd = -1;
 		s->lane = lane;
 		s->segno = segno;
-		snprintf(s->name, sizeof(s->name), "%s", e->d_name);
+		/* "LLL-SSSSSSSSSS.wal": the parse above accepted exactly 18 bytes */
+		PKV_ASSERT(strlen(e->d_name) < sizeof(s->name));
+		memcpy(s->name, e->d_name, strlen(e->d_name) + 1);
 		fd = pkv__fs->open(path, db->readonly_open ? O_RDONLY : O_RDWR, 0);
 		if (fd < 0) {
 			r = fd;
@@ -199,7 +181,7 @@ static int scan_dir(struct rctx *c)
 			r = (int)n;
 			break;
 		}
-		if (pkv__wal_seg_check(&s->hdr, (size_t)n, &s->hdr, &why) < 0) {
+		if (pkv__walrec_seg_check(&s->hdr, (size_t)n, &s->hdr, &why) < 0) {
 			r = corrupt(c, s->name, 0, why);
 			break;
 		}
@@ -207,7 +189,7 @@ static int scan_dir(struct rctx *c)
 			r = corrupt(c, s->name, 0, "segment header disagrees with the file name");
 			break;
 		}
-		s->seed = pkv__wal_rec_seed(&s->hdr);
+		s->seed = pkv__walrec_seed(&s->hdr);
 		s->maplen = (size_t)s->fsize < s->hdr.seg_bytes ? (size_t)s->fsize
 								 : s->hdr.seg_bytes;
 		s->map = pkv__fs->mmap(s->maplen, PROT_READ, fd, 0);
@@ -263,7 +245,7 @@ static int lane_advance(struct rctx *c, struct rlane *l)
 		if (l->off >= s->maplen)
 			d = WAL_DEC_END;
 		else
-			d = pkv__wal_rec_decode(s->map + l->off, s->maplen - l->off, s->seed,
+			d = pkv__walrec_decode(s->map + l->off, s->maplen - l->off, s->seed,
 						&l->next, &why);
 		if (d == WAL_DEC_END) {
 			l->si++;
@@ -307,13 +289,13 @@ static int apply(struct pkv *db, const struct wal_rec *w, uint64_t h)
 			return -ENOMEM;
 	}
 	/* Single-threaded: the shard lock is not needed, the plan's rules are. */
-	rc = pkv__db_plan_locked(db, s, h, w->key, w->klen, r, w->seq, &plan);
+	rc = pkv__apply_plan_locked(db, s, h, w->key, w->klen, r, w->seq, &plan);
 	if (rc == PKV_NOTFOUND || (rc == 0 && plan.skip)) {
 		rc = 0; /* a delete of an absent key, or a version the base already has */
 		goto out;
 	}
 	if (rc == 0)
-		rc = pkv__db_commit_locked(db, s, h, w->key, w->klen, &plan, w->seq);
+		rc = pkv__apply_commit_locked(db, s, h, w->key, w->klen, &plan, w->seq);
 	if (rc == PKV_ECORRUPT)
 		pkv__log(db, PKV_LOG_ERROR,
 			 "recovery: %s: the snapshot's version of the key of seq %" PRIu64
@@ -347,24 +329,6 @@ struct applier {
 	unsigned head, n;
 };
 
-static void prefetch_slot(const struct pkv_snap *b, uint64_t h)
-{
-	if (b)
-		__builtin_prefetch(&b->index[h >> b->shift]);
-}
-
-static void prefetch_rec(const struct pkv_snap *b, uint64_t h)
-{
-	uint64_t slot;
-
-	if (b == NULL)
-		return;
-	slot = b->index[h >> b->shift];
-	if (slot && (slot & ~SNAP_OFF_MASK) == SNAP_TAG(h) &&
-	    (slot & SNAP_OFF_MASK) * 8 < b->len)
-		__builtin_prefetch(b->data + (slot & SNAP_OFF_MASK) * 8);
-}
-
 static int applier_pop(struct applier *a)
 {
 	struct pending *p = &a->ring[a->head];
@@ -387,10 +351,10 @@ static int applier_push(struct applier *a, const struct wal_rec *w)
 	p = &a->ring[(a->head + a->n) % RING];
 	p->w = *w;
 	p->hash = w->type == WAL_NOP ? 0 : pkv__map_hash(&a->db->map, w->key, w->klen);
-	prefetch_slot(a->base, p->hash);
+	pkv__snap_prefetch_slot(a->base, p->hash);
 	a->n++;
 	if (a->n > RING / 2)
-		prefetch_rec(a->base, a->ring[(a->head + a->n - 1 - RING / 2) % RING].hash);
+		pkv__snap_prefetch_rec(a->base, a->ring[(a->head + a->n - 1 - RING / 2) % RING].hash);
 	return 0;
 }
 
@@ -443,7 +407,7 @@ static int count_discarded(struct rctx *c, struct rlane *l)
 			struct wal_rec rec;
 			const char *why;
 
-			if (pkv__wal_rec_decode(s->map + o, s->maplen - o, s->seed, &rec, &why) !=
+			if (pkv__walrec_decode(s->map + o, s->maplen - o, s->seed, &rec, &why) !=
 			    WAL_DEC_OK)
 				continue;
 			rep->discarded_records++;
@@ -598,31 +562,15 @@ static int cut_lane(struct rctx *c, struct rlane *l, bool *dir_dirty)
 /* Hand the lane's last segment to the WAL as the one to append to (R.7). */
 static int adopt_lane(struct rctx *c, struct rlane *l)
 {
-	struct pkv *db = c->db;
-	struct wal_lane *wl = &db->wal.lanes[l->id];
 	struct rseg *keep = l->segs[l->keep_si];
-	struct wal_seg *seg = calloc(1, sizeof(*seg));
+	int r;
 
-	if (seg == NULL)
-		return -ENOMEM;
-	seg->fd = keep->fd;
-	seg->lane = l->id;
-	seg->segno = keep->segno;
-	seg->size = keep->hdr.seg_bytes;
-	seg->off = l->keep_off;
-	seg->last_seq = keep->max_seq;
-	seg->seed = keep->seed;
-	seg->base = pkv__fs->mmap(seg->size, PROT_READ | PROT_WRITE, seg->fd, 0);
-	if (seg->base == NULL) {
-		int r = -errno;
-		free(seg);
-		return r;
-	}
-	keep->fd = -1; /* now owned by the WAL */
-	wl->cur = seg;
-	wl->max_used_segno = l->segs[l->nsegs - 1]->segno;
-	wl->next_segno = l->segs[l->nsegs - 1]->segno + 1;
-	return 0;
+	r = pkv__wal_lane_adopt(&c->db->wal, l->id, keep->fd, keep->segno, keep->hdr.seg_bytes,
+				l->keep_off, keep->max_seq, keep->seed,
+				l->segs[l->nsegs - 1]->segno);
+	if (r == 0)
+		keep->fd = -1; /* now owned by the WAL */
+	return r;
 }
 
 static void rctx_free(struct rctx *c)
@@ -709,9 +657,7 @@ int pkv__recover(struct pkv *db, uint64_t base_seq)
 				 pkv_strerror(r));
 			goto out;
 		}
-		__atomic_store_n(&db->wal.synced, last, __ATOMIC_RELAXED);
-		for (unsigned i = 0; i < db->wal.nlanes; i++)
-			db->wal.lanes[i].last_seq = db->wal.lanes[i].synced_seq = 0;
+		pkv__wal_set_synced(&db->wal, last); /* R.8: every replayed segment is synced */
 	}
 	if (rep->recovered_records || rep->discarded_records || rep->discarded_bytes)
 		pkv__log(db, rep->discarded_bytes ? PKV_LOG_WARN : PKV_LOG_INFO,

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * snapshot.c - snapshot writer, in-place mmap reader and index probe.
+ * snapshot.c - snapshot writer, in-place mmap reader and index probe, file names, and loading
+ * the newest snapshot at open.
  *
  * Rules:
  *  N.1  A snapshot is written with ordinary writes to a temporary name, fsynced, and only then
@@ -10,16 +11,19 @@
  *       else is parsed, so an open costs O(1) whatever the size. The probe re-checks each record
  *       it follows against the data region's bounds, so damaged bytes under a valid header never
  *       cause a read outside the mapping. pkv__snap_verify checks every checksum there is.
+ *  N.3  The index is ordered by the hash's top bits; the live map picks shards by the same top
+ *       bits, so one shard's keys sit together in the index.
  *  N.4  A probe answers only from checked bytes: each index page it reads is checked against
  *       its CRC the first time any probe reads it (a bit per page remembers it), a returned
  *       record against its own CRC, and so is a record whose tag matched but whose key did not
  *       (a damaged key must not turn into a miss). Any mismatch is PKV_ECORRUPT for that key;
  *       keys whose path is intact are still served.
- *  N.3  The index is ordered by the hash's top bits; the live map picks shards by the same top
- *       bits, so one shard's keys sit together in the index.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -27,6 +31,7 @@
 #include "crc32c.h"
 #include "errors.h"
 #include "fs.h"
+#include "internal.h"
 #include "snapshot.h"
 
 #define STAGE_BYTES (1u << 20)
@@ -433,7 +438,7 @@ int pkv__snapw_finish(struct snap_writer *w, uint64_t max_seq)
 		goto fail;
 	}
 	for (size_t i = 0; i < w->nents; i++) {
-		uint64_t pos = w->ents[i].hash >> shift;
+		uint64_t pos = w->ents[i].hash >> shift; /* N.3: the hash's top bits */
 
 		while (index[pos] != 0)
 			pos = (pos + 1) & (nslots - 1);
@@ -481,5 +486,113 @@ fail:
 	free(index);
 	free(pcrc);
 	pkv__snapw_abort(w);
+	return r;
+}
+
+/* ---- names, and loading the newest ---- */
+
+int pkv__snap_parse_name(const char *name, uint64_t *seq, bool *tmp)
+{
+	size_t len = strlen(name);
+	unsigned long long v = 0;
+
+	if (len < 21)
+		return -1;
+	for (int i = 0; i < 20; i++) {
+		if (name[i] < '0' || name[i] > '9')
+			return -1;
+		v = v * 10 + (unsigned)(name[i] - '0');
+	}
+	if (strcmp(name + 20, ".snap") == 0)
+		*tmp = false;
+	else if (strcmp(name + 20, ".tmp") == 0)
+		*tmp = true;
+	else
+		return -1;
+	*seq = v;
+	return 0;
+}
+
+void pkv__snap_path(char *buf, size_t n, const char *dir, uint64_t seq, const char *ext)
+{
+	snprintf(buf, n, "%s/%020llu.%s", dir, (unsigned long long)seq, ext);
+}
+
+int pkv__snap_load(const char *snap_dir, const char *store_dir, bool readonly,
+		   const struct pkv_log *log, struct pkv_snap **base, uint64_t *seq_out)
+{
+	DIR *d = opendir(snap_dir);
+	struct dirent *e;
+	uint64_t *seqs = NULL, best = 0;
+	size_t n = 0, cap = 0;
+	char path[4096];
+	const char *why = NULL;
+	int r = 0;
+
+	*seq_out = 0;
+	if (d == NULL)
+		return errno == ENOENT ? 0 : -errno;
+	while ((e = readdir(d)) != NULL) {
+		uint64_t seq;
+		bool tmp;
+
+		if (e->d_name[0] == '.')
+			continue;
+		if (pkv__snap_parse_name(e->d_name, &seq, &tmp) < 0) {
+			size_t len = strlen(e->d_name);
+			if (len > 5 && strcmp(e->d_name + len - 5, ".snap") == 0) {
+				pkv__logf(log, PKV_LOG_ERROR,
+					  "open: %s/snap/%s: file name is not <20-digit seq>.snap",
+					  store_dir, e->d_name);
+				r = PKV_ECORRUPT;
+				break;
+			}
+			continue;
+		}
+		if (tmp) { /* compact.c C.6: an unfinished compaction */
+			if (!readonly) {
+				snprintf(path, sizeof(path), "%s/%s", snap_dir, e->d_name);
+				pkv__fs->unlink(path);
+			}
+			continue;
+		}
+		if (n == cap) {
+			uint64_t *ns = realloc(seqs, (cap = cap ? cap * 2 : 4) * sizeof(*ns));
+			if (ns == NULL) {
+				r = -ENOMEM;
+				break;
+			}
+			seqs = ns;
+		}
+		seqs[n++] = seq;
+		if (seq > best)
+			best = seq;
+	}
+	closedir(d);
+	if (r == 0 && n > 0) {
+		pkv__snap_path(path, sizeof(path), snap_dir, best, "snap");
+		r = pkv__snap_open(path, PKV_HASH_SEED, base, &why);
+		if (r == PKV_ECORRUPT)
+			pkv__logf(log, PKV_LOG_ERROR, "open: %s: %s", path, why);
+		else if (r < 0)
+			pkv__logf(log, PKV_LOG_ERROR, "open: cannot map %s: %s", path,
+				  pkv_strerror(r));
+		if (r == 0 && (*base)->seq != best) {
+			pkv__logf(log, PKV_LOG_ERROR, "open: %s: header says seq %" PRIu64, path,
+				  (*base)->seq);
+			r = PKV_ECORRUPT;
+		}
+		if (r == 0)
+			*seq_out = best;
+	}
+	/* Older snapshots are debris of a compaction that stopped before deleting them
+	 * (compact.c C.6). */
+	for (size_t i = 0; r == 0 && i < n && !readonly; i++) {
+		if (seqs[i] == best)
+			continue;
+		pkv__snap_path(path, sizeof(path), snap_dir, seqs[i], "snap");
+		pkv__fs->unlink(path);
+	}
+	free(seqs);
 	return r;
 }

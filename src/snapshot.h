@@ -21,7 +21,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "map.h"
+#include "hash.h"
+
+struct pkv_log;
 
 #define SNAP_MAGIC "pkvSNAP\0"
 #define SNAP_VERSION 2u
@@ -135,6 +137,48 @@ int pkv__snap_find(const struct pkv_snap *s, uint64_t hash, const void *key, siz
 
 /* Iterate records: *@off starts at 0; returns NULL at the end (or at damage). */
 const struct snap_rec_disk *pkv__snap_next(const struct pkv_snap *s, uint64_t *off);
+
+/*
+ * Prefetch hints for a coming pkv__snap_find of hash @h in @b (NULL: none): the index slot it
+ * will read first, and (once that slot is in cache) the record the slot points at, if its tag
+ * matches. They decode a slot without checking its page's CRC, which is harmless for a hint:
+ * the offset is bounded by the mapping and nothing is read from it. Recovery's replay uses them.
+ */
+static inline void pkv__snap_prefetch_slot(const struct pkv_snap *b, uint64_t h)
+{
+	if (b)
+		__builtin_prefetch(&b->index[h >> b->shift]);
+}
+
+static inline void pkv__snap_prefetch_rec(const struct pkv_snap *b, uint64_t h)
+{
+	uint64_t slot;
+
+	if (b == NULL)
+		return;
+	slot = b->index[h >> b->shift];
+	if (slot && (slot & ~SNAP_OFF_MASK) == SNAP_TAG(h) &&
+	    (slot & SNAP_OFF_MASK) * 8 < b->len)
+		__builtin_prefetch(b->data + (slot & SNAP_OFF_MASK) * 8);
+}
+
+/* ---- names, and loading the newest ---- */
+
+/* "@dir/<@seq as 20 digits>.@ext" into @buf (@n bytes): ext "snap", or "tmp" while written. */
+void pkv__snap_path(char *buf, size_t n, const char *dir, uint64_t seq, const char *ext);
+
+/* Parse a file name of snap/: 0 (*@seq, *@tmp set) or -1 (not a snapshot's name). */
+int pkv__snap_parse_name(const char *name, uint64_t *seq, bool *tmp);
+
+/*
+ * At open: remove snapshot debris in @snap_dir (*.tmp, snapshots older than the newest) unless
+ * @readonly, map the newest one as *@base and return its sequence number in *@seq_out (0
+ * without one). @store_dir names the store in messages, which go to @log.
+ * Returns 0, PKV_ECORRUPT (logged with the file name) or -errno. On PKV_ECORRUPT *@base may be
+ * set (the caller closes it).
+ */
+int pkv__snap_load(const char *snap_dir, const char *store_dir, bool readonly,
+		   const struct pkv_log *log, struct pkv_snap **base, uint64_t *seq_out);
 
 /* ---- writer ---- */
 

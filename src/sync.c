@@ -28,7 +28,7 @@
 #include <sched.h>
 #include <time.h>
 
-#include "db.h"
+#include "store.h"
 #include "errors.h"
 #include "fs.h"
 #include "rcu.h"
@@ -124,8 +124,11 @@ static void helpers_stop(struct pkv_sync *s)
 
 static void report_failure(struct pkv *db, const struct wal_seg *seg, int r)
 {
-	pkv__log(db, PKV_LOG_ERROR, "sync: fdatasync of wal segment %03u-%010llu failed: %s",
-		 seg->lane, (unsigned long long)seg->segno, pkv_strerror(r));
+	char name[64];
+
+	pkv__wal_seg_path(name, sizeof(name), NULL, seg->lane, seg->segno, "wal");
+	pkv__log(db, PKV_LOG_ERROR, "sync: fdatasync of wal segment %s failed: %s", name,
+		 pkv_strerror(r));
 }
 
 /*
@@ -166,7 +169,7 @@ static int sync_round(struct pkv *db, uint64_t target)
 	unsigned used = 0;
 	int err = 0;
 
-	pkv__wal_wait_written(db, target);
+	pkv__wal_wait_written(&db->wal, target);
 	for (unsigned i = 0; i < w->nlanes; i++) {
 		struct wal_lane *l = &w->lanes[i];
 		struct wal_seg *retired;
@@ -278,7 +281,7 @@ int pkv__sync_wait(struct pkv *db, uint64_t seq)
 		s->leader = false;
 		if (r < 0) {
 			s->err = r; /* S.3 */
-			pkv__db_set_readonly(db, r);
+			pkv__store_set_readonly(db, r);
 		} else {
 			before = __atomic_load_n(&w->synced, __ATOMIC_RELAXED);
 			if (target > before) {
@@ -354,10 +357,10 @@ static void *bg_main(void *arg)
 			break;
 		pthread_mutex_unlock(&s->mu);
 
-		pkv__wal_make_spares(db);
+		pkv__wal_make_spares(&db->wal);
 		if ((periodic && timed_out) || lanes_have_retired(db)) {
 			uint64_t seq = __atomic_load_n(&db->wal.seq, __ATOMIC_ACQUIRE);
-			if (pkv__db_readonly(db) == 0)
+			if (pkv__store_readonly(db) == 0)
 				(void)pkv__sync_wait(db, seq); /* errors are sticky and reported there */
 		}
 		pthread_mutex_lock(&s->mu);

@@ -25,18 +25,18 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "compact.h"
-#include "db.h"
+#include <ck_pr.h>
+
 #include "errors.h"
 #include "fs.h"
+#include "internal.h"
 #include "wal.h"
 
-int pkv__wal_init(struct pkv *db, unsigned nlanes)
+int pkv__wal_init(struct pkv_wal *w, unsigned nlanes, size_t seg_bytes, const struct pkv_log *log)
 {
-	struct pkv_wal *w = &db->wal;
-
 	w->nlanes = nlanes;
-	w->seg_bytes = db->opts.wal_segment_bytes;
+	w->seg_bytes = seg_bytes;
+	w->log = log;
 	if (posix_memalign((void **)&w->lanes, 64, sizeof(*w->lanes) * nlanes) != 0)
 		return -ENOMEM;
 	memset(w->lanes, 0, sizeof(*w->lanes) * nlanes);
@@ -75,10 +75,35 @@ uint64_t pkv__wal_bytes(struct pkv_wal *w)
 	return n;
 }
 
-static void seg_path(char *buf, size_t n, const char *dir, uint32_t lane, uint64_t segno,
-		     const char *ext)
+void pkv__wal_seg_path(char *buf, size_t n, const char *dir, uint32_t lane, uint64_t segno,
+		       const char *ext)
 {
-	snprintf(buf, n, "%s/%03u-%010llu.%s", dir, lane, (unsigned long long)segno, ext);
+	if (dir == NULL)
+		snprintf(buf, n, "%03u-%010llu.%s", lane, (unsigned long long)segno, ext);
+	else
+		snprintf(buf, n, "%s/%03u-%010llu.%s", dir, lane, (unsigned long long)segno, ext);
+}
+
+int pkv__wal_seg_parse_name(const char *name, uint32_t *lane, uint64_t *segno, bool *tmp)
+{
+	unsigned l;
+	unsigned long long s;
+	char ext[8];
+	int n = 0;
+
+	if (strlen(name) != 3 + 1 + 10 + 4)
+		return -1;
+	if (sscanf(name, "%3u-%10llu.%3s%n", &l, &s, ext, &n) != 3 || n != 18)
+		return -1;
+	if (strcmp(ext, "wal") == 0)
+		*tmp = false;
+	else if (strcmp(ext, "tmp") == 0)
+		*tmp = true;
+	else
+		return -1;
+	*lane = l;
+	*segno = s;
+	return 0;
 }
 
 void pkv__wal_seg_close(struct wal_seg *seg)
@@ -92,9 +117,8 @@ void pkv__wal_seg_close(struct wal_seg *seg)
 	free(seg);
 }
 
-void pkv__wal_destroy(struct pkv *db)
+void pkv__wal_destroy(struct pkv_wal *w)
 {
-	struct pkv_wal *w = &db->wal;
 	char path[4096];
 	bool unlinked = false;
 
@@ -110,7 +134,7 @@ void pkv__wal_destroy(struct pkv *db)
 		}
 		if (l->spare) {
 			/* Never written: drop it rather than leave 16 MiB of zeros per lane behind. */
-			seg_path(path, sizeof(path), w->dir, l->id, l->spare->segno, "wal");
+			pkv__wal_seg_path(path, sizeof(path), w->dir, l->id, l->spare->segno, "wal");
 			pkv__wal_seg_close(l->spare);
 			unlinked |= pkv__fs->unlink(path) == 0;
 		}
@@ -129,10 +153,9 @@ void pkv__wal_destroy(struct pkv *db)
 	pthread_mutex_destroy(&w->old_mu);
 }
 
-int pkv__wal_seg_create(struct pkv *db, uint32_t lane, uint64_t segno, size_t min_bytes,
+int pkv__wal_seg_create(struct pkv_wal *w, uint32_t lane, uint64_t segno, size_t min_bytes,
 			struct wal_seg **out)
 {
-	struct pkv_wal *w = &db->wal;
 	struct wal_seg_disk hdr;
 	struct wal_seg *seg;
 	char tmp[4096], path[4096];
@@ -141,8 +164,8 @@ int pkv__wal_seg_create(struct pkv *db, uint32_t lane, uint64_t segno, size_t mi
 
 	if (size < min_bytes)
 		size = (min_bytes + 4095) & ~(size_t)4095;
-	seg_path(tmp, sizeof(tmp), w->dir, lane, segno, "tmp");
-	seg_path(path, sizeof(path), w->dir, lane, segno, "wal");
+	pkv__wal_seg_path(tmp, sizeof(tmp), w->dir, lane, segno, "tmp");
+	pkv__wal_seg_path(path, sizeof(path), w->dir, lane, segno, "wal");
 
 	fd = pkv__fs->open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0644);
 	if (fd < 0)
@@ -151,7 +174,7 @@ int pkv__wal_seg_create(struct pkv *db, uint32_t lane, uint64_t segno, size_t mi
 	r = pkv__fs->fallocate(fd, 0, (off_t)size);
 	if (r < 0)
 		goto fail;
-	pkv__wal_seg_init(&hdr, lane, segno, w->salt, size);
+	pkv__walrec_seg_init(&hdr, lane, segno, w->salt, size);
 	r = pkv__fs_pwrite_all(fd, &hdr, sizeof(hdr), 0);
 	if (r < 0)
 		goto fail;
@@ -180,7 +203,7 @@ int pkv__wal_seg_create(struct pkv *db, uint32_t lane, uint64_t segno, size_t mi
 	seg->segno = segno;
 	seg->size = size;
 	seg->off = WAL_SEG_HDR;
-	seg->seed = pkv__wal_rec_seed(&hdr);
+	seg->seed = pkv__walrec_seed(&hdr);
 	seg->base = pkv__fs->mmap(size, PROT_READ | PROT_WRITE, fd, 0);
 	if (seg->base == NULL) {
 		r = -errno;
@@ -201,18 +224,22 @@ fail:
 }
 
 /* Close and remove a segment that never received a record. */
-static void seg_discard(struct pkv *db, struct wal_seg *seg)
+static void seg_discard(struct pkv_wal *w, struct wal_seg *seg)
 {
 	char path[4096];
 
-	seg_path(path, sizeof(path), db->wal.dir, seg->lane, seg->segno, "wal");
+	pkv__wal_seg_path(path, sizeof(path), w->dir, seg->lane, seg->segno, "wal");
 	pkv__wal_seg_close(seg);
 	/* No directory fsync: if the unlink is lost in a crash, an empty segment is harmless. */
 	pkv__fs->unlink(path);
 }
 
-/* Move the lane to a segment with room for @need bytes. Lane lock held. 0 or -errno. */
-static int lane_roll_locked(struct pkv *db, struct wal_lane *l, size_t need)
+/*
+ * Move the lane to a segment with room for @need bytes. Lane lock held. 0 or -errno. The caller
+ * wakes the background thread and the compactor once it has unlocked (wal.c calls nothing above
+ * it).
+ */
+static int lane_roll_locked(struct pkv_wal *w, struct wal_lane *l, size_t need)
 {
 	struct wal_seg *seg = NULL;
 	int r;
@@ -222,21 +249,24 @@ static int lane_roll_locked(struct pkv *db, struct wal_lane *l, size_t need)
 		if (l->spare->size - WAL_SEG_HDR >= need && l->spare->segno > l->max_used_segno)
 			seg = l->spare;
 		else
-			seg_discard(db, l->spare);
+			seg_discard(w, l->spare);
 		l->spare = NULL;
 	}
 	if (seg == NULL) {
-		r = pkv__wal_seg_create(db, l->id, l->next_segno, WAL_SEG_HDR + need, &seg);
+		r = pkv__wal_seg_create(w, l->id, l->next_segno, WAL_SEG_HDR + need, &seg);
 		if (r < 0) {
-			pkv__log(db, PKV_LOG_ERROR, "wal: cannot create segment %03u-%010llu: %s",
-				 l->id, (unsigned long long)l->next_segno, pkv_strerror(r));
+			char name[64];
+
+			pkv__wal_seg_path(name, sizeof(name), NULL, l->id, l->next_segno, "wal");
+			pkv__logf(w->log, PKV_LOG_ERROR, "wal: cannot create segment %s: %s", name,
+				  pkv_strerror(r));
 			return r;
 		}
 		l->next_segno++;
 	}
 	if (l->cur) {
 		/* If this allocation fails the segment is only kept until the next open. */
-		(void)pkv__wal_old_add(&db->wal, l->id, l->cur->segno, l->cur->last_seq);
+		(void)pkv__wal_old_add(w, l->id, l->cur->segno, l->cur->last_seq);
 		/* Synced and closed by the background thread (or the next sync round). */
 		l->cur->next = l->retired;
 		l->retired = l->cur;
@@ -244,8 +274,6 @@ static int lane_roll_locked(struct pkv *db, struct wal_lane *l, size_t need)
 	l->cur = seg;
 	l->max_used_segno = seg->segno;
 	l->want_spare = true;
-	pkv__sync_kick(db);
-	pkv__compactor_kick(db);
 	return 0;
 }
 
@@ -258,12 +286,11 @@ static inline struct wal_lane *lane_pick(struct pkv_wal *w)
 	return &w->lanes[(unsigned)cpu % w->nlanes];
 }
 
-int64_t pkv__wal_append(struct pkv *db, enum wal_rec_type type, const void *key, uint32_t klen,
-			const void *val, uint32_t vlen)
+int64_t pkv__wal_append(struct pkv_wal *w, enum wal_rec_type type, const void *key, uint32_t klen,
+			const void *val, uint32_t vlen, bool *rolled)
 {
-	struct pkv_wal *w = &db->wal;
 	struct wal_lane *l = lane_pick(w);
-	size_t need = pkv__wal_rec_size(klen, vlen);
+	size_t need = pkv__walrec_size(klen, vlen);
 	struct wal_seg *seg;
 	uint64_t seq;
 	int r;
@@ -271,12 +298,13 @@ int64_t pkv__wal_append(struct pkv *db, enum wal_rec_type type, const void *key,
 	pthread_mutex_lock(&l->lock);
 	seg = l->cur;
 	if (seg == NULL || seg->size - seg->off < need) {
-		r = lane_roll_locked(db, l, need); /* W.3: may fail, nothing taken yet */
+		r = lane_roll_locked(w, l, need); /* W.3: may fail, nothing taken yet */
 		if (r < 0) {
 			pthread_mutex_unlock(&l->lock);
 			return r;
 		}
 		seg = l->cur;
+		*rolled = true;
 	}
 	/*
 	 * W.5: announce "taking" before taking, so that a writer that got a larger number and
@@ -286,7 +314,7 @@ int64_t pkv__wal_append(struct pkv *db, enum wal_rec_type type, const void *key,
 	seq = __atomic_add_fetch(&w->seq, 1, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&l->inflight, seq, __ATOMIC_RELEASE);
 
-	pkv__wal_rec_encode(seg->base + seg->off, seg->seed, seq, type,
+	pkv__walrec_encode(seg->base + seg->off, seg->seed, seq, type,
 			    __atomic_load_n(&w->synced, __ATOMIC_RELAXED), key, klen, val, vlen);
 	seg->off += need;
 	seg->last_seq = seq;
@@ -299,9 +327,8 @@ int64_t pkv__wal_append(struct pkv *db, enum wal_rec_type type, const void *key,
 	return (int64_t)seq;
 }
 
-void pkv__wal_roll_all(struct pkv *db)
+void pkv__wal_roll_all(struct pkv_wal *w)
 {
-	struct pkv_wal *w = &db->wal;
 
 	for (unsigned i = 0; i < w->nlanes; i++) {
 		struct wal_lane *l = &w->lanes[i];
@@ -316,12 +343,10 @@ void pkv__wal_roll_all(struct pkv *db)
 		}
 		pthread_mutex_unlock(&l->lock);
 	}
-	pkv__sync_kick(db);
 }
 
-void pkv__wal_close_clean(struct pkv *db)
+void pkv__wal_close_clean(struct pkv_wal *w)
 {
-	struct pkv_wal *w = &db->wal;
 
 	for (unsigned i = 0; i < w->nlanes; i++) {
 		struct wal_seg *seg = w->lanes[i].cur;
@@ -332,9 +357,8 @@ void pkv__wal_close_clean(struct pkv *db)
 	}
 }
 
-int pkv__wal_retire_upto(struct pkv *db, uint64_t seq)
+int pkv__wal_retire_upto(struct pkv_wal *w, uint64_t seq)
 {
-	struct pkv_wal *w = &db->wal;
 	struct wal_old *keep = NULL, *drop = NULL, *o;
 	char path[4096];
 	int r = 0;
@@ -358,7 +382,7 @@ int pkv__wal_retire_upto(struct pkv *db, uint64_t seq)
 		int e;
 
 		drop = o->next;
-		seg_path(path, sizeof(path), w->dir, o->lane, o->segno, "wal");
+		pkv__wal_seg_path(path, sizeof(path), w->dir, o->lane, o->segno, "wal");
 		e = pkv__fs->unlink(path);
 		if (e < 0 && e != -ENOENT && r == 0)
 			r = e;
@@ -371,9 +395,8 @@ int pkv__wal_retire_upto(struct pkv *db, uint64_t seq)
 	return r;
 }
 
-void pkv__wal_wait_written(struct pkv *db, uint64_t seq)
+void pkv__wal_wait_written(struct pkv_wal *w, uint64_t seq)
 {
-	struct pkv_wal *w = &db->wal;
 
 	for (unsigned i = 0; i < w->nlanes; i++) {
 		uint64_t *inflight = &w->lanes[i].inflight;
@@ -382,26 +405,24 @@ void pkv__wal_wait_written(struct pkv *db, uint64_t seq)
 		/* TAKING is 0 and IDLE is UINT64_MAX, so one comparison covers every state. */
 		while (__atomic_load_n(inflight, __ATOMIC_ACQUIRE) < seq) {
 			if (++spins < 256)
-				__builtin_ia32_pause();
+				ck_pr_stall();
 			else
 				sched_yield(); /* the other writer was preempted mid-copy */
 		}
 	}
 }
 
-void pkv__wal_want_spares(struct pkv *db)
+void pkv__wal_want_spares(struct pkv_wal *w)
 {
-	for (unsigned i = 0; i < db->wal.nlanes; i++) {
-		pthread_mutex_lock(&db->wal.lanes[i].lock);
-		db->wal.lanes[i].want_spare = true;
-		pthread_mutex_unlock(&db->wal.lanes[i].lock);
+	for (unsigned i = 0; i < w->nlanes; i++) {
+		pthread_mutex_lock(&w->lanes[i].lock);
+		w->lanes[i].want_spare = true;
+		pthread_mutex_unlock(&w->lanes[i].lock);
 	}
-	pkv__sync_kick(db);
 }
 
-void pkv__wal_make_spares(struct pkv *db)
+void pkv__wal_make_spares(struct pkv_wal *w)
 {
-	struct pkv_wal *w = &db->wal;
 
 	for (unsigned i = 0; i < w->nlanes; i++) {
 		struct wal_lane *l = &w->lanes[i];
@@ -418,7 +439,7 @@ void pkv__wal_make_spares(struct pkv *db)
 		l->want_spare = false;
 		pthread_mutex_unlock(&l->lock);
 
-		if (pkv__wal_seg_create(db, l->id, segno, 0, &seg) < 0) {
+		if (pkv__wal_seg_create(w, l->id, segno, 0, &seg) < 0) {
 			/* No disk for a spare: the lane will try (and report) when it needs one. */
 			continue;
 		}
@@ -434,6 +455,40 @@ void pkv__wal_make_spares(struct pkv *db)
 		}
 		pthread_mutex_unlock(&l->lock);
 		if (seg) /* the lane moved past this number meanwhile: it would go backwards */
-			seg_discard(db, seg);
+			seg_discard(w, seg);
 	}
+}
+
+int pkv__wal_lane_adopt(struct pkv_wal *w, uint32_t lane, int fd, uint64_t segno, size_t size,
+			size_t off, uint64_t last_seq, uint32_t seed, uint64_t max_segno)
+{
+	struct wal_lane *wl = &w->lanes[lane];
+	struct wal_seg *seg = calloc(1, sizeof(*seg));
+
+	if (seg == NULL)
+		return -ENOMEM;
+	seg->fd = fd;
+	seg->lane = lane;
+	seg->segno = segno;
+	seg->size = size;
+	seg->off = off;
+	seg->last_seq = last_seq;
+	seg->seed = seed;
+	seg->base = pkv__fs->mmap(seg->size, PROT_READ | PROT_WRITE, seg->fd, 0);
+	if (seg->base == NULL) {
+		int r = -errno;
+		free(seg);
+		return r;
+	}
+	wl->cur = seg;
+	wl->max_used_segno = max_segno;
+	wl->next_segno = max_segno + 1;
+	return 0;
+}
+
+void pkv__wal_set_synced(struct pkv_wal *w, uint64_t seq)
+{
+	__atomic_store_n(&w->synced, seq, __ATOMIC_RELAXED);
+	for (unsigned i = 0; i < w->nlanes; i++)
+		w->lanes[i].last_seq = w->lanes[i].synced_seq = 0;
 }

@@ -667,73 +667,27 @@ static void check_stats_keys(uint64_t want, const char *when)
 
 /* ---- main ------------------------------------------------------------------------------- */
 
-static void usage(void)
-{
-	fputs("usage: concurrent [--seconds N] [--ops N] [--keys N] [--seed N] [--mem]\n"
-	      "                  [--dir PARENT] [--durability process|power|periodic]\n"
-	      "                  [--compact-ms N] [--keep] [--quiet]\n"
-	      "  --seconds N   run the writers for N seconds (default 5 unless --ops is given)\n"
-	      "  --ops N       each writer stops after N writes (0: no bound)\n"
-	      "  --keys N      distinct keys, >= 4 (default 512); half shared, half per writer\n"
-	      "  --mem         in-memory store (pkv_open(NULL, ...)); no reopen check\n"
-	      "  --dir PARENT  create the store in a new temporary directory under PARENT\n"
-	      "  --compact-ms  mean period of pkv_compact() calls (0: none; default 50)\n"
-	      "  --keep        keep the store directory\n",
-	      stderr);
-}
-
-static int parse_args(int argc, char **argv)
-{
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-		uint64_t u;
-
-		if (strcmp(a, "--mem") == 0) {
-			cfg.mem = true;
-			continue;
-		}
-		if (strcmp(a, "--keep") == 0) {
-			cfg.keep = true;
-			continue;
-		}
-		if (strcmp(a, "--quiet") == 0) {
-			cfg.quiet = true;
-			continue;
-		}
-		if (v == NULL)
-			return -1;
-		i++;
-		if (strcmp(a, "--seconds") == 0) {
-			if (su_parse_double(v, &cfg.seconds))
-				return -1;
-		} else if (strcmp(a, "--ops") == 0) {
-			if (su_parse_u64(v, &cfg.ops))
-				return -1;
-		} else if (strcmp(a, "--keys") == 0) {
-			if (su_parse_u64(v, &u) || u < 4 || u > 1000000)
-				return -1;
-			cfg.nkeys = (unsigned)u;
-		} else if (strcmp(a, "--seed") == 0) {
-			if (su_parse_u64(v, &cfg.seed))
-				return -1;
-		} else if (strcmp(a, "--dir") == 0) {
-			cfg.parent = v;
-		} else if (strcmp(a, "--durability") == 0) {
-			if (su_parse_durability(v, &cfg.durability))
-				return -1;
-		} else if (strcmp(a, "--compact-ms") == 0) {
-			if (su_parse_u64(v, &u) || u > 3600000)
-				return -1;
-			cfg.compact_ms = (unsigned)u;
-		} else {
-			return -1;
-		}
-	}
-	if (cfg.seconds == 0 && cfg.ops == 0)
-		cfg.seconds = 5;
-	return 0;
-}
+static const struct su_opt options[] = {
+	SU_OPT("seconds", SU_OPT_DOUBLE, &cfg.seconds,
+	       "run the writers for N seconds (default 5 unless --ops is given)"),
+	SU_OPT("ops", SU_OPT_U64, &cfg.ops, "each writer stops after N writes (0: no bound)"),
+	SU_OPT("keys", SU_OPT_UINT, &cfg.nkeys,
+	       "distinct keys, >= 4 (default 512); half shared, half per writer", .min = 4,
+	       .max = 1000000),
+	SU_OPT("seed", SU_OPT_U64, &cfg.seed, "seed of the writers and readers (default 1)"),
+	SU_OPT("mem", SU_OPT_FLAG, &cfg.mem,
+	       "in-memory store (pkv_open(NULL, ...)); no reopen check"),
+	SU_OPT("dir", SU_OPT_STR, &cfg.parent,
+	       "create the store in a new temporary directory under PARENT", .arg = "PARENT"),
+	SU_OPT("durability", SU_OPT_DURABILITY, &cfg.durability,
+	       "process, power or periodic (default process)", .arg = "MODE"),
+	SU_OPT("compact-ms", SU_OPT_UINT, &cfg.compact_ms,
+	       "mean period of pkv_compact() calls (0: none; default 50)", .max = 3600000),
+	SU_OPT("keep", SU_OPT_FLAG, &cfg.keep, "keep the store directory"),
+	SU_OPT("quiet", SU_OPT_FLAG, &cfg.quiet,
+	       "no effect: this driver prints only its figures and failures"),
+	SU_OPT_END
+};
 
 static void *xcalloc(size_t n, size_t size)
 {
@@ -758,10 +712,9 @@ int main(int argc, char **argv)
 	int rc;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (parse_args(argc, argv) != 0) {
-		usage();
-		return 2;
-	}
+	su_opts_parse(argc, argv, "concurrent", options, NULL);
+	if (cfg.seconds == 0 && cfg.ops == 0)
+		cfg.seconds = 5;
 	nshared = (cfg.nkeys / 2) & ~1u;
 	started = xcalloc((size_t)cfg.nkeys * NWRITERS, sizeof(*started));
 	acked = xcalloc(cfg.nkeys, sizeof(*acked));
@@ -779,19 +732,9 @@ int main(int argc, char **argv)
 		readers[r].seen = xcalloc((size_t)cfg.nkeys * NWRITERS, sizeof(uint64_t));
 	}
 
-	if (!cfg.mem) {
-		int n;
-
-		if (cfg.parent != NULL) {
-			n = snprintf(dir, sizeof(dir), "%s/pkv-concurrent-XXXXXX", cfg.parent);
-			if (n < 0 || (size_t)n >= sizeof(dir) || mkdtemp(dir) == NULL) {
-				perror("concurrent: mkdtemp");
-				return 2;
-			}
-		} else if (su_mktemp_dir(dir, sizeof(dir), "concurrent") != 0) {
-			perror("concurrent: mkdtemp");
-			return 2;
-		}
+	if (!cfg.mem && su_workdir(dir, sizeof(dir), cfg.parent, "concurrent") != 0) {
+		perror("concurrent: mkdtemp");
+		return 2;
 	}
 	pkv_options_default(&opts);
 	opts.durability = cfg.durability;

@@ -152,6 +152,8 @@ struct cfg {
 	double seconds;
 	uint64_t seed;
 	int64_t only; /* -1: all */
+	uint64_t only_case; /* --only-case, copied to .only */
+	bool only_given;
 	unsigned timeout;
 	const char *parent;
 	bool keep;
@@ -1239,12 +1241,6 @@ static int do_write(pkv *db, uint64_t i, unsigned char *buf)
 	return pkv_put_ex(db, k->name, k->klen, buf, w->vlen, flags);
 }
 
-static void send_build(int fd, const struct build_msg *m)
-{
-	if (write(fd, m, sizeof(*m)) != (ssize_t)sizeof(*m))
-		_exit(4);
-}
-
 /*
  * The builder follows each lane's fill and calls pkv_sync() right after a write that rolled its
  * lane. A roll wakes the background thread, which would otherwise run a sync round whose target
@@ -1328,53 +1324,28 @@ static void build_main(enum variant v, int fd)
 	}
 	m.ok = 1;
 out:
-	send_build(fd, &m);
+	su_send(fd, &m, sizeof(m));
 	if (m.ok && v == V_KILLED)
 		for (;;)
 			pause(); /* SIGKILLed by the parent */
 	_exit(m.ok ? 0 : 3);
 }
 
-static int read_full(int fd, void *buf, size_t len)
-{
-	size_t got = 0;
-
-	while (got < len) {
-		ssize_t n = read(fd, (char *)buf + got, len - got);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		got += (size_t)n;
-	}
-	return 0;
-}
-
 static void build(enum variant v)
 {
 	struct build_msg m = { 0 };
-	int pfd[2], status;
+	int rfd, wfd, status;
 	pid_t pid;
 	bool got;
 
-	if (pipe(pfd) != 0)
-		die("pipe: %s", strerror(errno));
-	fflush(stdout);
-	pid = fork();
-	if (pid < 0)
-		die("fork: %s", strerror(errno));
-	if (pid == 0) {
-		close(pfd[0]);
-		build_main(v, pfd[1]);
-	}
-	close(pfd[1]);
-	got = read_full(pfd[0], &m, sizeof(m)) == 0;
-	close(pfd[0]);
+	pid = su_fork_pipe(&rfd, &wfd);
+	if (pid == 0)
+		build_main(v, wfd);
+	got = su_read_full(rfd, &m, sizeof(m)) == 0;
+	close(rfd);
 	if (got && m.ok && v == V_KILLED)
 		kill(pid, SIGKILL);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
+	status = su_wait(pid);
 	if (!got || !m.ok)
 		die("building the %s store: %s (status %d)", variant_name[v],
 		    got ? m.msg : "the builder died", status);
@@ -2030,8 +2001,7 @@ out : {
 	memcpy(r.log, tail, strlen(tail) + 1);
 }
 	r.done = true;
-	if (write(fd, &r, sizeof(r)) != (ssize_t)sizeof(r))
-		_exit(4);
+	su_send(fd, &r, sizeof(r));
 	exit(0); /* exit(), not _exit(): LeakSanitizer looks at this process too */
 }
 
@@ -2051,41 +2021,26 @@ static uint8_t *tseen;
 /* Run the checker on the damaged copy; false (and the reason in @r->msg) if it failed. */
 static bool run_check(const struct expect *e, struct result *r)
 {
-	int pfd[2], status;
+	char why[128];
+	int rfd, wfd, status;
 	pid_t pid;
-	bool got;
 
-	if (pipe(pfd) != 0)
-		die("pipe: %s", strerror(errno));
-	fflush(stdout);
-	pid = fork();
-	if (pid < 0)
-		die("fork: %s", strerror(errno));
-	if (pid == 0) {
-		close(pfd[0]);
-		check_main(pfd[1], e);
-	}
-	close(pfd[1]);
+	pid = su_fork_pipe(&rfd, &wfd);
+	if (pid == 0)
+		check_main(wfd, e);
 	memset(r, 0, sizeof(*r));
-	got = read_full(pfd[0], r, sizeof(*r)) == 0;
-	close(pfd[0]);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	if (got && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+	if (su_collect(pid, rfd, r, sizeof(*r), why, sizeof(why), &status))
 		return r->failures == 0;
-	if (!got)
+	if (strstr(why, "without a result") != NULL)
 		memset(r, 0, sizeof(*r));
 	r->failures++;
 	if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
 		snprintf(r->msg, sizeof(r->msg), "HANG: no result after %u s", cfg.timeout);
 	else if (WIFSIGNALED(status))
-		snprintf(r->msg, sizeof(r->msg), "CRASH: the checker died of signal %d (%s)",
-			 WTERMSIG(status), strsignal(WTERMSIG(status)));
+		snprintf(r->msg, sizeof(r->msg), "CRASH: the checker %s", why);
 	else
-		snprintf(r->msg, sizeof(r->msg),
-			 "the checker exited with status %d%s (a sanitizer report?)",
-			 WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-			 got ? " after its result" : " without a result");
+		snprintf(r->msg, sizeof(r->msg), "the checker %s%s (a sanitizer report?)", why,
+			 strstr(why, "without a result") != NULL ? "" : " after its result");
 	return false;
 }
 
@@ -2210,68 +2165,26 @@ static void print_figures(double secs, uint64_t passed, uint64_t failed)
 	printf("trunc-tail: %" PRIu64 " of %zu truncation offsets visited\n", ttcovered, ntitems);
 }
 
-static void usage(void)
-{
-	fputs("usage: corrupt [--cases N] [--seconds S] [--seed X] [--only-case I] [--timeout S]\n"
-	      "               [--dir PARENT] [--keep] [--lenient] [--verbose]\n"
-	      "  --cases N      damaged copies to check (default 300)\n"
-	      "  --seconds S    start no case after S seconds (0: no bound)\n"
-	      "  --seed X       history and cases (default 1)\n"
-	      "  --only-case I  run case I alone and explain it (with --keep: keep its files)\n"
-	      "  --timeout S    a checker taking longer is a hang (default 20)\n"
-	      "  --dir PARENT   work under a new temporary directory in PARENT\n"
-	      "  --lenient      a get hiding a newer WAL version behind a damaged snapshot\n"
-	      "                 record is counted as masked instead of failing the case\n",
-	      stderr);
-}
-
-static int parse_args(int argc, char **argv)
-{
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-		uint64_t u;
-
-		if (strcmp(a, "--keep") == 0) {
-			cfg.keep = true;
-			continue;
-		}
-		if (strcmp(a, "--lenient") == 0) {
-			cfg.strict = false;
-			continue;
-		}
-		if (strcmp(a, "--verbose") == 0) {
-			cfg.verbose = true;
-			continue;
-		}
-		if (v == NULL)
-			return -1;
-		i++;
-		if (strcmp(a, "--cases") == 0) {
-			if (su_parse_u64(v, &cfg.cases))
-				return -1;
-		} else if (strcmp(a, "--seconds") == 0) {
-			if (su_parse_double(v, &cfg.seconds))
-				return -1;
-		} else if (strcmp(a, "--seed") == 0) {
-			if (su_parse_u64(v, &cfg.seed))
-				return -1;
-		} else if (strcmp(a, "--only-case") == 0) {
-			if (su_parse_u64(v, &u) || u > INT64_MAX)
-				return -1;
-			cfg.only = (int64_t)u;
-		} else if (strcmp(a, "--timeout") == 0) {
-			if (su_parse_u64(v, &u) || u == 0 || u > 3600)
-				return -1;
-			cfg.timeout = (unsigned)u;
-		} else if (strcmp(a, "--dir") == 0) {
-			cfg.parent = v;
-		} else {
-			return -1;
-		}
-	}
-	return 0;
-}
+static const struct su_opt options[] = {
+	SU_OPT("cases", SU_OPT_U64, &cfg.cases, "damaged copies to check (default 300)"),
+	SU_OPT("seconds", SU_OPT_DOUBLE, &cfg.seconds,
+	       "start no case after S seconds (0: no bound)", .arg = "S"),
+	SU_OPT("seed", SU_OPT_U64, &cfg.seed, "history and cases (default 1)", .arg = "X"),
+	SU_OPT("only-case", SU_OPT_U64, &cfg.only_case,
+	       "run case I alone and explain it (with --keep: keep its files)", .arg = "I",
+	       .max = INT64_MAX, .given = &cfg.only_given),
+	SU_OPT("timeout", SU_OPT_UINT, &cfg.timeout,
+	       "a checker taking longer is a hang (default 20)", .arg = "S", .min = 1, .max = 3600),
+	SU_OPT("dir", SU_OPT_STR, &cfg.parent, "work under a new temporary directory in PARENT",
+	       .arg = "PARENT"),
+	SU_OPT("keep", SU_OPT_FLAG, &cfg.keep,
+	       "keep the pristine stores and the last damaged copy"),
+	SU_OPT("lenient", SU_OPT_CLEAR, &cfg.strict,
+	       "a get hiding a newer WAL version behind a damaged snapshot\n"
+	       "record is counted as masked instead of failing the case"),
+	SU_OPT("verbose", SU_OPT_FLAG, &cfg.verbose, "print a line for every case"),
+	SU_OPT_END
+};
 
 int main(int argc, char **argv)
 {
@@ -2280,10 +2193,9 @@ int main(int argc, char **argv)
 	double t0;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (parse_args(argc, argv) != 0) {
-		usage();
-		return 2;
-	}
+	su_opts_parse(argc, argv, "corrupt", options, NULL);
+	if (cfg.only_given)
+		cfg.only = (int64_t)cfg.only_case;
 	crc_init();
 	if (sched_getaffinity(0, sizeof(set), &set) == 0)
 		for (int c = 0; c < CPU_SETSIZE && ncpus < LANES; c++)
@@ -2293,14 +2205,9 @@ int main(int argc, char **argv)
 		cpus[ncpus++] = 0;
 	gen_history();
 
-	if (cfg.parent != NULL) {
-		int n = snprintf(root, sizeof(root), "%s/pkv-corrupt-XXXXXX", cfg.parent);
-
-		if (n < 0 || (size_t)n >= sizeof(root) || mkdtemp(root) == NULL)
-			die("mkdtemp under %s: %s", cfg.parent, strerror(errno));
-	} else if (su_mktemp_dir(root, sizeof(root), "corrupt") != 0) {
-		die("mkdtemp: %s", strerror(errno));
-	}
+	if (su_workdir(root, sizeof(root), cfg.parent, "corrupt") != 0)
+		die("mkdtemp under %s: %s", cfg.parent != NULL ? cfg.parent : "$TMPDIR",
+		    strerror(errno));
 	for (int v = 0; v < NVARIANTS; v++)
 		pathf(pristine[v], sizeof(pristine[v]), "%s/%s", root, variant_name[v]);
 	pathf(work, sizeof(work), "%s/work", root);

@@ -57,7 +57,6 @@
 #define VMAGIC 0x4c43504bu
 #include "history.h" /* the writer history: keys, values, E(P) */
 #define OLD_SAMPLE 256 /* deleted seq keys probed at random per writer per verification */
-#define MAX_FAIL_PRINT 40
 
 /* Child -> parent messages; each is one write() of < PIPE_BUF bytes, so they never interleave. */
 enum msg_type {
@@ -109,25 +108,6 @@ static struct cfg cfg = {
 };
 
 static char dir[4096];
-static int fail_printed;
-
-static void vfail(uint64_t *failed, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void vfail(uint64_t *failed, const char *fmt, ...)
-{
-	va_list ap;
-
-	(*failed)++;
-	if (++fail_printed > MAX_FAIL_PRINT)
-		return;
-	fputs("FAIL: ", stdout);
-	va_start(ap, fmt);
-	vfprintf(stdout, fmt, ap);
-	va_end(ap);
-	fputc('\n', stdout);
-	fflush(stdout);
-}
-
-/* ---- history ---------------------------------------------------------------------------- */
 
 /* ---- writer child ----------------------------------------------------------------------- */
 
@@ -141,13 +121,8 @@ struct child {
 static void send_msg(int fd, uint32_t type, uint32_t w, uint64_t val, int64_t code)
 {
 	struct msg m = { .type = type, .writer = w, .val = val, .code = code };
-	ssize_t n;
 
-	do
-		n = write(fd, &m, sizeof(m));
-	while (n < 0 && errno == EINTR);
-	if (n != (ssize_t)sizeof(m))
-		_exit(4); /* the parent is gone */
+	su_send(fd, &m, sizeof(m));
 }
 
 struct wctx {
@@ -265,127 +240,28 @@ static void child_main(int fd, const uint64_t *start, enum pkv_durability d)
 
 /* ---- verifier child --------------------------------------------------------------------- */
 
-/* Check writer w's keys against E(p). With @failed NULL it only answers; else it reports. */
-static bool state_is(pkv *db, unsigned w, uint64_t p, struct su_rng *rng, unsigned char *buf,
-		     uint64_t *passed, uint64_t *failed)
+/* A difference hist_state_is() found: a failure, with the store it was found in. */
+static void report_fail(void *failed, const char *msg)
 {
-	uint64_t lo, hi, heads, first;
-	char key[64];
-	unsigned char *want = buf + MAX_VAL;
-	bool ok = true;
-	size_t klen, vlen, wlen;
-	int rc;
-
-	expected(p, &lo, &hi, &heads);
-	first = lo > 2 ? lo - 2 : 0;
-	/* R1/R2/R3: the window around the live seq keys, every key. */
-	for (uint64_t n = first; n < hi + 3; n++) {
-		bool live = n >= lo && n < hi;
-
-		klen = seq_key(w, n, key);
-		vlen = 0;
-		rc = pkv_get(db, key, klen, buf, MAX_VAL, &vlen);
-		if (live) {
-			wlen = make_value(w, n, KIND_SEQ, want);
-			if (rc != 0 || vlen != wlen || memcmp(buf, want, wlen) != 0) {
-				ok = false;
-				if (failed)
-					vfail(failed,
-					      "%s R%d writer %u at step %" PRIu64
-					      ": %s: get = %d (%s), length %zu, expected its value (%zu bytes)",
-					      dir, rc == PKV_NOTFOUND ? 1 : 3, w, p, key, rc,
-					      pkv_strerror(rc), vlen, wlen);
-			}
-		} else if (rc != PKV_NOTFOUND) {
-			ok = false;
-			if (failed)
-				vfail(failed,
-				      "%s R2 writer %u at step %" PRIu64
-				      ": %s should be absent (%s), get = %d (%s)",
-				      dir, w, p, key, n < lo ? "deleted" : "never written", rc,
-				      pkv_strerror(rc));
-		}
-		if (!ok && !failed)
-			return false;
-	}
-	/* R2: deleted seq keys further back stay deleted (a random sample). */
-	for (unsigned i = 0; first > 0 && i < OLD_SAMPLE; i++) {
-		uint64_t n = first <= OLD_SAMPLE ? i : su_rng_below(rng, first);
-
-		if (n >= first)
-			break;
-		klen = seq_key(w, n, key);
-		rc = pkv_get(db, key, klen, NULL, 0, &vlen);
-		if (rc != PKV_NOTFOUND) {
-			ok = false;
-			if (!failed)
-				return false;
-			vfail(failed,
-			      "%s R2 writer %u at step %" PRIu64 ": deleted %s is back (get = %d)",
-			      dir, w, p, key, rc);
-		}
-	}
-	/* R1/R3: the head key. */
-	klen = head_key(w, key);
-	rc = pkv_get(db, key, klen, buf, MAX_VAL, &vlen);
-	if (heads == 0) {
-		if (rc != PKV_NOTFOUND) {
-			ok = false;
-			if (failed)
-				vfail(failed,
-				      "%s R2 writer %u at step %" PRIu64
-				      ": %s should be absent, get = %d",
-				      dir, w, p, key, rc);
-		}
-	} else {
-		wlen = make_value(w, heads - 1, KIND_HEAD, want);
-		if (rc != 0 || vlen != wlen || memcmp(buf, want, wlen) != 0) {
-			struct vhdr h = { 0 };
-
-			if (rc == 0 && vlen >= HDR)
-				memcpy(&h, buf, HDR);
-			ok = false;
-			if (failed)
-				vfail(failed,
-				      "%s R1 writer %u at step %" PRIu64
-				      ": %s: get = %d, holds n = %" PRIu64
-				      " (magic %08x), expected n = %" PRIu64,
-				      dir, w, p, key, rc, h.n, h.magic, heads - 1);
-		}
-	}
-	if (ok && passed)
-		(*passed)++;
-	return ok;
-}
-
-static uint64_t expected_keys(const uint64_t *pos)
-{
-	uint64_t total = 0;
-
-	for (unsigned w = 0; w < NWRITERS; w++) {
-		uint64_t lo, hi, heads;
-
-		expected(pos[w], &lo, &hi, &heads);
-		total += (hi - lo) + (heads > 0);
-	}
-	return total;
+	su_fail(failed, "%s %s", dir, msg);
 }
 
 static void check_all(pkv *db, const uint64_t *pos, struct su_rng *rng, unsigned char *buf,
 		      struct vresult *r, const char *when)
 {
 	pkv_stats st;
-	uint64_t want = expected_keys(pos);
+	uint64_t want = hist_expected_keys(pos);
 	int rc;
 
 	for (unsigned w = 0; w < NWRITERS; w++)
-		state_is(db, w, pos[w], rng, buf, &r->passed, &r->failed);
+		if (hist_state_is(db, w, pos[w], rng, OLD_SAMPLE, buf, report_fail, &r->failed))
+			r->passed++;
 	rc = pkv_get_stats(db, &st);
 	if (rc != 0)
-		vfail(&r->failed, "%s: pkv_get_stats = %d (%s)", when, rc, pkv_strerror(rc));
+		su_fail(&r->failed, "%s: pkv_get_stats = %d (%s)", when, rc, pkv_strerror(rc));
 	else if (st.keys != want)
-		vfail(&r->failed, "%s R4: stats.keys = %" PRIu64 ", expected %" PRIu64, when,
-		      st.keys, want);
+		su_fail(&r->failed, "%s R4: stats.keys = %" PRIu64 ", expected %" PRIu64, when,
+			st.keys, want);
 	else
 		r->passed++;
 }
@@ -408,8 +284,8 @@ static void verifier_main(int fd, const uint64_t *acked, uint64_t cycle)
 	rc = pkv_open(dir, &opts, &db);
 	r.open_s = su_now() - t0;
 	if (rc != 0) {
-		vfail(&r.failed, "cycle %" PRIu64 ": reopen of %s = %d (%s)", cycle, dir, rc,
-		      pkv_strerror(rc));
+		su_fail(&r.failed, "cycle %" PRIu64 ": reopen of %s = %d (%s)", cycle, dir, rc,
+			pkv_strerror(rc));
 		goto out;
 	}
 	r.passed++;
@@ -417,17 +293,18 @@ static void verifier_main(int fd, const uint64_t *acked, uint64_t cycle)
 		memset(&r.st, 0, sizeof(r.st));
 
 	for (unsigned w = 0; w < NWRITERS; w++) {
-		if (state_is(db, w, acked[w] + 1, &rng, buf, NULL, NULL)) {
+		if (hist_state_is(db, w, acked[w] + 1, &rng, OLD_SAMPLE, buf, NULL, NULL)) {
 			r.pos[w] = acked[w] + 1;
 			r.unacked_recovered++;
-		} else if (state_is(db, w, acked[w], &rng, buf, NULL, NULL)) {
+		} else if (hist_state_is(db, w, acked[w], &rng, OLD_SAMPLE, buf, NULL, NULL)) {
 			r.pos[w] = acked[w];
 		} else {
 			printf("cycle %" PRIu64 ": writer %u had %" PRIu64
 			       " acknowledged steps; the recovered state is neither E(%" PRIu64
 			       ") nor E(%" PRIu64 "); differences from E(%" PRIu64 "):\n",
 			       cycle, w, acked[w], acked[w], acked[w] + 1, acked[w]);
-			state_is(db, w, acked[w], &rng, buf, NULL, &r.failed);
+			hist_state_is(db, w, acked[w], &rng, OLD_SAMPLE, buf, report_fail,
+				      &r.failed);
 			r.pos[w] = acked[w];
 		}
 	}
@@ -439,9 +316,9 @@ static void verifier_main(int fd, const uint64_t *acked, uint64_t cycle)
 	if (cycle == 0) {
 		rc = pkv_open(dir, &opts, &db2);
 		if (rc != PKV_ELOCKED) {
-			vfail(&r.failed,
-			      "R6: second pkv_open of a directory in use = %d (%s), expected PKV_ELOCKED",
-			      rc, pkv_strerror(rc));
+			su_fail(&r.failed,
+				"R6: second pkv_open of a directory in use = %d (%s), expected PKV_ELOCKED",
+				rc, pkv_strerror(rc));
 			if (rc == 0)
 				pkv_close(db2);
 		} else {
@@ -452,8 +329,8 @@ static void verifier_main(int fd, const uint64_t *acked, uint64_t cycle)
 	if (cycle % 4 == 3) {
 		rc = pkv_compact(db);
 		if (rc != 0)
-			vfail(&r.failed, "R5: pkv_compact after recovery = %d (%s)", rc,
-			      pkv_strerror(rc));
+			su_fail(&r.failed, "R5: pkv_compact after recovery = %d (%s)", rc,
+				pkv_strerror(rc));
 		else
 			check_all(db, r.pos, &rng, buf, &r, "R5 after compact");
 	}
@@ -461,11 +338,10 @@ out:
 	if (db != NULL) {
 		rc = pkv_close(db);
 		if (rc != 0)
-			vfail(&r.failed, "verifier: pkv_close = %d (%s)", rc, pkv_strerror(rc));
+			su_fail(&r.failed, "verifier: pkv_close = %d (%s)", rc, pkv_strerror(rc));
 	}
 	free(buf);
-	if (write(fd, &r, sizeof(r)) != (ssize_t)sizeof(r))
-		_exit(4);
+	su_send(fd, &r, sizeof(r));
 	exit(0);
 }
 
@@ -484,70 +360,35 @@ static bool run_writer(uint64_t cycle, enum pkv_durability d, uint64_t *acked, s
 {
 	double delay = cfg.min_ms +
 		       (cfg.max_ms - cfg.min_ms) * (double)su_rng_below(rng, 10001) / 10000.0;
-	unsigned char pend[sizeof(struct msg) * 64];
-	size_t npend = 0;
-	bool eof = false, killed = false, ok = true;
+	struct su_msgs in = { 0 };
+	bool killed = false, ok = true;
 	uint64_t before = acked[0] + acked[1];
 	double t0, kill_at;
-	int pfd[2], status;
+	int wfd, status;
 	pid_t pid;
 
-	if (pipe(pfd) != 0) {
-		perror("crashloop: pipe");
-		exit(2);
-	}
-	fflush(stdout);
-	pid = fork();
-	if (pid < 0) {
-		perror("crashloop: fork");
-		exit(2);
-	}
-	if (pid == 0) {
-		close(pfd[0]);
-		child_main(pfd[1], acked, d);
-	}
-	close(pfd[1]);
+	pid = su_fork_pipe(&in.fd, &wfd);
+	if (pid == 0)
+		child_main(wfd, acked, d);
 	t0 = su_now();
 	kill_at = t0 + delay / 1000.0;
-	while (!eof) {
-		struct pollfd pf = { .fd = pfd[0], .events = POLLIN };
+	for (;;) {
 		double now = su_now();
-		int timeout = -1;
-		ssize_t n;
+		struct msg m;
+		int got;
 
-		if (!killed) {
-			if (now >= kill_at) {
-				kill(pid, SIGKILL);
-				killed = true;
-				co->killed_after_ms = (now - t0) * 1000.0;
-				continue;
-			}
-			timeout = (int)((kill_at - now) * 1000.0) + 1;
+		if (!killed && now >= kill_at) {
+			kill(pid, SIGKILL);
+			killed = true;
+			co->killed_after_ms = (now - t0) * 1000.0;
 		}
-		if (poll(&pf, 1, timeout) < 0) {
-			if (errno == EINTR)
-				continue;
-			perror("crashloop: poll");
-			exit(2);
-		}
-		if (!(pf.revents & (POLLIN | POLLHUP)))
-			continue;
-		n = read(pfd[0], pend + npend, sizeof(pend) - npend);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			eof = true;
+		got = su_msgs_fill(&in, killed ? -1 : (int)((kill_at - now) * 1000.0) + 1);
+		if (got < 0) {
 			if (!killed) /* the child ended by itself */
 				co->killed_after_ms = (su_now() - t0) * 1000.0;
 			break;
 		}
-		npend += (size_t)n;
-		while (npend >= sizeof(struct msg)) {
-			struct msg m;
-
-			memcpy(&m, pend, sizeof(m));
-			memmove(pend, pend + sizeof(m), npend - sizeof(m));
-			npend -= sizeof(m);
+		while (su_msgs_next(&in, &m, sizeof(m), true)) {
 			if (m.type == MSG_ACK && m.writer < NWRITERS &&
 			    m.val == acked[m.writer] + 1) {
 				acked[m.writer] = m.val;
@@ -556,33 +397,32 @@ static bool run_writer(uint64_t cycle, enum pkv_durability d, uint64_t *acked, s
 			} else if (m.type == MSG_ERR) {
 				ok = false;
 				if (m.writer < NWRITERS)
-					vfail(failed,
-					      "cycle %" PRIu64 ": writer %u step %" PRIu64
-					      " returned %" PRId64 " (%s)",
-					      cycle, m.writer, m.val, m.code,
-					      pkv_strerror((int)m.code));
+					su_fail(failed,
+						"cycle %" PRIu64 ": writer %u step %" PRIu64
+						" returned %" PRId64 " (%s)",
+						cycle, m.writer, m.val, m.code,
+						pkv_strerror((int)m.code));
 				else
-					vfail(failed,
-					      "cycle %" PRIu64 ": child %s returned %" PRId64
-					      " (%s)",
-					      cycle,
-					      m.writer == NWRITERS     ? "pkv_compact" :
-					      m.writer == NWRITERS + 1 ? "pkv_open" :
-									 "pkv_close",
-					      m.code, pkv_strerror((int)m.code));
+					su_fail(failed,
+						"cycle %" PRIu64 ": child %s returned %" PRId64
+						" (%s)",
+						cycle,
+						m.writer == NWRITERS	 ? "pkv_compact" :
+						m.writer == NWRITERS + 1 ? "pkv_open" :
+									   "pkv_close",
+						m.code, pkv_strerror((int)m.code));
 			} else {
 				ok = false;
-				vfail(failed,
-				      "cycle %" PRIu64
-				      ": garbled message from the child (type %u, writer %u, val %" PRIu64
-				      ")",
-				      cycle, m.type, m.writer, m.val);
+				su_fail(failed,
+					"cycle %" PRIu64
+					": garbled message from the child (type %u, writer %u, val %" PRIu64
+					")",
+					cycle, m.type, m.writer, m.val);
 			}
 		}
 	}
-	close(pfd[0]);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
+	close(in.fd);
+	status = su_wait(pid);
 	if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL && killed) {
 		/* the expected end */
 	} else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
@@ -590,11 +430,11 @@ static bool run_writer(uint64_t cycle, enum pkv_durability d, uint64_t *acked, s
 	} else {
 		ok = false;
 		if (WIFSIGNALED(status))
-			vfail(failed, "cycle %" PRIu64 ": writer child died of signal %d", cycle,
-			      WTERMSIG(status));
+			su_fail(failed, "cycle %" PRIu64 ": writer child died of signal %d", cycle,
+				WTERMSIG(status));
 		else if (WEXITSTATUS(status) != 3) /* 3 was reported above */
-			vfail(failed, "cycle %" PRIu64 ": writer child exited with status %d",
-			      cycle, WEXITSTATUS(status));
+			su_fail(failed, "cycle %" PRIu64 ": writer child exited with status %d",
+				cycle, WEXITSTATUS(status));
 	}
 	if (ok)
 		(*passed)++;
@@ -604,118 +444,44 @@ static bool run_writer(uint64_t cycle, enum pkv_durability d, uint64_t *acked, s
 
 static bool run_verifier(uint64_t cycle, const uint64_t *acked, struct vresult *r)
 {
-	int pfd[2], status;
+	char why[128];
+	int rfd, wfd;
 	pid_t pid;
-	bool got;
 
-	if (pipe(pfd) != 0) {
-		perror("crashloop: pipe");
-		exit(2);
-	}
-	fflush(stdout);
-	pid = fork();
-	if (pid < 0) {
-		perror("crashloop: fork");
-		exit(2);
-	}
-	if (pid == 0) {
-		close(pfd[0]);
-		verifier_main(pfd[1], acked, cycle);
-	}
-	close(pfd[1]);
-	got = read_full(pfd[0], r, sizeof(*r)) == 0;
-	close(pfd[0]);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	if (!got || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		if (WIFSIGNALED(status))
-			printf("FAIL: cycle %" PRIu64 ": verifier died of signal %d\n", cycle,
-			       WTERMSIG(status));
-		else
-			printf("FAIL: cycle %" PRIu64 ": verifier exited with status %d%s\n", cycle,
-			       WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-			       got ? "" : " without a result");
-		return false;
-	}
-	return true;
+	pid = su_fork_pipe(&rfd, &wfd);
+	if (pid == 0)
+		verifier_main(wfd, acked, cycle);
+	if (su_collect(pid, rfd, r, sizeof(*r), why, sizeof(why), NULL))
+		return true;
+	printf("FAIL: cycle %" PRIu64 ": verifier %s\n", cycle, why);
+	return false;
 }
 
-static void usage(void)
-{
-	fputs("usage: crashloop [--cycles N] [--seconds N] [--ops N] [--min-ms N] [--max-ms N]\n"
-	      "                 [--seed N] [--durability process|power|periodic|mixed]\n"
-	      "                 [--compact-ms N] [--dir PARENT] [--keep] [--quiet]\n"
-	      "  --cycles N    kill/recover cycles (default 20)\n"
-	      "  --seconds N   stop starting cycles after N seconds (0: no bound)\n"
-	      "  --ops N       each child writer stops after N steps, then the child closes\n"
-	      "                the store and exits (0: run until killed)\n"
-	      "  --min-ms/--max-ms  SIGKILL the child this long after fork (default 0..200)\n"
-	      "  --durability  mode of the writer child (default mixed: rotates per cycle)\n"
-	      "  --compact-ms  mean period of pkv_compact() in the child (0: none; default 40)\n"
-	      "  --dir PARENT  create the store in a new temporary directory under PARENT\n"
-	      "  --keep        keep the store directory\n",
-	      stderr);
-}
-
-static int parse_args(int argc, char **argv)
-{
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-		uint64_t u;
-
-		if (strcmp(a, "--keep") == 0) {
-			cfg.keep = true;
-			continue;
-		}
-		if (strcmp(a, "--quiet") == 0) {
-			cfg.quiet = true;
-			continue;
-		}
-		if (v == NULL)
-			return -1;
-		i++;
-		if (strcmp(a, "--cycles") == 0) {
-			if (su_parse_u64(v, &cfg.cycles))
-				return -1;
-		} else if (strcmp(a, "--seconds") == 0) {
-			if (su_parse_double(v, &cfg.seconds))
-				return -1;
-		} else if (strcmp(a, "--ops") == 0) {
-			if (su_parse_u64(v, &cfg.ops))
-				return -1;
-		} else if (strcmp(a, "--min-ms") == 0) {
-			if (su_parse_double(v, &cfg.min_ms))
-				return -1;
-		} else if (strcmp(a, "--max-ms") == 0) {
-			if (su_parse_double(v, &cfg.max_ms))
-				return -1;
-		} else if (strcmp(a, "--seed") == 0) {
-			if (su_parse_u64(v, &cfg.seed))
-				return -1;
-		} else if (strcmp(a, "--durability") == 0) {
-			enum pkv_durability d;
-
-			if (strcmp(v, "mixed") == 0)
-				cfg.durability = -1;
-			else if (su_parse_durability(v, &d) == 0)
-				cfg.durability = (int)d;
-			else
-				return -1;
-		} else if (strcmp(a, "--compact-ms") == 0) {
-			if (su_parse_u64(v, &u) || u > 3600000)
-				return -1;
-			cfg.compact_ms = (unsigned)u;
-		} else if (strcmp(a, "--dir") == 0) {
-			cfg.parent = v;
-		} else {
-			return -1;
-		}
-	}
-	if (cfg.max_ms < cfg.min_ms)
-		return -1;
-	return 0;
-}
+static const struct su_opt options[] = {
+	SU_OPT("cycles", SU_OPT_U64, &cfg.cycles, "kill/recover cycles (default 20)"),
+	SU_OPT("seconds", SU_OPT_DOUBLE, &cfg.seconds,
+	       "stop starting cycles after N seconds (0: no bound)"),
+	SU_OPT("ops", SU_OPT_U64, &cfg.ops,
+	       "each child writer stops after N steps, then the child closes\n"
+	       "the store and exits (0: run until killed)"),
+	SU_OPT("min-ms", SU_OPT_DOUBLE, &cfg.min_ms,
+	       "SIGKILL the child at least this long after fork (default 0)"),
+	SU_OPT("max-ms", SU_OPT_DOUBLE, &cfg.max_ms,
+	       "SIGKILL the child at most this long after fork (default 200)"),
+	SU_OPT("seed", SU_OPT_U64, &cfg.seed, "kill times and writer values (default 1)"),
+	SU_OPT("durability", SU_OPT_DURABILITY, &cfg.durability,
+	       "mode of the writer child: process, power, periodic or mixed\n"
+	       "(default mixed: rotates per cycle)",
+	       .arg = "MODE", .word = "mixed"),
+	SU_OPT("compact-ms", SU_OPT_UINT, &cfg.compact_ms,
+	       "mean period of pkv_compact() in the child (0: none; default 40)", .max = 3600000),
+	SU_OPT("dir", SU_OPT_STR, &cfg.parent,
+	       "create the store in a new temporary directory under PARENT", .arg = "PARENT"),
+	SU_OPT("keep", SU_OPT_FLAG, &cfg.keep, "keep the store directory"),
+	SU_OPT("quiet", SU_OPT_FLAG, &cfg.quiet,
+	       "no line per cycle: only failures and the figures"),
+	SU_OPT_END
+};
 
 int main(int argc, char **argv)
 {
@@ -726,18 +492,10 @@ int main(int argc, char **argv)
 	struct su_rng rng;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (parse_args(argc, argv) != 0) {
-		usage();
-		return 2;
-	}
-	if (cfg.parent != NULL) {
-		int n = snprintf(dir, sizeof(dir), "%s/pkv-crashloop-XXXXXX", cfg.parent);
-
-		if (n < 0 || (size_t)n >= sizeof(dir) || mkdtemp(dir) == NULL) {
-			perror("crashloop: mkdtemp");
-			return 2;
-		}
-	} else if (su_mktemp_dir(dir, sizeof(dir), "crashloop") != 0) {
+	su_opts_parse(argc, argv, "crashloop", options, NULL);
+	if (cfg.max_ms < cfg.min_ms)
+		su_usage_error("--max-ms %g is below --min-ms %g", cfg.max_ms, cfg.min_ms);
+	if (su_workdir(dir, sizeof(dir), cfg.parent, "crashloop") != 0) {
 		perror("crashloop: mkdtemp");
 		return 2;
 	}

@@ -62,7 +62,6 @@
 #define MAX_VAL (320u * 1024u) /* the largest value below: a record larger than a segment */
 #define FULL_AFTER 64 /* consecutive -ENOSPC puts that mean "full" */
 #define AFTER_FREE_PUTS 300 /* puts that must all work once space is back */
-#define MAX_FAIL_PRINT 40
 #define MiB (1024u * 1024u)
 
 struct cfg {
@@ -84,7 +83,6 @@ static struct cfg cfg = {
 };
 
 static uint64_t passed, failed;
-static int fail_printed;
 static char root[4096]; /* a private temporary directory, the mount point */
 static char db_dir[4200];
 static volatile sig_atomic_t mounted;
@@ -100,14 +98,9 @@ static bool ck(bool ok, const char *fmt, ...)
 		passed++;
 		return true;
 	}
-	failed++;
-	if (++fail_printed > MAX_FAIL_PRINT)
-		return false;
-	fputs("FAIL: ", stdout);
 	va_start(ap, fmt);
-	vfprintf(stdout, fmt, ap);
+	su_vfail(&failed, fmt, ap);
 	va_end(ap);
-	fputc('\n', stdout);
 	return false;
 }
 
@@ -986,54 +979,22 @@ out:
 
 /* ---- main --------------------------------------------------------------------------------- */
 
-static void usage(void)
-{
-	fputs("usage: diskfull [--size-mb N] [--headroom-mb N] [--rounds N] [--seed N]\n"
-	      "                [--dir PARENT] [--quiet]\n"
-	      "  --size-mb N      size of the tmpfs (default 24)\n"
-	      "  --headroom-mb N  what the ballast leaves to the store (default 6, at most a\n"
-	      "                   quarter of the disk)\n"
-	      "  --rounds N       run every scenario N times, with other values (default 1)\n"
-	      "  --dir PARENT     make the mount point under PARENT (default $TMPDIR or /tmp)\n"
-	      "Needs root (mount); otherwise prints SKIPPED and exits with 77.\n",
-	      stderr);
-}
-
-static int parse_args(int argc, char **argv)
-{
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-		uint64_t u;
-
-		if (strcmp(a, "--quiet") == 0) {
-			cfg.quiet = true;
-			continue;
-		}
-		if (v == NULL)
-			return -1;
-		i++;
-		if (strcmp(a, "--dir") == 0) {
-			cfg.parent = v;
-			continue;
-		}
-		if (su_parse_u64(v, &u) != 0)
-			return -1;
-		if (strcmp(a, "--size-mb") == 0 && u >= 8 && u <= 4096)
-			cfg.size_mb = (unsigned)u;
-		else if (strcmp(a, "--headroom-mb") == 0 && u >= 2 && u <= 4096)
-			cfg.headroom_mb = (unsigned)u;
-		else if (strcmp(a, "--rounds") == 0 && u >= 1 && u <= 100000)
-			cfg.rounds = (unsigned)u;
-		else if (strcmp(a, "--seed") == 0)
-			cfg.seed = u;
-		else
-			return -1;
-	}
-	/* Once the ballast is gone, the store's data (its headroom and a little more) must fit
-	 * three times: the snapshot, the WAL since it, and the snapshot a compaction writes. */
-	return cfg.headroom_mb * 4 <= cfg.size_mb ? 0 : -1;
-}
+static const struct su_opt options[] = {
+	SU_OPT("size-mb", SU_OPT_UINT, &cfg.size_mb, "size of the tmpfs (default 24)", .min = 8,
+	       .max = 4096),
+	SU_OPT("headroom-mb", SU_OPT_UINT, &cfg.headroom_mb,
+	       "what the ballast leaves to the store (default 6, at most a\nquarter of the disk)",
+	       .min = 2, .max = 4096),
+	SU_OPT("rounds", SU_OPT_UINT, &cfg.rounds,
+	       "run every scenario N times, with other values (default 1)", .min = 1,
+	       .max = 100000),
+	SU_OPT("seed", SU_OPT_U64, &cfg.seed, "the values written (default 1)"),
+	SU_OPT("dir", SU_OPT_STR, &cfg.parent,
+	       "make the mount point under PARENT (default $TMPDIR or /tmp)", .arg = "PARENT"),
+	SU_OPT("quiet", SU_OPT_FLAG, &cfg.quiet,
+	       "no notes along the way: only failures and the figures"),
+	SU_OPT_END
+};
 
 int main(int argc, char **argv)
 {
@@ -1042,18 +1003,14 @@ int main(int argc, char **argv)
 	int r;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (parse_args(argc, argv) != 0) {
-		usage();
-		return 2;
-	}
-	if (cfg.parent != NULL) {
-		if ((size_t)snprintf(root, sizeof(root), "%s/pkv-diskfull-XXXXXX", cfg.parent) >=
-			    sizeof(root) ||
-		    mkdtemp(root) == NULL) {
-			perror("diskfull: mkdtemp");
-			return 2;
-		}
-	} else if (su_mktemp_dir(root, sizeof(root), "diskfull") != 0) {
+	su_opts_parse(argc, argv, "diskfull", options,
+		      "Needs root (mount); otherwise prints SKIPPED and exits with 77.\n");
+	/* Once the ballast is gone, the store's data (its headroom and a little more) must fit
+	 * three times: the snapshot, the WAL since it, and the snapshot a compaction writes. */
+	if (cfg.headroom_mb * 4 > cfg.size_mb)
+		su_usage_error("--headroom-mb %u is more than a quarter of --size-mb %u",
+			       cfg.headroom_mb, cfg.size_mb);
+	if (su_workdir(root, sizeof(root), cfg.parent, "diskfull") != 0) {
 		perror("diskfull: mkdtemp");
 		return 2;
 	}

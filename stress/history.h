@@ -9,21 +9,26 @@
  * Values describe themselves: a header (magic, writer, kind, n, body length, checksum), then a
  * body derived from (w, n, kind), so a checker can regenerate any value from its identity.
  *
- * The includer defines VMAGIC (its own value magic) before including this file.
+ * hist_state_is() checks a store against E(P); hist_expected_keys() counts E's keys.
+ *
+ * The includer defines VMAGIC (its own value magic) and NWRITERS before including this file.
  */
 #ifndef PKV_STRESS_HISTORY_H
 #define PKV_STRESS_HISTORY_H
 
-#include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "stress_util.h"
 
 #ifndef VMAGIC
 #error "define VMAGIC before including history.h"
+#endif
+#ifndef NWRITERS
+#error "define NWRITERS before including history.h"
 #endif
 
 #define DEL_LAG 16 /* D: the seq key of operation n is deleted at operation n + D */
@@ -93,21 +98,130 @@ static SU_UNUSED void expected(uint64_t p, uint64_t *lo, uint64_t *hi, uint64_t 
 	*heads = p / 3; /* ops n with 3n + 2 < p */
 }
 
-/* Read exactly @len bytes (retrying EINTR and short reads); -1 at end of file or error. */
-static SU_UNUSED int read_full(int fd, void *buf, size_t len)
+/* The number of keys E(pos[w]) holds, over all writers. */
+static SU_UNUSED uint64_t hist_expected_keys(const uint64_t *pos)
 {
-	size_t got = 0;
+	uint64_t total = 0;
 
-	while (got < len) {
-		ssize_t n = read(fd, (char *)buf + got, len - got);
+	for (unsigned w = 0; w < NWRITERS; w++) {
+		uint64_t lo, hi, heads;
 
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		got += (size_t)n;
+		expected(pos[w], &lo, &hi, &heads);
+		total += (hi - lo) + (heads > 0);
 	}
-	return 0;
+	return total;
+}
+
+/* Where hist_state_is() reports a difference: one line, without a newline. */
+typedef void hist_report_fn(void *ctx, const char *msg);
+
+static void hist_say(hist_report_fn *report, void *ctx, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static SU_UNUSED void hist_say(hist_report_fn *report, void *ctx, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	report(ctx, msg);
+}
+
+/*
+ * Is writer @w's state in @db E(@p)? R1/R3: the live seq keys and the head key hold their
+ * values; R2: the seq keys just around the live window are absent, and so are @old_sample
+ * older ones drawn with @rng (none if @old_sample is 0). @buf holds 2 * MAX_VAL bytes. With
+ * @report NULL it only answers, at the first difference; otherwise it reports every one.
+ */
+static SU_UNUSED bool hist_state_is(pkv *db, unsigned w, uint64_t p, struct su_rng *rng,
+				    unsigned old_sample, unsigned char *buf, hist_report_fn *report,
+				    void *ctx)
+{
+	uint64_t lo, hi, heads, first;
+	unsigned char *want = buf + MAX_VAL;
+	char key[64];
+	size_t klen, vlen, wlen;
+	bool ok = true;
+	int rc;
+
+	expected(p, &lo, &hi, &heads);
+	first = lo > 2 ? lo - 2 : 0;
+	for (uint64_t n = first; n < hi + 3; n++) {
+		bool live = n >= lo && n < hi;
+
+		klen = seq_key(w, n, key);
+		vlen = 0;
+		rc = pkv_get(db, key, klen, buf, MAX_VAL, &vlen);
+		if (live) {
+			wlen = make_value(w, n, KIND_SEQ, want);
+			if (rc != 0 || vlen != wlen || memcmp(buf, want, wlen) != 0) {
+				ok = false;
+				if (report)
+					hist_say(report, ctx,
+						 "R%d writer %u at step %" PRIu64
+						 ": %s: get = %d (%s), "
+						 "%zu bytes, expected its value (%zu bytes)",
+						 rc == PKV_NOTFOUND ? 1 : 3, w, p, key, rc,
+						 pkv_strerror(rc), vlen, wlen);
+			}
+		} else if (rc != PKV_NOTFOUND) {
+			ok = false;
+			if (report)
+				hist_say(report, ctx,
+					 "R2 writer %u at step %" PRIu64
+					 ": %s should be absent (%s), get = %d (%s)",
+					 w, p, key, n < lo ? "deleted" : "never written", rc,
+					 pkv_strerror(rc));
+		}
+		if (!ok && !report)
+			return false;
+	}
+	/* Deleted seq keys further back stay deleted (a random sample). */
+	for (unsigned i = 0; first > 0 && i < old_sample; i++) {
+		uint64_t n = first <= old_sample ? i : su_rng_below(rng, first);
+
+		if (n >= first)
+			break;
+		klen = seq_key(w, n, key);
+		rc = pkv_get(db, key, klen, NULL, 0, &vlen);
+		if (rc != PKV_NOTFOUND) {
+			ok = false;
+			if (!report)
+				return false;
+			hist_say(report, ctx,
+				 "R2 writer %u at step %" PRIu64 ": deleted %s is back (get = %d)",
+				 w, p, key, rc);
+		}
+	}
+	klen = head_key(w, key);
+	rc = pkv_get(db, key, klen, buf, MAX_VAL, &vlen);
+	if (heads == 0) {
+		if (rc != PKV_NOTFOUND) {
+			ok = false;
+			if (report)
+				hist_say(report, ctx,
+					 "R2 writer %u at step %" PRIu64
+					 ": %s should be absent, get = %d",
+					 w, p, key, rc);
+		}
+	} else {
+		wlen = make_value(w, heads - 1, KIND_HEAD, want);
+		if (rc != 0 || vlen != wlen || memcmp(buf, want, wlen) != 0) {
+			struct vhdr h = { 0 };
+
+			if (rc == 0 && vlen >= HDR)
+				memcpy(&h, buf, HDR);
+			ok = false;
+			if (report)
+				hist_say(report, ctx,
+					 "R1 writer %u at step %" PRIu64
+					 ": %s: get = %d, holds n = %" PRIu64
+					 " (magic %08x), expected n = %" PRIu64,
+					 w, p, key, rc, h.n, h.magic, heads - 1);
+		}
+	}
+	return ok;
 }
 
 #endif /* PKV_STRESS_HISTORY_H */

@@ -235,43 +235,6 @@ static void wl_opts(pkv_options *o, enum pkv_durability mode)
 	o->flags = PKV_OPEN_NO_AUTOCOMPACT;
 }
 
-/* ---- pipes ------------------------------------------------------------------------------- */
-
-static bool write_all(int fd, const void *buf, size_t n)
-{
-	const char *p = buf;
-
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return false;
-		p += w;
-		n -= (size_t)w;
-	}
-	return true;
-}
-
-/* False at end of file or on an error before @n bytes. */
-static bool read_all(int fd, void *buf, size_t n)
-{
-	char *p = buf;
-
-	while (n > 0) {
-		ssize_t r = read(fd, p, n);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return false;
-		p += r;
-		n -= (size_t)r;
-	}
-	return true;
-}
-
 /* ---- the write history and its model ------------------------------------------------------ */
 
 /* Which write took each sequence number; a reopen that recovered k cuts the history to k. */
@@ -580,8 +543,7 @@ static void child_log(void *ctx, int level, const char *msg)
 
 static void child_send(const struct cmsg *m)
 {
-	if (!write_all(C.fd, m, sizeof(*m)))
-		_exit(4); /* the runner is gone */
+	su_send(C.fd, m, sizeof(*m));
 }
 
 static void child_counts(struct cmsg *m);
@@ -1291,7 +1253,7 @@ static void run_case(const char *dir, enum pkv_durability mode, enum fkind kind,
 				   start ? &crash : NULL);
 		}
 		close(fds[1]);
-		while (read_all(fds[0], &m, sizeof(m))) {
+		while (su_read_full(fds[0], &m, sizeof(m)) == 0) {
 			m.text[sizeof(m.text) - 1] = '\0';
 			switch (m.type) {
 			case CM_STEP:
@@ -1348,8 +1310,7 @@ static void run_case(const char *dir, enum pkv_durability mode, enum fkind kind,
 			}
 		}
 		close(fds[0]);
-		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-			;
+		status = su_wait(pid);
 		if (!crashed || !WIFEXITED(status) || WEXITSTATUS(status) != 0 || !res->ok)
 			break;
 		start = crash.step + 1; /* the crash is over: the next child reopens */
@@ -1379,24 +1340,14 @@ static void run_case(const char *dir, enum pkv_durability mode, enum fkind kind,
 /* Start a runner for (@mode, @kind, @n) in @dir; returns the read end of its result pipe. */
 static int start_runner(const char *dir, int mode, int kind, uint64_t n, pid_t *pid_out)
 {
-	int fds[2];
+	int rfd, wfd;
 	pid_t pid;
 
-	if (pipe(fds) != 0) {
-		perror("ioerr: pipe");
-		exit(2);
-	}
-	fflush(stdout);
 	fflush(stderr);
-	pid = fork();
-	if (pid < 0) {
-		perror("ioerr: fork");
-		exit(2);
-	}
+	pid = su_fork_pipe(&rfd, &wfd);
 	if (pid == 0) {
 		struct result res;
 
-		close(fds[0]);
 		/* The child's own alarm covers the workload; this one covers the checks too. */
 		alarm(cfg.child_timeout * 2 + 120);
 		memset(&res, 0, sizeof(res));
@@ -1421,11 +1372,11 @@ static int start_runner(const char *dir, int mode, int kind, uint64_t n, pid_t *
 					 " (cannot keep the store: %s)", strerror(errno));
 		}
 		su_rmtree(dir);
-		_exit(write_all(fds[1], &res, sizeof(res)) ? 0 : 1);
+		su_send(wfd, &res, sizeof(res));
+		_exit(0);
 	}
-	close(fds[1]);
 	*pid_out = pid;
-	return fds[0];
+	return rfd;
 }
 
 static void finish_runner(int fd, pid_t pid, struct result *res)
@@ -1434,10 +1385,9 @@ static void finish_runner(int fd, pid_t pid, struct result *res)
 	bool got;
 
 	memset(res, 0, sizeof(*res));
-	got = read_all(fd, res, sizeof(*res));
+	got = su_read_full(fd, res, sizeof(*res)) == 0;
 	close(fd);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
+	status = su_wait(pid);
 	if (!got || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		res->ok = 0;
 		res->why[sizeof(res->why) - 1] = '\0';
@@ -1627,110 +1577,36 @@ static void print_table(void)
 
 /* ---- options ----------------------------------------------------------------------------- */
 
-static void usage(void)
-{
-	fputs("usage: ioerr [--seconds N] [--stride K] [--offset K] [--only-n N] [--jobs N]\n"
-	      "             [--seed N] [--modes LIST] [--kinds LIST] [--child-timeout S]\n"
-	      "             [--dir PARENT] [--keep] [--verbose]\n"
-	      "  --seconds N      start no case after N seconds (0: run the whole sweep)\n"
-	      "  --stride K       run every K-th N only (with --offset: N = offset+1, +K, ...)\n"
-	      "  --only-n N       run only N (a reproducer; with --verbose the child prints each "
-	      "call)\n"
-	      "  --jobs N         cases at a time (default 4: they mostly wait for fsync)\n"
-	      "  --seed N         order of the cases (the workload is fixed)\n"
-	      "  --modes LIST     process,power,periodic (default: all)\n"
-	      "  --kinds LIST     eio,enospc,eio-persist,enospc-persist,short,fsyncgate,full\n"
-	      "                   (default: all)\n"
-	      "  --child-timeout  seconds a child may take before it counts as hung (default "
-	      "60)\n"
-	      "  --dir PARENT     make the stores in a new temporary directory under PARENT\n"
-	      "  --keep           keep the store of each failed case\n",
-	      stderr);
-}
+static const char *const mode_names[] = { "process", "power", "periodic", NULL };
+static const char *kind_names[FK_N + 1]; /* fkinds[k].name, filled in by main() */
 
-static int parse_list(const char *v, bool modes, unsigned *out)
-{
-	char buf[256], *save = NULL, *tok;
-
-	if (strlen(v) >= sizeof(buf))
-		return -1;
-	strcpy(buf, v);
-	*out = 0;
-	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		int found = -1;
-
-		if (modes) {
-			enum pkv_durability d;
-
-			if (su_parse_durability(tok, &d) == 0)
-				found = (int)d;
-		} else {
-			for (int k = 0; k < FK_N; k++)
-				if (strcmp(tok, fkinds[k].name) == 0)
-					found = k;
-		}
-		if (found < 0)
-			return -1;
-		*out |= 1u << found;
-	}
-	return *out ? 0 : -1;
-}
-
-static int parse_args(int argc, char **argv)
-{
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-		uint64_t u;
-
-		if (strcmp(a, "--keep") == 0) {
-			cfg.keep = true;
-			continue;
-		}
-		if (strcmp(a, "--verbose") == 0) {
-			cfg.verbose = true;
-			continue;
-		}
-		if (v == NULL)
-			return -1;
-		i++;
-		if (strcmp(a, "--seconds") == 0) {
-			if (su_parse_double(v, &cfg.seconds))
-				return -1;
-		} else if (strcmp(a, "--stride") == 0) {
-			if (su_parse_u64(v, &cfg.stride) || cfg.stride == 0)
-				return -1;
-		} else if (strcmp(a, "--offset") == 0) {
-			if (su_parse_u64(v, &cfg.offset))
-				return -1;
-		} else if (strcmp(a, "--only-n") == 0) {
-			if (su_parse_u64(v, &cfg.only_n) || cfg.only_n == 0)
-				return -1;
-		} else if (strcmp(a, "--jobs") == 0) {
-			if (su_parse_u64(v, &u) || u == 0 || u > 64)
-				return -1;
-			cfg.jobs = (unsigned)u;
-		} else if (strcmp(a, "--seed") == 0) {
-			if (su_parse_u64(v, &cfg.seed))
-				return -1;
-		} else if (strcmp(a, "--modes") == 0) {
-			if (parse_list(v, true, &cfg.modes))
-				return -1;
-		} else if (strcmp(a, "--kinds") == 0) {
-			if (parse_list(v, false, &cfg.kinds))
-				return -1;
-		} else if (strcmp(a, "--child-timeout") == 0) {
-			if (su_parse_u64(v, &u) || u == 0 || u > 3600)
-				return -1;
-			cfg.child_timeout = (unsigned)u;
-		} else if (strcmp(a, "--dir") == 0) {
-			cfg.parent = v;
-		} else {
-			return -1;
-		}
-	}
-	return 0;
-}
+static const struct su_opt options[] = {
+	SU_OPT("seconds", SU_OPT_DOUBLE, &cfg.seconds,
+	       "start no case after N seconds (0: run the whole sweep)"),
+	SU_OPT("stride", SU_OPT_U64, &cfg.stride,
+	       "run every K-th N only (with --offset: N = offset+1, +K, ...)", .arg = "K",
+	       .min = 1),
+	SU_OPT("offset", SU_OPT_U64, &cfg.offset, "where --stride starts (default 0)", .arg = "K"),
+	SU_OPT("only-n", SU_OPT_U64, &cfg.only_n,
+	       "run only N (a reproducer; with --verbose the child prints each call)", .min = 1),
+	SU_OPT("jobs", SU_OPT_UINT, &cfg.jobs,
+	       "cases at a time (default 4: they mostly wait for fsync)", .min = 1, .max = 64),
+	SU_OPT("seed", SU_OPT_U64, &cfg.seed, "order of the cases (the workload is fixed)"),
+	SU_OPT("modes", SU_OPT_SET, &cfg.modes, "process,power,periodic (default: all)",
+	       .arg = "LIST", .names = mode_names),
+	SU_OPT("kinds", SU_OPT_SET, &cfg.kinds,
+	       "eio,enospc,eio-persist,enospc-persist,short,fsyncgate,full\n(default: all)",
+	       .arg = "LIST", .names = kind_names),
+	SU_OPT("child-timeout", SU_OPT_UINT, &cfg.child_timeout,
+	       "seconds a child may take before it counts as hung (default 60)", .arg = "S",
+	       .min = 1, .max = 3600),
+	SU_OPT("dir", SU_OPT_STR, &cfg.parent,
+	       "make the stores in a new temporary directory under PARENT", .arg = "PARENT"),
+	SU_OPT("keep", SU_OPT_FLAG, &cfg.keep, "keep the store of each failed case"),
+	SU_OPT("verbose", SU_OPT_FLAG, &cfg.verbose,
+	       "the children print each call and failure on stderr"),
+	SU_OPT_END
+};
 
 /* ---- main -------------------------------------------------------------------------------- */
 
@@ -1748,18 +1624,10 @@ int main(int argc, char **argv)
 	double t0;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (parse_args(argc, argv) != 0) {
-		usage();
-		return 2;
-	}
-	if (cfg.parent != NULL) {
-		int n = snprintf(base, sizeof(base), "%s/pkv-ioerr-XXXXXX", cfg.parent);
-
-		if (n < 0 || (size_t)n >= sizeof(base) || mkdtemp(base) == NULL) {
-			perror("ioerr: mkdtemp");
-			return 2;
-		}
-	} else if (su_mktemp_dir(base, sizeof(base), "ioerr") != 0) {
+	for (int k = 0; k < FK_N; k++)
+		kind_names[k] = fkinds[k].name;
+	su_opts_parse(argc, argv, "ioerr", options, NULL);
+	if (su_workdir(base, sizeof(base), cfg.parent, "ioerr") != 0) {
 		perror("ioerr: mkdtemp");
 		return 2;
 	}
@@ -1875,6 +1743,8 @@ int main(int argc, char **argv)
 		else
 			printf("FAIL: a runner died: %s\n", r.why);
 	}
+	free(slot);
+	free(dir);
 	print_table();
 	printf("\nioerr: %" PRIu64 " cases in %.1f s%s\n", passed + failed, su_now() - t0,
 	       cut ? " (cut short by --seconds)" : "");

@@ -530,7 +530,7 @@ enum variant {
 	V_COUNT
 };
 
-static const char *const variant_names[V_COUNT] = { "mem", "disk", "compact", "reopen" };
+static const char *const variant_names[V_COUNT + 1] = { "mem", "disk", "compact", "reopen" };
 
 struct figures {
 	uint64_t histories, ops, key_checks, passed, violations, inconclusive, errors;
@@ -1150,20 +1150,10 @@ static void run_variant(struct checker *chk, enum variant v, uint64_t *next_hist
 
 	memset(fig, 0, sizeof(*fig));
 	memset(key_gen, 0, sizeof(key_gen));
-	if (v != V_MEM) {
-		int n;
-
-		if (cfg.parent != NULL) {
-			n = snprintf(dir, sizeof(dir), "%s/pkv-linearize-XXXXXX", cfg.parent);
-			if (n < 0 || (size_t)n >= sizeof(dir) || mkdtemp(dir) == NULL) {
-				fail("variant %s: cannot create a directory under %s",
-				     variant_names[v], cfg.parent);
-				return;
-			}
-		} else if (su_mktemp_dir(dir, sizeof(dir), "linearize") != 0) {
-			fail("variant %s: cannot create a temporary directory", variant_names[v]);
-			return;
-		}
+	if (v != V_MEM && su_workdir(dir, sizeof(dir), cfg.parent, "linearize") != 0) {
+		fail("variant %s: cannot create a directory under %s: %s", variant_names[v],
+		     cfg.parent != NULL ? cfg.parent : "$TMPDIR", strerror(errno));
+		return;
 	}
 	rc = open_store(v, dir);
 	if (rc != 0) {
@@ -1438,130 +1428,46 @@ static bool selftest(struct checker *c)
 
 /* ---- main ----------------------------------------------------------------------------------- */
 
-static void usage(void)
-{
-	fputs("usage: linearize [--histories N] [--seconds S] [--threads T] [--keys K] [--ops N]\n"
-	      "                 [--seed X] [--variant mem,disk,compact,reopen|all]\n"
-	      "                 [--durability process|power|periodic] [--compact-ms N]\n"
-	      "                 [--reopen-every N] [--max-states N] [--hang-seconds N]\n"
-	      "                 [--dir PARENT] [--selftest] [--quiet]\n"
-	      "  --histories N   histories in all, shared among the variants (default 2000\n"
-	      "                  unless --seconds is given; 0: no bound)\n"
-	      "  --seconds S     time budget in all, shared among the variants (0: none);\n"
-	      "                  the run ends at whichever bound it reaches first\n"
-	      "  --threads T     worker threads, 2 .. 16 (default 4)\n"
-	      "  --keys K        keys per history at most, 1 .. 16 (default 3)\n"
-	      "  --ops N         operations per history at most, 10 .. 512 (default 200)\n"
-	      "  --variant LIST  mem, disk, compact, reopen or all (default all)\n"
-	      "  --compact-ms N  mean pause between pkv_compact calls (default 3)\n"
-	      "  --reopen-every N  histories between close and reopen in 'reopen' (default 1)\n"
-	      "  --max-states N  search bound per key; beyond it a check is inconclusive\n"
-	      "  --hang-seconds N  a history taking longer is a hang (default 120)\n"
-	      "  --selftest      only the checker's self-test\n",
-	      stderr);
-}
-
-static int parse_variants(const char *s)
-{
-	char buf[128];
-	char *save = NULL;
-
-	if (strlen(s) >= sizeof(buf))
-		return -1;
-	strcpy(buf, s);
-	cfg.variants = 0;
-	for (char *t = strtok_r(buf, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {
-		unsigned v;
-
-		if (strcmp(t, "all") == 0) {
-			cfg.variants = (1u << V_COUNT) - 1;
-			continue;
-		}
-		for (v = 0; v < V_COUNT && strcmp(t, variant_names[v]) != 0; v++)
-			;
-		if (v == V_COUNT)
-			return -1;
-		cfg.variants |= 1u << v;
-	}
-	return cfg.variants != 0 ? 0 : -1;
-}
-
-static int parse_args(int argc, char **argv)
-{
-	bool have_hist = false;
-
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-		uint64_t u;
-
-		if (strcmp(a, "--selftest") == 0) {
-			cfg.selftest_only = true;
-			continue;
-		}
-		if (strcmp(a, "--quiet") == 0) {
-			cfg.quiet = true;
-			continue;
-		}
-		if (v == NULL)
-			return -1;
-		i++;
-		if (strcmp(a, "--histories") == 0) {
-			if (su_parse_u64(v, &cfg.histories))
-				return -1;
-			have_hist = true;
-		} else if (strcmp(a, "--seconds") == 0) {
-			if (su_parse_double(v, &cfg.seconds))
-				return -1;
-		} else if (strcmp(a, "--threads") == 0) {
-			if (su_parse_u64(v, &u) || u < 2 || u > MAX_THREADS)
-				return -1;
-			cfg.threads = (unsigned)u;
-		} else if (strcmp(a, "--keys") == 0) {
-			if (su_parse_u64(v, &u) || u < 1 || u > MAX_KEYS)
-				return -1;
-			cfg.keys = (unsigned)u;
-		} else if (strcmp(a, "--ops") == 0) {
-			if (su_parse_u64(v, &u) || u < MIN_OPS || u > MAX_OPS)
-				return -1;
-			cfg.ops = (unsigned)u;
-		} else if (strcmp(a, "--seed") == 0) {
-			if (su_parse_u64(v, &cfg.seed))
-				return -1;
-		} else if (strcmp(a, "--variant") == 0) {
-			if (parse_variants(v))
-				return -1;
-		} else if (strcmp(a, "--durability") == 0) {
-			if (su_parse_durability(v, &cfg.durability))
-				return -1;
-		} else if (strcmp(a, "--compact-ms") == 0) {
-			if (su_parse_u64(v, &u) || u > 60000)
-				return -1;
-			cfg.compact_ms = (unsigned)u;
-		} else if (strcmp(a, "--reopen-every") == 0) {
-			if (su_parse_u64(v, &u) || u < 1 || u > 1000000)
-				return -1;
-			cfg.reopen_every = (unsigned)u;
-		} else if (strcmp(a, "--max-states") == 0) {
-			if (su_parse_u64(v, &cfg.max_states) || cfg.max_states < 1000 ||
-			    cfg.max_states > 100000000)
-				return -1;
-		} else if (strcmp(a, "--hang-seconds") == 0) {
-			if (su_parse_u64(v, &u) || u < 1 || u > 86400)
-				return -1;
-			cfg.hang_seconds = (unsigned)u;
-		} else if (strcmp(a, "--dir") == 0) {
-			cfg.parent = v;
-		} else {
-			return -1;
-		}
-	}
-	if (!have_hist && cfg.seconds == 0)
-		cfg.histories = 2000;
-	if (cfg.variants == 0)
-		cfg.variants = (1u << V_COUNT) - 1;
-	return 0;
-}
+static bool have_histories;
+static const struct su_opt options[] = {
+	SU_OPT("histories", SU_OPT_U64, &cfg.histories,
+	       "histories in all, shared among the variants (default 2000\n"
+	       "unless --seconds is given; 0: no bound)",
+	       .given = &have_histories),
+	SU_OPT("seconds", SU_OPT_DOUBLE, &cfg.seconds,
+	       "time budget in all, shared among the variants (0: none);\n"
+	       "the run ends at whichever bound it reaches first",
+	       .arg = "S"),
+	SU_OPT("threads", SU_OPT_UINT, &cfg.threads, "worker threads, 2 .. 16 (default 4)",
+	       .arg = "T", .min = 2, .max = MAX_THREADS),
+	SU_OPT("keys", SU_OPT_UINT, &cfg.keys, "keys per history at most, 1 .. 16 (default 3)",
+	       .arg = "K", .min = 1, .max = MAX_KEYS),
+	SU_OPT("ops", SU_OPT_UINT, &cfg.ops,
+	       "operations per history at most, 10 .. 512 (default 200)", .min = MIN_OPS,
+	       .max = MAX_OPS),
+	SU_OPT("seed", SU_OPT_U64, &cfg.seed, "the histories (default 1)", .arg = "X"),
+	SU_OPT("variant", SU_OPT_SET, &cfg.variants,
+	       "mem, disk, compact, reopen or all (default all)", .arg = "LIST",
+	       .names = variant_names, .word = "all"),
+	SU_OPT("durability", SU_OPT_DURABILITY, &cfg.durability,
+	       "process, power or periodic (default process)", .arg = "MODE"),
+	SU_OPT("compact-ms", SU_OPT_UINT, &cfg.compact_ms,
+	       "mean pause between pkv_compact calls (default 3)", .max = 60000),
+	SU_OPT("reopen-every", SU_OPT_UINT, &cfg.reopen_every,
+	       "histories between close and reopen in 'reopen' (default 1)", .min = 1,
+	       .max = 1000000),
+	SU_OPT("max-states", SU_OPT_U64, &cfg.max_states,
+	       "search bound per key; beyond it a check is inconclusive", .min = 1000,
+	       .max = 100000000),
+	SU_OPT("hang-seconds", SU_OPT_UINT, &cfg.hang_seconds,
+	       "a history taking longer is a hang (default 120)", .min = 1, .max = 86400),
+	SU_OPT("dir", SU_OPT_STR, &cfg.parent,
+	       "create the stores in a new temporary directory under PARENT", .arg = "PARENT"),
+	SU_OPT("selftest", SU_OPT_FLAG, &cfg.selftest_only, "only the checker's self-test"),
+	SU_OPT("quiet", SU_OPT_FLAG, &cfg.quiet,
+	       "no figures per variant: only failures and the totals"),
+	SU_OPT_END
+};
 
 static void print_figures(const char *name, const struct figures *f)
 {
@@ -1590,10 +1496,11 @@ int main(int argc, char **argv)
 	bool st_ok;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (parse_args(argc, argv) != 0) {
-		usage();
-		return 2;
-	}
+	su_opts_parse(argc, argv, "linearize", options, NULL);
+	if (!have_histories && cfg.seconds == 0)
+		cfg.histories = 2000;
+	if (cfg.variants == 0)
+		cfg.variants = (1u << V_COUNT) - 1;
 	chk.max_states = cfg.max_states;
 	for (unsigned v = 0; v < V_COUNT; v++)
 		nvar += (cfg.variants >> v) & 1;

@@ -74,7 +74,6 @@
 #define VMAGIC 0x4c50504bu
 #include "history.h" /* the writer history: keys, values, E(P) */
 #define OLD_SAMPLE 64 /* deleted seq keys probed at random per writer per verification */
-#define MAX_FAIL_PRINT 40
 #define HANG_S 120.0 /* a child silent this long is hung */
 #define LOG_CAP 3000
 
@@ -169,38 +168,6 @@ struct figures {
 #define PL_PATH 4096
 
 static char top[PL_PATH];
-static int fail_printed;
-
-/* Report a failure (the caller counts it: one per cycle). */
-static void vfail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void vfail(const char *fmt, ...)
-{
-	va_list ap;
-
-	if (++fail_printed > MAX_FAIL_PRINT)
-		return;
-	fputs("FAIL: ", stdout);
-	va_start(ap, fmt);
-	vfprintf(stdout, fmt, ap);
-	va_end(ap);
-	fputc('\n', stdout);
-	fflush(stdout);
-}
-
-/* ---- history ---------------------------------------------------------------------------- */
-
-static uint64_t expected_keys(const uint64_t *pos)
-{
-	uint64_t total = 0;
-
-	for (unsigned w = 0; w < NWRITERS; w++) {
-		uint64_t lo, hi, heads;
-
-		expected(pos[w], &lo, &hi, &heads);
-		total += (hi - lo) + (heads > 0);
-	}
-	return total;
-}
 
 /* ---- writer child ----------------------------------------------------------------------- */
 
@@ -220,22 +187,11 @@ struct child {
 	double cut_ms;
 };
 
-static void send_all(int fd, const void *m, size_t len)
-{
-	ssize_t n;
-
-	do
-		n = write(fd, m, len);
-	while (n < 0 && errno == EINTR);
-	if (n != (ssize_t)len)
-		_exit(4); /* the parent is gone */
-}
-
 static void send_msg(int fd, uint32_t type, uint32_t w, uint64_t val, int64_t code)
 {
 	struct msg m = { .type = type, .writer = w, .val = val, .code = code };
 
-	send_all(fd, &m, sizeof(m));
+	su_send(fd, &m, sizeof(m));
 }
 
 /* The cutting thread, after the image is written: tell the parent what the cut did. */
@@ -244,7 +200,7 @@ static void on_cut(void *ctx, const struct powerfs_report *r)
 	struct cut_msg m = { .type = MSG_CUT, .ops = ffs_total(), .injected = ffs_injected() };
 
 	m.rep = *r;
-	send_all(*(int *)ctx, &m, sizeof(m));
+	su_send(*(int *)ctx, &m, sizeof(m));
 }
 
 struct wctx {
@@ -436,75 +392,10 @@ static void why_add(struct vresult *r, const char *fmt, ...)
 		strcat(r->why, "; ");
 }
 
-/* Is writer w's state E(p)? With @r set, the differences go there. */
-static bool state_is(pkv *db, unsigned w, uint64_t p, struct su_rng *rng, unsigned char *buf,
-		     struct vresult *r)
+/* A difference hist_state_is() found: one more reason in the verifier's result. */
+static void report_why(void *r, const char *msg)
 {
-	uint64_t lo, hi, heads, first;
-	char key[64];
-	unsigned char *want = buf + MAX_VAL;
-	bool ok = true;
-	size_t klen, vlen, wlen;
-	int rc;
-
-	expected(p, &lo, &hi, &heads);
-	first = lo > 2 ? lo - 2 : 0;
-	for (uint64_t n = first; n < hi + 3; n++) {
-		bool live = n >= lo && n < hi;
-
-		klen = seq_key(w, n, key);
-		vlen = 0;
-		rc = pkv_get(db, key, klen, buf, MAX_VAL, &vlen);
-		if (live) {
-			wlen = make_value(w, n, KIND_SEQ, want);
-			if (rc != 0 || vlen != wlen || memcmp(buf, want, wlen) != 0) {
-				ok = false;
-				if (r)
-					why_add(r,
-						"%s: get = %d (%s), %zu bytes, expected its value",
-						key, rc, pkv_strerror(rc), vlen);
-			}
-		} else if (rc != PKV_NOTFOUND) {
-			ok = false;
-			if (r)
-				why_add(r, "%s should be absent (%s), get = %d (%s)", key,
-					n < lo ? "deleted" : "never written", rc, pkv_strerror(rc));
-		}
-		if (!ok && !r)
-			return false;
-	}
-	for (unsigned i = 0; first > 0 && i < OLD_SAMPLE; i++) {
-		uint64_t n = first <= OLD_SAMPLE ? i : su_rng_below(rng, first);
-
-		if (n >= first)
-			break;
-		klen = seq_key(w, n, key);
-		rc = pkv_get(db, key, klen, NULL, 0, &vlen);
-		if (rc != PKV_NOTFOUND) {
-			ok = false;
-			if (!r)
-				return false;
-			why_add(r, "deleted %s is back (get = %d)", key, rc);
-		}
-	}
-	klen = head_key(w, key);
-	rc = pkv_get(db, key, klen, buf, MAX_VAL, &vlen);
-	if (heads == 0) {
-		if (rc != PKV_NOTFOUND) {
-			ok = false;
-			if (r)
-				why_add(r, "%s should be absent, get = %d", key, rc);
-		}
-	} else {
-		wlen = make_value(w, heads - 1, KIND_HEAD, want);
-		if (rc != 0 || vlen != wlen || memcmp(buf, want, wlen) != 0) {
-			ok = false;
-			if (r)
-				why_add(r, "%s: get = %d, expected operation %" PRIu64, key, rc,
-					heads - 1);
-		}
-	}
-	return ok;
+	why_add(r, "%s", msg);
 }
 
 /*
@@ -534,7 +425,7 @@ static bool find_pos(pkv *db, unsigned w, uint64_t hi, struct su_rng *rng, unsig
 	for (int k = 2; k >= 0; k--) {
 		uint64_t p = base + (uint64_t)k;
 
-		if (!state_is(db, w, p, rng, buf, NULL))
+		if (!hist_state_is(db, w, p, rng, OLD_SAMPLE, buf, NULL, NULL))
 			continue;
 		*pos = p;
 		found = true;
@@ -566,7 +457,7 @@ static void check_store(pkv *db, const uint64_t *start, const uint64_t *acked,
 				" at the start): the state is no prefix of its history; against E(%" PRIu64
 				")",
 				when, w, acked[w], start[w], acked[w]);
-			state_is(db, w, acked[w], rng, buf, r);
+			hist_state_is(db, w, acked[w], rng, OLD_SAMPLE, buf, report_why, r);
 			continue;
 		}
 		if (p < lo || p > acked[w] + 1) {
@@ -593,9 +484,9 @@ static void check_store(pkv *db, const uint64_t *start, const uint64_t *acked,
 	rc = pkv_get_stats(db, &st);
 	if (rc != 0)
 		why_add(r, "%s: pkv_get_stats = %d", when, rc);
-	else if (r->ok && st.keys != expected_keys(r->pos))
+	else if (r->ok && st.keys != hist_expected_keys(r->pos))
 		why_add(r, "%s: stats.keys = %" PRIu64 ", expected %" PRIu64, when, st.keys,
-			expected_keys(r->pos));
+			hist_expected_keys(r->pos));
 }
 
 static void __attribute__((noreturn))
@@ -652,7 +543,7 @@ out:
 			why_add(&r, "pkv_close = %d (%s)", rc, pkv_strerror(rc));
 	}
 	free(buf);
-	send_all(fd, &r, sizeof(r));
+	su_send(fd, &r, sizeof(r));
 	_exit(0);
 }
 
@@ -757,117 +648,85 @@ static void ack_time(struct writer_out *o, unsigned w)
 static bool run_writer(struct mode_run *m, uint64_t cycle, uint64_t seed,
 		       const struct cut_plan *plan, struct writer_out *o)
 {
-	unsigned char pend[4096];
-	size_t npend = 0;
+	struct su_msgs in = { 0 };
 	bool ok = true;
-	int pfd[2], status;
+	int wfd, status, got;
 	double last = su_now();
 	pid_t pid;
 
-	if (pipe(pfd) != 0) {
-		perror("powerloss: pipe");
-		exit(2);
-	}
-	fflush(stdout);
-	pid = fork();
-	if (pid < 0) {
-		perror("powerloss: fork");
-		exit(2);
-	}
-	if (pid == 0) {
-		close(pfd[0]);
-		child_main(pfd[1], m->store, m->image, m->d, o->acked, seed, plan);
-	}
-	close(pfd[1]);
-	for (;;) {
-		struct pollfd pf = { .fd = pfd[0], .events = POLLIN };
-		ssize_t n;
-		int pr = poll(&pf, 1, 1000);
+	pid = su_fork_pipe(&in.fd, &wfd);
+	if (pid == 0)
+		child_main(wfd, m->store, m->image, m->d, o->acked, seed, plan);
+	while ((got = su_msgs_fill(&in, 1000)) >= 0) {
+		struct msg mm;
+		uint32_t type;
+		size_t len;
 
-		if (pr < 0 && errno == EINTR)
-			continue;
-		if (pr == 0) {
+		if (got == 0) {
 			if (su_now() - last > HANG_S) {
 				kill(pid, SIGKILL);
 				ok = false;
-				vfail("%s cycle %" PRIu64
-				      ": the writer child hung (no message for %.0f s)",
-				      su_durability_name(m->d), cycle, HANG_S);
+				su_fail(NULL,
+					"%s cycle %" PRIu64
+					": the writer child hung (no message for %.0f s)",
+					su_durability_name(m->d), cycle, HANG_S);
 				break;
 			}
 			continue;
 		}
-		n = read(pfd[0], pend + npend, sizeof(pend) - npend);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
 		last = su_now();
-		npend += (size_t)n;
-		for (;;) {
-			struct msg mm;
-			uint32_t type;
-			size_t len;
-
-			if (npend < sizeof(type))
-				break;
-			memcpy(&type, pend, sizeof(type));
+		/* Two sizes of message: the type (their first field) tells which. */
+		while (su_msgs_next(&in, &type, sizeof(type), false)) {
 			len = type == MSG_CUT ? sizeof(struct cut_msg) : sizeof(struct msg);
-			if (npend < len)
+			if (!su_msgs_next(&in, type == MSG_CUT ? (void *)&o->cm : (void *)&mm, len,
+					  true))
 				break;
 			if (type == MSG_CUT) {
-				memcpy(&o->cm, pend, sizeof(o->cm));
 				o->cut = true;
-			} else {
-				memcpy(&mm, pend, sizeof(mm));
-				if (mm.type == MSG_ACK && mm.writer < NWRITERS &&
-				    mm.val == o->acked[mm.writer] + 1) {
-					o->acked[mm.writer] = mm.val;
-					ack_time(o, mm.writer);
-					if (mm.code == 1) {
-						o->durable[mm.writer] = mm.val;
-						o->marks += m->d != PKV_DURABLE_POWER;
-					}
-				} else if (mm.type == MSG_OPENED) {
-					o->opened = true;
-				} else if (mm.type == MSG_ERR) {
-					ok = false;
-					vfail("%s cycle %" PRIu64 ": %s%u returned %" PRId64
-					      " (%s)",
-					      su_durability_name(m->d), cycle,
-					      mm.writer < NWRITERS	? "writer " :
-					      mm.writer == NWRITERS	? "pkv_compact " :
-					      mm.writer == NWRITERS + 1 ? "pkv_open " :
-									  "powerfs_install ",
-					      mm.writer < NWRITERS ? mm.writer : 0, mm.code,
-					      pkv_strerror((int)mm.code));
-				} else {
-					ok = false;
-					vfail("%s cycle %" PRIu64 ": garbled message (type %u)",
-					      su_durability_name(m->d), cycle, mm.type);
+			} else if (mm.type == MSG_ACK && mm.writer < NWRITERS &&
+				   mm.val == o->acked[mm.writer] + 1) {
+				o->acked[mm.writer] = mm.val;
+				ack_time(o, mm.writer);
+				if (mm.code == 1) {
+					o->durable[mm.writer] = mm.val;
+					o->marks += m->d != PKV_DURABLE_POWER;
 				}
+			} else if (mm.type == MSG_OPENED) {
+				o->opened = true;
+			} else if (mm.type == MSG_ERR) {
+				ok = false;
+				su_fail(NULL,
+					"%s cycle %" PRIu64 ": %s%u returned %" PRId64 " (%s)",
+					su_durability_name(m->d), cycle,
+					mm.writer < NWRITERS	  ? "writer " :
+					mm.writer == NWRITERS	  ? "pkv_compact " :
+					mm.writer == NWRITERS + 1 ? "pkv_open " :
+								    "powerfs_install ",
+					mm.writer < NWRITERS ? mm.writer : 0, mm.code,
+					pkv_strerror((int)mm.code));
+			} else {
+				ok = false;
+				su_fail(NULL, "%s cycle %" PRIu64 ": garbled message (type %u)",
+					su_durability_name(m->d), cycle, mm.type);
 			}
-			memmove(pend, pend + len, npend - len);
-			npend -= len;
 		}
 	}
-	close(pfd[0]);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
+	close(in.fd);
+	status = su_wait(pid);
 	if (ok && !(WIFEXITED(status) && WEXITSTATUS(status) == POWERFS_EXIT_CODE && o->cut)) {
 		ok = false;
 		if (WIFSIGNALED(status))
-			vfail("%s cycle %" PRIu64 ": writer child died of signal %d",
-			      su_durability_name(m->d), cycle, WTERMSIG(status));
+			su_fail(NULL, "%s cycle %" PRIu64 ": writer child died of signal %d",
+				su_durability_name(m->d), cycle, WTERMSIG(status));
 		else
-			vfail("%s cycle %" PRIu64 ": writer child exited with status %d%s",
-			      su_durability_name(m->d), cycle, WEXITSTATUS(status),
-			      o->cut ? "" : " without cutting the power");
+			su_fail(NULL, "%s cycle %" PRIu64 ": writer child exited with status %d%s",
+				su_durability_name(m->d), cycle, WEXITSTATUS(status),
+				o->cut ? "" : " without cutting the power");
 	}
 	if (ok && o->cm.rep.error != 0) {
 		ok = false;
-		vfail("%s cycle %" PRIu64 ": writing the image failed: %s",
-		      su_durability_name(m->d), cycle, strerror(-o->cm.rep.error));
+		su_fail(NULL, "%s cycle %" PRIu64 ": writing the image failed: %s",
+			su_durability_name(m->d), cycle, strerror(-o->cm.rep.error));
 	}
 	return ok;
 }
@@ -875,37 +734,15 @@ static bool run_writer(struct mode_run *m, uint64_t cycle, uint64_t seed,
 static bool run_verifier(struct mode_run *m, uint64_t cycle, uint64_t seed,
 			 const struct writer_out *o, struct vresult *r)
 {
-	int pfd[2], status;
-	bool got;
+	char why[sizeof(r->why) - 16];
+	int rfd, wfd;
 	pid_t pid;
 
-	if (pipe(pfd) != 0) {
-		perror("powerloss: pipe");
-		exit(2);
-	}
-	fflush(stdout);
-	pid = fork();
-	if (pid < 0) {
-		perror("powerloss: fork");
-		exit(2);
-	}
-	if (pid == 0) {
-		close(pfd[0]);
-		verifier_main(pfd[1], m->store, m->d, m->pos, o->acked, o->durable, cycle, seed);
-	}
-	close(pfd[1]);
-	got = read_full(pfd[0], r, sizeof(*r)) == 0;
-	close(pfd[0]);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	if (!got || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		if (WIFSIGNALED(status))
-			snprintf(r->why, sizeof(r->why), "the verifier died of signal %d",
-				 WTERMSIG(status));
-		else
-			snprintf(r->why, sizeof(r->why), "the verifier exited with status %d%s",
-				 WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-				 got ? "" : " without a result");
+	pid = su_fork_pipe(&rfd, &wfd);
+	if (pid == 0)
+		verifier_main(wfd, m->store, m->d, m->pos, o->acked, o->durable, cycle, seed);
+	if (!su_collect(pid, rfd, r, sizeof(*r), why, sizeof(why), NULL)) {
+		snprintf(r->why, sizeof(r->why), "the verifier %s", why);
 		r->ok = false;
 		r->log[0] = '\0';
 		return false;
@@ -978,8 +815,8 @@ static bool cycle_once(struct mode_run *m, uint64_t cycle)
 	su_rmtree(m->store);
 	su_rmtree(m->saved);
 	if (rename(m->image, m->store) != 0 || copy_tree(m->store, m->saved) != 0) {
-		vfail("%s cycle %" PRIu64 ": cannot put the image in place: %s",
-		      su_durability_name(m->d), cycle, strerror(errno));
+		su_fail(NULL, "%s cycle %" PRIu64 ": cannot put the image in place: %s",
+			su_durability_name(m->d), cycle, strerror(errno));
 		goto out;
 	}
 	if (o.cm.rep.op_kind >= 0)
@@ -988,11 +825,12 @@ static bool cycle_once(struct mode_run *m, uint64_t cycle)
 	else
 		snprintf(cut, sizeof(cut), "at %.0f ms", plan.cut_ms);
 	if (!run_verifier(m, cycle, seed, &o, &r)) {
-		vfail("%s cycle %" PRIu64 " (seed %" PRIu64 ", cut %s%s, acknowledged w0 %" PRIu64
-		      " w1 %" PRIu64 ", start w0 %" PRIu64 " w1 %" PRIu64 "): %s",
-		      su_durability_name(m->d), cycle, cfg.seed, cut,
-		      o.opened ? "" : " during pkv_open", o.acked[0], o.acked[1], m->pos[0],
-		      m->pos[1], r.why);
+		su_fail(NULL,
+			"%s cycle %" PRIu64 " (seed %" PRIu64 ", cut %s%s, acknowledged w0 %" PRIu64
+			" w1 %" PRIu64 ", start w0 %" PRIu64 " w1 %" PRIu64 "): %s",
+			su_durability_name(m->d), cycle, cfg.seed, cut,
+			o.opened ? "" : " during pkv_open", o.acked[0], o.acked[1], m->pos[0],
+			m->pos[1], r.why);
 		if (r.log[0])
 			printf("recovery log:\n%s", r.log);
 		printf("the image as the power cut left it: %s (reopen it: powerloss --open %s)\n",
@@ -1102,83 +940,32 @@ static int open_only(const char *dir)
 
 /* ---- main ------------------------------------------------------------------------------- */
 
-static void usage(void)
-{
-	fputs("usage: powerloss [--mode power|process|periodic|all] [--cycles N] [--seconds S]\n"
-	      "                 [--seed N] [--max-ms N] [--compact-ms N] [--elide-syncs]\n"
-	      "                 [--dir PARENT] [--keep] [--quiet]\n"
-	      "       powerloss --open DIR\n"
-	      "  --mode        durability mode under test (default all: one after another)\n"
-	      "  --cycles N    power cuts per mode (default 100)\n"
-	      "  --seconds S   stop starting cycles after S seconds in all (0: no bound),\n"
-	      "                shared equally by the modes\n"
-	      "  --max-ms N    the power is cut within N ms of the writer child's start\n"
-	      "                (default 250)\n"
-	      "  --compact-ms  mean period of pkv_compact() in the child (0: none; default 60)\n"
-	      "  --elide-syncs count fdatasync/fsync (the image is the same) but skip the kernel call\n"
-	      "  --dir PARENT  work in a new temporary directory under PARENT\n"
-	      "  --keep        keep the directories\n"
-	      "  --open DIR    open DIR read-only and print what recovery says (a kept image)\n",
-	      stderr);
-}
-
-static int parse_args(int argc, char **argv)
-{
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-		uint64_t u;
-
-		if (strcmp(a, "--keep") == 0) {
-			cfg.keep = true;
-			continue;
-		}
-		if (strcmp(a, "--quiet") == 0) {
-			cfg.quiet = true;
-			continue;
-		}
-		if (strcmp(a, "--elide-syncs") == 0) {
-			cfg.elide = true;
-			continue;
-		}
-		if (v == NULL)
-			return -1;
-		i++;
-		if (strcmp(a, "--mode") == 0) {
-			enum pkv_durability d;
-
-			if (strcmp(v, "all") == 0)
-				cfg.mode = -1;
-			else if (su_parse_durability(v, &d) == 0)
-				cfg.mode = (int)d;
-			else
-				return -1;
-		} else if (strcmp(a, "--cycles") == 0) {
-			if (su_parse_u64(v, &cfg.cycles))
-				return -1;
-		} else if (strcmp(a, "--seconds") == 0) {
-			if (su_parse_double(v, &cfg.seconds))
-				return -1;
-		} else if (strcmp(a, "--seed") == 0) {
-			if (su_parse_u64(v, &cfg.seed))
-				return -1;
-		} else if (strcmp(a, "--max-ms") == 0) {
-			if (su_parse_double(v, &cfg.max_ms))
-				return -1;
-		} else if (strcmp(a, "--compact-ms") == 0) {
-			if (su_parse_u64(v, &u) || u > 3600000)
-				return -1;
-			cfg.compact_ms = (unsigned)u;
-		} else if (strcmp(a, "--dir") == 0) {
-			cfg.parent = v;
-		} else if (strcmp(a, "--open") == 0) {
-			cfg.open_dir = v;
-		} else {
-			return -1;
-		}
-	}
-	return 0;
-}
+static const struct su_opt options[] = {
+	SU_OPT("mode", SU_OPT_DURABILITY, &cfg.mode,
+	       "durability mode under test: power, process, periodic or all\n"
+	       "(default all: one after another)",
+	       .arg = "MODE", .word = "all"),
+	SU_OPT("cycles", SU_OPT_U64, &cfg.cycles, "power cuts per mode (default 100)"),
+	SU_OPT("seconds", SU_OPT_DOUBLE, &cfg.seconds,
+	       "stop starting cycles after S seconds in all (0: no bound),\n"
+	       "shared equally by the modes",
+	       .arg = "S"),
+	SU_OPT("seed", SU_OPT_U64, &cfg.seed, "cut plans and writer values (default 1)"),
+	SU_OPT("max-ms", SU_OPT_DOUBLE, &cfg.max_ms,
+	       "the power is cut within N ms of the writer child's start (default 250)"),
+	SU_OPT("compact-ms", SU_OPT_UINT, &cfg.compact_ms,
+	       "mean period of pkv_compact() in the child (0: none; default 60)", .max = 3600000),
+	SU_OPT("elide-syncs", SU_OPT_FLAG, &cfg.elide,
+	       "count fdatasync/fsync (the image is the same) but skip the kernel call"),
+	SU_OPT("dir", SU_OPT_STR, &cfg.parent, "work in a new temporary directory under PARENT",
+	       .arg = "PARENT"),
+	SU_OPT("keep", SU_OPT_FLAG, &cfg.keep, "keep the directories"),
+	SU_OPT("quiet", SU_OPT_FLAG, &cfg.quiet,
+	       "no line per cycle: only failures and the figures"),
+	SU_OPT("open", SU_OPT_STR, &cfg.open_dir,
+	       "open DIR read-only and print what recovery says (a kept image)", .arg = "DIR"),
+	SU_OPT_END
+};
 
 int main(int argc, char **argv)
 {
@@ -1190,20 +977,10 @@ int main(int argc, char **argv)
 	double budget;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (parse_args(argc, argv) != 0) {
-		usage();
-		return 2;
-	}
+	su_opts_parse(argc, argv, "powerloss", options, NULL);
 	if (cfg.open_dir)
 		return open_only(cfg.open_dir);
-	if (cfg.parent != NULL) {
-		int n = snprintf(top, sizeof(top), "%s/pkv-powerloss-XXXXXX", cfg.parent);
-
-		if (n < 0 || (size_t)n >= sizeof(top) || mkdtemp(top) == NULL) {
-			perror("powerloss: mkdtemp");
-			return 2;
-		}
-	} else if (su_mktemp_dir(top, sizeof(top), "powerloss") != 0) {
+	if (su_workdir(top, sizeof(top), cfg.parent, "powerloss") != 0) {
 		perror("powerloss: mkdtemp");
 		return 2;
 	}

@@ -89,11 +89,11 @@
 #define NWHO 5
 #define VMAGIC 0x54554853u
 #include "history.h" /* the writer history: keys, values, E(P) */
-#define MAX_FAIL_PRINT 40
 #define GRACE_MS 3000 /* how long the child gets to report its errors after the shutdown */
 
 enum msg_type {
-	MSG_ACK = 1, /* val: steps done; aux (POWER writers): writer 2's steps done before this one */
+	MSG_ACK =
+		1, /* val: steps done; aux (POWER writers): writer 2's steps done before this one */
 	MSG_ERR = 2, /* val: the step; code: what the call returned */
 	MSG_OPENED = 3,
 	MSG_IDLE = 4 /* every thread of the child has stopped */
@@ -151,25 +151,6 @@ static struct cfg cfg = {
 static char work[4096]; /* temporary directory: the image and the mount point */
 static char image[4200], cut_image[4300], mnt[4200], dir[4300];
 static volatile sig_atomic_t mounted;
-static int fail_printed;
-
-static void vfail(uint64_t *failed, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void vfail(uint64_t *failed, const char *fmt, ...)
-{
-	va_list ap;
-
-	(*failed)++;
-	if (++fail_printed > MAX_FAIL_PRINT)
-		return;
-	fputs("FAIL: ", stdout);
-	va_start(ap, fmt);
-	vfprintf(stdout, fmt, ap);
-	va_end(ap);
-	fputc('\n', stdout);
-	fflush(stdout);
-}
-
-/* ---- history ------------------------------------------------------------------------------ */
 
 /* ---- writer child ------------------------------------------------------------------------- */
 
@@ -184,14 +165,9 @@ struct child {
 static void send_msg(int fd, uint32_t type, uint32_t who, uint64_t val, uint64_t aux, int64_t code)
 {
 	struct msg m = { .type = type, .who = who, .val = val, .aux = aux, .code = code };
-	ssize_t n;
 
 	m.t = su_now();
-	do
-		n = write(fd, &m, sizeof(m));
-	while (n < 0 && errno == EINTR);
-	if (n != (ssize_t)sizeof(m))
-		_exit(4); /* the parent is gone */
+	su_send(fd, &m, sizeof(m));
 }
 
 struct wctx {
@@ -321,65 +297,10 @@ static void child_main(int fd, const uint64_t *start)
 
 /* ---- verifier child ----------------------------------------------------------------------- */
 
-/* Is writer w's state E(p)? With @failed NULL it only answers; otherwise it reports. */
-static bool state_is(pkv *db, unsigned w, uint64_t p, unsigned char *buf, uint64_t *failed)
+/* A difference hist_state_is() found: a failure. */
+static void report_fail(void *failed, const char *msg)
 {
-	uint64_t lo, hi, heads, first;
-	unsigned char *want = buf + MAX_VAL;
-	char key[64];
-	size_t klen, vlen, wlen;
-	bool ok = true;
-	int rc;
-
-	expected(p, &lo, &hi, &heads);
-	first = lo > 2 ? lo - 2 : 0;
-	for (uint64_t n = first; n < hi + 3; n++) {
-		bool live = n >= lo && n < hi;
-
-		klen = seq_key(w, n, key);
-		vlen = 0;
-		rc = pkv_get(db, key, klen, buf, MAX_VAL, &vlen);
-		if (live) {
-			wlen = make_value(w, n, KIND_SEQ, want);
-			if (rc != 0 || vlen != wlen || memcmp(buf, want, wlen) != 0) {
-				ok = false;
-				if (failed)
-					vfail(failed,
-					      "writer %u at step %" PRIu64 ": %s: get = %d (%s), %zu bytes,"
-					      " expected its value (%zu bytes)",
-					      w, p, key, rc, pkv_strerror(rc), vlen, wlen);
-			}
-		} else if (rc != PKV_NOTFOUND) {
-			ok = false;
-			if (failed)
-				vfail(failed,
-				      "writer %u at step %" PRIu64 ": %s should be absent (%s), get = %d (%s)",
-				      w, p, key, n < lo ? "deleted" : "never written", rc,
-				      pkv_strerror(rc));
-		}
-		if (!ok && !failed)
-			return false;
-	}
-	klen = head_key(w, key);
-	rc = pkv_get(db, key, klen, buf, MAX_VAL, &vlen);
-	if (heads == 0) {
-		if (rc != PKV_NOTFOUND) {
-			ok = false;
-			if (failed)
-				vfail(failed, "writer %u at step %" PRIu64 ": %s should be absent, get = %d",
-				      w, p, key, rc);
-		}
-	} else {
-		wlen = make_value(w, heads - 1, KIND_HEAD, want);
-		if (rc != 0 || vlen != wlen || memcmp(buf, want, wlen) != 0) {
-			ok = false;
-			if (failed)
-				vfail(failed,
-				      "writer %u at step %" PRIu64 ": %s: get = %d, expected n = %" PRIu64,
-				      w, p, key, rc, heads - 1);
-		}
-	}
-	return ok;
+	su_fail(failed, "%s", msg);
 }
 
 /* The step count the head key of writer w points at: E(P) has P in [3h, 3h + 2]. */
@@ -395,31 +316,18 @@ static uint64_t head_steps(pkv *db, unsigned w, unsigned char *buf)
 	return h.magic == VMAGIC && h.kind == KIND_HEAD ? 3 * (h.n + 1) : 0;
 }
 
-static uint64_t expected_keys(const uint64_t *pos)
-{
-	uint64_t total = 0;
-
-	for (unsigned w = 0; w < NWRITERS; w++) {
-		uint64_t lo, hi, heads;
-
-		expected(pos[w], &lo, &hi, &heads);
-		total += (hi - lo) + (heads > 0);
-	}
-	return total;
-}
-
 static void check_keys(pkv *db, const uint64_t *pos, unsigned char *buf, struct vresult *r,
 		       const char *when)
 {
 	pkv_stats st;
-	uint64_t want = expected_keys(pos);
+	uint64_t want = hist_expected_keys(pos);
 
 	for (unsigned w = 0; w < NWRITERS; w++)
-		if (state_is(db, w, pos[w], buf, &r->failed))
+		if (hist_state_is(db, w, pos[w], NULL, 0, buf, report_fail, &r->failed))
 			r->passed++;
 	if (pkv_get_stats(db, &st) != 0 || st.keys != want)
-		vfail(&r->failed, "%s P3: stats.keys = %" PRIu64 ", expected %" PRIu64, when, st.keys,
-		      want);
+		su_fail(&r->failed, "%s P3: stats.keys = %" PRIu64 ", expected %" PRIu64, when,
+			st.keys, want);
 	else
 		r->passed++;
 }
@@ -440,8 +348,8 @@ static void verifier_main(int fd, const struct expect *x, uint64_t cycle)
 	rc = pkv_open(dir, &opts, &db);
 	r.open_ms = (su_now() - t0) * 1000.0;
 	if (rc != 0) {
-		vfail(&r.failed, "cycle %" PRIu64 ": reopen after the power cut = %d (%s)", cycle, rc,
-		      pkv_strerror(rc));
+		su_fail(&r.failed, "cycle %" PRIu64 ": reopen after the power cut = %d (%s)", cycle,
+			rc, pkv_strerror(rc));
 		goto out;
 	}
 	r.passed++;
@@ -457,7 +365,7 @@ static void verifier_main(int fd, const struct expect *x, uint64_t cycle)
 	for (unsigned w = 0; w < NPOWER; w++) {
 		uint64_t p = x->acked[w] + 1;
 
-		while (!state_is(db, w, p, buf, NULL) && p-- > x->pre[w])
+		while (!hist_state_is(db, w, p, NULL, 0, buf, NULL, NULL) && p-- > x->pre[w])
 			;
 		if (p + 1 == x->pre[w]) {
 			printf("cycle %" PRIu64 ": POWER writer %u: %" PRIu64
@@ -466,7 +374,7 @@ static void verifier_main(int fd, const struct expect *x, uint64_t cycle)
 			       "]; differences from E(%" PRIu64 "):\n",
 			       cycle, w, x->pre[w], x->acked[w], x->pre[w], x->acked[w] + 1,
 			       x->pre[w]);
-			state_is(db, w, x->pre[w], buf, &r.failed);
+			hist_state_is(db, w, x->pre[w], NULL, 0, buf, report_fail, &r.failed);
 			r.pos[w] = x->pre[w];
 			continue;
 		}
@@ -480,24 +388,26 @@ static void verifier_main(int fd, const struct expect *x, uint64_t cycle)
 		uint64_t base = head_steps(db, PROC_W, buf), found = UINT64_MAX;
 
 		for (uint64_t p = base; p < base + 3; p++) {
-			if (p <= x->acked[PROC_W] + 1 && state_is(db, PROC_W, p, buf, NULL)) {
+			if (p <= x->acked[PROC_W] + 1 &&
+			    hist_state_is(db, PROC_W, p, NULL, 0, buf, NULL, NULL)) {
 				found = p;
 				break;
 			}
 		}
 		if (found == UINT64_MAX) {
-			printf("cycle %" PRIu64 ": PROCESS writer at no state E(P) with P <= %" PRIu64
+			printf("cycle %" PRIu64
+			       ": PROCESS writer at no state E(P) with P <= %" PRIu64
 			       " (the head says %" PRIu64 "); differences from E(%" PRIu64 "):\n",
 			       cycle, x->acked[PROC_W] + 1, base, base);
-			state_is(db, PROC_W, base, buf, &r.failed);
+			hist_state_is(db, PROC_W, base, NULL, 0, buf, report_fail, &r.failed);
 			r.pos[PROC_W] = base;
 		} else if (found < x->floor) {
-			vfail(&r.failed,
-			      "cycle %" PRIu64 ": P2: PROCESS writer recovered at %" PRIu64
-			      " steps, but %" PRIu64
-			      " had returned before a POWER write began that returned before the cut"
-			      " (their sequence numbers are smaller: they were durable)",
-			      cycle, found, x->floor);
+			su_fail(&r.failed,
+				"cycle %" PRIu64 ": P2: PROCESS writer recovered at %" PRIu64
+				" steps, but %" PRIu64
+				" had returned before a POWER write began that returned before the cut"
+				" (their sequence numbers are smaller: they were durable)",
+				cycle, found, x->floor);
 			r.pos[PROC_W] = found;
 		} else {
 			r.passed++;
@@ -510,8 +420,8 @@ static void verifier_main(int fd, const struct expect *x, uint64_t cycle)
 	if (cycle % 4 == 3) {
 		rc = pkv_compact(db);
 		if (rc != 0)
-			vfail(&r.failed, "P3: pkv_compact after recovery = %d (%s)", rc,
-			      pkv_strerror(rc));
+			su_fail(&r.failed, "P3: pkv_compact after recovery = %d (%s)", rc,
+				pkv_strerror(rc));
 		else
 			check_keys(db, r.pos, buf, &r, "P3 after compact");
 	}
@@ -519,11 +429,10 @@ out:
 	if (db != NULL) {
 		rc = pkv_close(db);
 		if (rc != 0)
-			vfail(&r.failed, "verifier: pkv_close = %d (%s)", rc, pkv_strerror(rc));
+			su_fail(&r.failed, "verifier: pkv_close = %d (%s)", rc, pkv_strerror(rc));
 	}
 	free(buf);
-	if (write(fd, &r, sizeof(r)) != (ssize_t)sizeof(r))
-		_exit(4);
+	su_send(fd, &r, sizeof(r));
 	exit(0);
 }
 
@@ -729,36 +638,22 @@ static bool run_writer(uint64_t cycle, uint64_t *acked, struct su_rng *rng, stru
 {
 	double delay = cfg.min_ms +
 		       (cfg.max_ms - cfg.min_ms) * (double)su_rng_below(rng, 10001) / 10000.0;
-	unsigned char pend[sizeof(struct msg) * 64];
-	size_t npend = 0;
+	struct su_msgs in = { 0 };
 	bool shut = false, killed = false, ok = true;
 	uint64_t before_power = acked[0] + acked[1], before_proc = acked[PROC_W];
 	double t0, shut_at, kill_at = 0, cut_t = 0;
-	int pfd[2], status;
+	int wfd, status;
 	pid_t pid;
+	struct msg m;
 
-	if (pipe(pfd) != 0) {
-		perror("shutdown: pipe");
-		exit(2);
-	}
-	fflush(stdout);
-	pid = fork();
-	if (pid < 0) {
-		perror("shutdown: fork");
-		exit(2);
-	}
-	if (pid == 0) {
-		close(pfd[0]);
-		child_main(pfd[1], acked);
-	}
-	close(pfd[1]);
+	pid = su_fork_pipe(&in.fd, &wfd);
+	if (pid == 0)
+		child_main(wfd, acked);
 	t0 = su_now();
 	shut_at = t0 + delay / 1000.0;
 	for (;;) {
-		struct pollfd pf = { .fd = pfd[0], .events = POLLIN };
 		double now = su_now();
 		int timeout = -1;
-		ssize_t n;
 
 		if (!shut && now >= shut_at) {
 			int r;
@@ -769,7 +664,7 @@ static bool run_writer(uint64_t cycle, uint64_t *acked, struct su_rng *rng, stru
 			co->shutdown_ms = (now - t0) * 1000.0;
 			kill_at = now + GRACE_MS / 1000.0;
 			if (r != 0) {
-				vfail(failed, "cycle %" PRIu64 ": EXT4_IOC_SHUTDOWN: %s", cycle,
+				su_fail(failed, "cycle %" PRIu64 ": EXT4_IOC_SHUTDOWN: %s", cycle,
 				      strerror(-r));
 				ok = false;
 			}
@@ -782,26 +677,9 @@ static bool run_writer(uint64_t cycle, uint64_t *acked, struct su_rng *rng, stru
 		}
 		if (!killed)
 			timeout = (int)(((shut ? kill_at : shut_at) - now) * 1000.0) + 1;
-		if (poll(&pf, 1, timeout) < 0) {
-			if (errno == EINTR)
-				continue;
-			perror("shutdown: poll");
-			exit(2);
-		}
-		if (!(pf.revents & (POLLIN | POLLHUP)))
-			continue;
-		n = read(pfd[0], pend + npend, sizeof(pend) - npend);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
+		if (su_msgs_fill(&in, timeout) < 0)
 			break;
-		npend += (size_t)n;
-		while (npend >= sizeof(struct msg)) {
-			struct msg m;
-
-			memcpy(&m, pend, sizeof(m));
-			memmove(pend, pend + sizeof(m), npend - sizeof(m));
-			npend -= sizeof(m);
+		while (su_msgs_next(&in, &m, sizeof(m), true)) {
 			if (m.type == MSG_ACK && m.who < NWRITERS && m.val == acked[m.who] + 1) {
 				acked[m.who] = m.val;
 				if (!shut || m.t < cut_t) {
@@ -816,41 +694,43 @@ static bool run_writer(uint64_t cycle, uint64_t *acked, struct su_rng *rng, stru
 			} else if (m.type == MSG_ERR && m.who < NWHO) {
 				if (!shut) {
 					ok = false;
-					vfail(failed,
+					su_fail(failed,
 					      "cycle %" PRIu64 ": P4: %s returned %" PRId64
 					      " (%s) before the shutdown (step %" PRIu64 ")",
-					      cycle, who_name(m.who), m.code, pkv_strerror((int)m.code),
-					      m.val);
+					      cycle, who_name(m.who), m.code,
+					      pkv_strerror((int)m.code), m.val);
 				} else if (!clean_error(m.code)) {
 					ok = false;
-					vfail(failed,
+					su_fail(failed,
 					      "cycle %" PRIu64 ": P4: %s returned %" PRId64
 					      " (%s) after the shutdown: not an I/O error",
-					      cycle, who_name(m.who), m.code, pkv_strerror((int)m.code));
+					      cycle, who_name(m.who), m.code,
+					      pkv_strerror((int)m.code));
 				} else {
 					co->errors++;
 					count_code(m.code);
 				}
 			} else {
 				ok = false;
-				vfail(failed, "cycle %" PRIu64 ": garbled message (type %u, who %u)",
-				      cycle, m.type, m.who);
+				su_fail(failed,
+				      "cycle %" PRIu64 ": garbled message (type %u, who %u)", cycle,
+				      m.type, m.who);
 			}
 		}
 	}
-	close(pfd[0]);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
+	close(in.fd);
+	status = su_wait(pid);
 	if (!(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL && killed)) {
 		ok = false;
 		if (WIFSIGNALED(status))
-			vfail(failed,
-			      "cycle %" PRIu64 ": P4: the writer child died of signal %d (%s) %.0f ms"
+			su_fail(failed,
+			      "cycle %" PRIu64
+			      ": P4: the writer child died of signal %d (%s) %.0f ms"
 			      " after fork, %s the shutdown",
 			      cycle, WTERMSIG(status), strsignal(WTERMSIG(status)),
 			      (su_now() - t0) * 1000.0, shut ? "after" : "before");
 		else
-			vfail(failed, "cycle %" PRIu64 ": the writer child exited with status %d",
+			su_fail(failed, "cycle %" PRIu64 ": the writer child exited with status %d",
 			      cycle, WEXITSTATUS(status));
 	}
 	if (ok)
@@ -863,98 +743,38 @@ static bool run_writer(uint64_t cycle, uint64_t *acked, struct su_rng *rng, stru
 
 static bool run_verifier(uint64_t cycle, const struct expect *x, struct vresult *r)
 {
-	int pfd[2], status;
+	char why[128];
+	int rfd, wfd;
 	pid_t pid;
-	bool got;
 
-	if (pipe(pfd) != 0) {
-		perror("shutdown: pipe");
-		exit(2);
-	}
-	fflush(stdout);
-	pid = fork();
-	if (pid < 0) {
-		perror("shutdown: fork");
-		exit(2);
-	}
-	if (pid == 0) {
-		close(pfd[0]);
-		verifier_main(pfd[1], x, cycle);
-	}
-	close(pfd[1]);
-	got = read_full(pfd[0], r, sizeof(*r)) == 0;
-	close(pfd[0]);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	if (!got || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		if (WIFSIGNALED(status))
-			printf("FAIL: cycle %" PRIu64 ": verifier died of signal %d\n", cycle,
-			       WTERMSIG(status));
-		else
-			printf("FAIL: cycle %" PRIu64 ": verifier exited with status %d%s\n", cycle,
-			       WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-			       got ? "" : " without a result");
-		return false;
-	}
-	return true;
+	pid = su_fork_pipe(&rfd, &wfd);
+	if (pid == 0)
+		verifier_main(wfd, x, cycle);
+	if (su_collect(pid, rfd, r, sizeof(*r), why, sizeof(why), NULL))
+		return true;
+	printf("FAIL: cycle %" PRIu64 ": verifier %s\n", cycle, why);
+	return false;
 }
 
-static void usage(void)
-{
-	fputs("usage: shutdown [--cycles N] [--min-ms N] [--max-ms N] [--compact-ms N]\n"
-	      "                [--image-mb N] [--seed N] [--dir PARENT] [--keep] [--quiet]\n"
-	      "  --cycles N       power cuts (default 10)\n"
-	      "  --min-ms/--max-ms  shut the file system down this long after fork (30..400)\n"
-	      "  --compact-ms N   mean period of pkv_compact() in the child (0: none; default 40)\n"
-	      "  --image-mb N     size of the ext4 image (default 64)\n"
-	      "  --dir PARENT     make the image and mount point under PARENT ($TMPDIR, /tmp)\n"
-	      "  --keep           keep the image, and a copy of it as each power cut left it\n"
-	      "Needs root, loop devices and mkfs.ext4; otherwise prints SKIPPED and exits 77.\n",
-	      stderr);
-}
-
-static int parse_args(int argc, char **argv)
-{
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-		uint64_t u;
-
-		if (strcmp(a, "--keep") == 0) {
-			cfg.keep = true;
-			continue;
-		}
-		if (strcmp(a, "--quiet") == 0) {
-			cfg.quiet = true;
-			continue;
-		}
-		if (v == NULL)
-			return -1;
-		i++;
-		if (strcmp(a, "--dir") == 0) {
-			cfg.parent = v;
-		} else if (strcmp(a, "--min-ms") == 0) {
-			if (su_parse_double(v, &cfg.min_ms))
-				return -1;
-		} else if (strcmp(a, "--max-ms") == 0) {
-			if (su_parse_double(v, &cfg.max_ms))
-				return -1;
-		} else if (su_parse_u64(v, &u) != 0) {
-			return -1;
-		} else if (strcmp(a, "--cycles") == 0) {
-			cfg.cycles = u;
-		} else if (strcmp(a, "--compact-ms") == 0 && u <= 3600000) {
-			cfg.compact_ms = (unsigned)u;
-		} else if (strcmp(a, "--image-mb") == 0 && u >= 32 && u <= 4096) {
-			cfg.image_mb = (unsigned)u;
-		} else if (strcmp(a, "--seed") == 0) {
-			cfg.seed = u;
-		} else {
-			return -1;
-		}
-	}
-	return cfg.max_ms >= cfg.min_ms ? 0 : -1;
-}
+static const struct su_opt options[] = {
+	SU_OPT("cycles", SU_OPT_U64, &cfg.cycles, "power cuts (default 10)"),
+	SU_OPT("min-ms", SU_OPT_DOUBLE, &cfg.min_ms,
+	       "shut the file system down at least this long after fork (default 30)"),
+	SU_OPT("max-ms", SU_OPT_DOUBLE, &cfg.max_ms,
+	       "shut the file system down at most this long after fork (default 400)"),
+	SU_OPT("compact-ms", SU_OPT_UINT, &cfg.compact_ms,
+	       "mean period of pkv_compact() in the child (0: none; default 40)", .max = 3600000),
+	SU_OPT("image-mb", SU_OPT_UINT, &cfg.image_mb, "size of the ext4 image (default 64)",
+	       .min = 32, .max = 4096),
+	SU_OPT("seed", SU_OPT_U64, &cfg.seed, "cut times and writer values (default 1)"),
+	SU_OPT("dir", SU_OPT_STR, &cfg.parent,
+	       "make the image and mount point under PARENT ($TMPDIR, /tmp)", .arg = "PARENT"),
+	SU_OPT("keep", SU_OPT_FLAG, &cfg.keep,
+	       "keep the image, and a copy of it as each power cut left it"),
+	SU_OPT("quiet", SU_OPT_FLAG, &cfg.quiet,
+	       "no line per cycle: only failures and the figures"),
+	SU_OPT_END
+};
 
 int main(int argc, char **argv)
 {
@@ -967,18 +787,12 @@ int main(int argc, char **argv)
 	int r;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (parse_args(argc, argv) != 0) {
-		usage();
-		return 2;
-	}
-	if (cfg.parent != NULL) {
-		if ((size_t)snprintf(work, sizeof(work), "%s/pkv-shutdown-XXXXXX", cfg.parent) >=
-			    sizeof(work) ||
-		    mkdtemp(work) == NULL) {
-			perror("shutdown: mkdtemp");
-			return 2;
-		}
-	} else if (su_mktemp_dir(work, sizeof(work), "shutdown") != 0) {
+	su_opts_parse(
+		argc, argv, "shutdown", options,
+		"Needs root, loop devices and mkfs.ext4; otherwise prints SKIPPED and exits 77.\n");
+	if (cfg.max_ms < cfg.min_ms)
+		su_usage_error("--max-ms %g is below --min-ms %g", cfg.max_ms, cfg.min_ms);
+	if (su_workdir(work, sizeof(work), cfg.parent, "shutdown") != 0) {
 		perror("shutdown: mkdtemp");
 		return 2;
 	}
@@ -1019,7 +833,7 @@ int main(int argc, char **argv)
 			save_cut(cut_image);
 		r = attach_and_mount(&what);
 		if (r < 0) {
-			vfail(&failed, "cycle %" PRIu64 ": %s after the power cut: %s", cycle, what,
+			su_fail(&failed, "cycle %" PRIu64 ": %s after the power cut: %s", cycle, what,
 			      strerror(-r));
 			break;
 		}

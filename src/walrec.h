@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * record.h - WAL segment header and record codec (format: docs/format.md).
+ * walrec.h - the WAL codec: segment header and record (format: docs/format.md). Its file and
+ * its functions (pkv__walrec_*) share one name; the in-memory record (struct pkv_rec) is the
+ * map's (map.h).
  *
  * Pure functions over byte buffers: no I/O, no allocation, no global state. Every decoder takes
  * the number of bytes it may look at and never reads past it, whatever the bytes say; this file
  * is a fuzz target.
  */
-#ifndef PKV_RECORD_H
-#define PKV_RECORD_H
+#ifndef PKV_WALREC_H
+#define PKV_WALREC_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -76,29 +78,29 @@ struct wal_rec {
 		      * when only padding was cut off) */
 };
 
-static inline size_t pkv__wal_rec_size(size_t klen, size_t vlen)
+static inline size_t pkv__walrec_size(size_t klen, size_t vlen)
 {
 	return (WAL_REC_HDR + klen + vlen + (WAL_ALIGN - 1)) & ~(size_t)(WAL_ALIGN - 1);
 }
 
 /* Fill @h for a new segment, header CRC included. */
-void pkv__wal_seg_init(struct wal_seg_disk *h, uint32_t lane, uint64_t segno, uint64_t salt,
+void pkv__walrec_seg_init(struct wal_seg_disk *h, uint32_t lane, uint64_t segno, uint64_t salt,
 		       uint64_t seg_bytes);
 
 /*
  * Check a segment header in the first @len bytes of @buf and copy it to @out.
  * Returns: 0; PKV_ECORRUPT (too short, bad magic, version or CRC); @why says which.
  */
-int pkv__wal_seg_check(const void *buf, size_t len, struct wal_seg_disk *out, const char **why);
+int pkv__walrec_seg_check(const void *buf, size_t len, struct wal_seg_disk *out, const char **why);
 
 /* The seed of every record CRC in the segment whose header is @h. */
-uint32_t pkv__wal_rec_seed(const struct wal_seg_disk *h);
+uint32_t pkv__walrec_seed(const struct wal_seg_disk *h);
 
 /*
- * Encode a record at @dst, which has room for pkv__wal_rec_size(@klen, @vlen) bytes (padding is
+ * Encode a record at @dst, which has room for pkv__walrec_size(@klen, @vlen) bytes (padding is
  * zeroed). The caller has validated lengths and type.
  */
-void pkv__wal_rec_encode(void *dst, uint32_t seed, uint64_t seq, enum wal_rec_type type,
+void pkv__walrec_encode(void *dst, uint32_t seed, uint64_t seq, enum wal_rec_type type,
 			 uint64_t synced, const void *key, uint32_t klen, const void *val,
 			 uint32_t vlen);
 
@@ -109,7 +111,7 @@ enum wal_decode {
 };
 
 /* Decode the record at @buf, reading at most @avail bytes. @why explains a WAL_DEC_BAD. */
-enum wal_decode pkv__wal_rec_decode(const void *buf, size_t avail, uint32_t seed,
+enum wal_decode pkv__walrec_decode(const void *buf, size_t avail, uint32_t seed,
 				    struct wal_rec *out, const char **why);
 
-#endif /* PKV_RECORD_H */
+#endif /* PKV_WALREC_H */

@@ -1,14 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * record.c - WAL codec. See record.h and docs/format.md.
+ * walrec.c - the WAL codec: segment header and records, pure functions. See walrec.h and
+ * docs/format.md.
  */
 #include <string.h>
 
 #include "crc32c.h"
 #include "errors.h"
-#include "record.h"
+#include "walrec.h"
 
-void pkv__wal_seg_init(struct wal_seg_disk *h, uint32_t lane, uint64_t segno, uint64_t salt,
+void pkv__walrec_seg_init(struct wal_seg_disk *h, uint32_t lane, uint64_t segno, uint64_t salt,
 		       uint64_t seg_bytes)
 {
 	memset(h, 0, sizeof(*h));
@@ -21,7 +22,7 @@ void pkv__wal_seg_init(struct wal_seg_disk *h, uint32_t lane, uint64_t segno, ui
 	h->hdr_crc = pkv__crc32c(0, h, offsetof(struct wal_seg_disk, hdr_crc));
 }
 
-int pkv__wal_seg_check(const void *buf, size_t len, struct wal_seg_disk *out, const char **why)
+int pkv__walrec_seg_check(const void *buf, size_t len, struct wal_seg_disk *out, const char **why)
 {
 	if (len < sizeof(*out)) {
 		*why = "segment shorter than its header";
@@ -47,7 +48,7 @@ int pkv__wal_seg_check(const void *buf, size_t len, struct wal_seg_disk *out, co
 	return 0;
 }
 
-uint32_t pkv__wal_rec_seed(const struct wal_seg_disk *h)
+uint32_t pkv__walrec_seed(const struct wal_seg_disk *h)
 {
 	/* magic, version, lane, segno, salt: a record validates only in its own segment. */
 	return pkv__crc32c(0, h, offsetof(struct wal_seg_disk, seg_bytes));
@@ -59,13 +60,13 @@ static uint32_t rec_crc(uint32_t seed, const unsigned char *p, size_t len)
 	return pkv__crc32c(c, p, 4); /* the length is covered too */
 }
 
-void pkv__wal_rec_encode(void *dst, uint32_t seed, uint64_t seq, enum wal_rec_type type,
+void pkv__walrec_encode(void *dst, uint32_t seed, uint64_t seq, enum wal_rec_type type,
 			 uint64_t synced, const void *key, uint32_t klen, const void *val,
 			 uint32_t vlen)
 {
 	unsigned char *p = dst;
 	size_t len = WAL_REC_HDR + (size_t)klen + vlen;
-	size_t size = pkv__wal_rec_size(klen, vlen);
+	size_t size = pkv__walrec_size(klen, vlen);
 	struct wal_rec_disk h = {
 		.len = (uint32_t)len,
 		.seq = seq,
@@ -84,7 +85,7 @@ void pkv__wal_rec_encode(void *dst, uint32_t seed, uint64_t seq, enum wal_rec_ty
 	memcpy(p + offsetof(struct wal_rec_disk, crc), &h.crc, sizeof(h.crc));
 }
 
-enum wal_decode pkv__wal_rec_decode(const void *buf, size_t avail, uint32_t seed,
+enum wal_decode pkv__walrec_decode(const void *buf, size_t avail, uint32_t seed,
 				    struct wal_rec *out, const char **why)
 {
 	const unsigned char *p = buf;
@@ -151,7 +152,7 @@ enum wal_decode pkv__wal_rec_decode(const void *buf, size_t avail, uint32_t seed
 	out->val = p + WAL_REC_HDR + h.klen;
 	/* May exceed @avail when a truncation cut only padding: the next record still starts at
 	 * the aligned offset, which callers treat as the end of the data. */
-	out->size = pkv__wal_rec_size(h.klen, h.vlen);
+	out->size = pkv__walrec_size(h.klen, h.vlen);
 	return WAL_DEC_OK;
 bad_len:
 	*why = "record key or value length out of range for its type";

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_record.c - the WAL codec (src/record.h) and CRC32C (src/crc32c.h), against docs/format.md.
+ * test_walrec.c - the WAL codec (src/walrec.h) and CRC32C (src/crc32c.h), against docs/format.md.
  *
  * The codec decides what recovery replays, so it is held to: round trips are exact, the bytes are
  * the documented layout, and every truncation, every single-bit flip, every foreign seed and every
@@ -13,7 +13,7 @@
 
 #include "crc32c.h"
 #include "pkv.h"
-#include "record.h"
+#include "walrec.h"
 
 /* Reference CRC32C, bit by bit, straight from the definition. */
 static uint32_t ref_crc(uint32_t crc, const void *buf, size_t len)
@@ -113,7 +113,7 @@ Test(segment, layout_and_round_trip)
 	const unsigned char *p = (const unsigned char *)&h;
 	const char *why = NULL;
 
-	pkv__wal_seg_init(&h, 3, 0x0102030405060708ull, 0xa1b2c3d4e5f60718ull, 65536);
+	pkv__walrec_seg_init(&h, 3, 0x0102030405060708ull, 0xa1b2c3d4e5f60718ull, 65536);
 	cr_assert(!memcmp(p, "pkvWAL\0\0", 8));
 	cr_assert_eq(get32(p + 8), 1);
 	cr_assert_eq(get32(p + 12), 3);
@@ -124,9 +124,9 @@ Test(segment, layout_and_round_trip)
 	cr_assert_eq(get32(p + 48), ref_crc(0, p, 48), "hdr_crc = crc32c(0, bytes 0..47)");
 	for (int i = 52; i < 64; i++)
 		cr_assert_eq(p[i], 0);
-	cr_assert_eq(pkv__wal_seg_check(&h, sizeof(h), &out, &why), 0, "%s", why);
+	cr_assert_eq(pkv__walrec_seg_check(&h, sizeof(h), &out, &why), 0, "%s", why);
 	cr_assert(!memcmp(&out, &h, sizeof(h)));
-	cr_assert_eq(pkv__wal_rec_seed(&h), ref_crc(0, p, 32), "rec_seed = crc32c(0, bytes 0..31)");
+	cr_assert_eq(pkv__walrec_seed(&h), ref_crc(0, p, 32), "rec_seed = crc32c(0, bytes 0..31)");
 }
 
 Test(segment, damage_is_refused)
@@ -135,12 +135,12 @@ Test(segment, damage_is_refused)
 	struct tail_buf b = tail_alloc(sizeof(h));
 	const char *why;
 
-	pkv__wal_seg_init(&h, 1, 2, 3, 1u << 20);
+	pkv__walrec_seg_init(&h, 1, 2, 3, 1u << 20);
 	/* Too short, at every length. */
 	for (size_t len = 0; len < sizeof(h); len++) {
 		memcpy(b.base + 16 + sizeof(h) - len, &h, len);
 		why = NULL;
-		cr_assert_eq(pkv__wal_seg_check(b.base + 16 + sizeof(h) - len, len, &out, &why),
+		cr_assert_eq(pkv__walrec_seg_check(b.base + 16 + sizeof(h) - len, len, &out, &why),
 			     PKV_ECORRUPT, "a header of %zu bytes was accepted", len);
 		cr_assert_not_null(why);
 	}
@@ -149,7 +149,7 @@ Test(segment, damage_is_refused)
 		memcpy(b.p, &h, sizeof(h));
 		b.p[bit / 8] ^= (unsigned char)(1u << (bit % 8));
 		why = NULL;
-		cr_assert_eq(pkv__wal_seg_check(b.p, sizeof(h), &out, &why), PKV_ECORRUPT,
+		cr_assert_eq(pkv__walrec_seg_check(b.p, sizeof(h), &out, &why), PKV_ECORRUPT,
 			     "bit %zu flipped was accepted", bit);
 		cr_assert_not_null(why);
 	}
@@ -162,13 +162,13 @@ Test(segment, bad_fields_with_good_checksum)
 	const char *why;
 
 	/* Another version, with its checksum recomputed: still refused. */
-	pkv__wal_seg_init(&h, 0, 0, 1, 65536);
+	pkv__walrec_seg_init(&h, 0, 0, 1, 65536);
 	h.version = 2;
 	h.hdr_crc = ref_crc(0, &h, 48);
-	cr_assert_eq(pkv__wal_seg_check(&h, sizeof(h), &out, &why), PKV_ECORRUPT);
+	cr_assert_eq(pkv__walrec_seg_check(&h, sizeof(h), &out, &why), PKV_ECORRUPT);
 	/* A size smaller than the header itself. */
-	pkv__wal_seg_init(&h, 0, 0, 1, 63);
-	cr_assert_eq(pkv__wal_seg_check(&h, sizeof(h), &out, &why), PKV_ECORRUPT);
+	pkv__walrec_seg_init(&h, 0, 0, 1, 63);
+	cr_assert_eq(pkv__walrec_seg_check(&h, sizeof(h), &out, &why), PKV_ECORRUPT);
 }
 
 Test(segment, seed_depends_on_identity_only)
@@ -176,17 +176,17 @@ Test(segment, seed_depends_on_identity_only)
 	struct wal_seg_disk a, b;
 	uint32_t s;
 
-	pkv__wal_seg_init(&a, 0, 0, 42, 65536);
-	s = pkv__wal_rec_seed(&a);
-	pkv__wal_seg_init(&b, 1, 0, 42, 65536);
-	cr_assert_neq(pkv__wal_rec_seed(&b), s, "lane not in the seed");
-	pkv__wal_seg_init(&b, 0, 1, 42, 65536);
-	cr_assert_neq(pkv__wal_rec_seed(&b), s, "segment number not in the seed");
-	pkv__wal_seg_init(&b, 0, 0, 43, 65536);
-	cr_assert_neq(pkv__wal_rec_seed(&b), s, "salt not in the seed");
+	pkv__walrec_seg_init(&a, 0, 0, 42, 65536);
+	s = pkv__walrec_seed(&a);
+	pkv__walrec_seg_init(&b, 1, 0, 42, 65536);
+	cr_assert_neq(pkv__walrec_seed(&b), s, "lane not in the seed");
+	pkv__walrec_seg_init(&b, 0, 1, 42, 65536);
+	cr_assert_neq(pkv__walrec_seed(&b), s, "segment number not in the seed");
+	pkv__walrec_seg_init(&b, 0, 0, 43, 65536);
+	cr_assert_neq(pkv__walrec_seed(&b), s, "salt not in the seed");
 	/* The allocated size is not identity: a segment grown for a big record keeps its seed. */
-	pkv__wal_seg_init(&b, 0, 0, 42, 1u << 24);
-	cr_assert_eq(pkv__wal_rec_seed(&b), s);
+	pkv__walrec_seg_init(&b, 0, 0, 42, 1u << 24);
+	cr_assert_eq(pkv__walrec_seed(&b), s);
 }
 
 /* ---- records -------------------------------------------------------------------------------- */
@@ -195,8 +195,8 @@ static uint32_t test_seed(void)
 {
 	struct wal_seg_disk h;
 
-	pkv__wal_seg_init(&h, 2, 9, 0x5a17ull, 65536);
-	return pkv__wal_rec_seed(&h);
+	pkv__walrec_seg_init(&h, 2, 9, 0x5a17ull, 65536);
+	return pkv__walrec_seed(&h);
 }
 
 struct shape {
@@ -215,7 +215,7 @@ static const struct shape shapes[] = {
 static struct tail_buf encode(const struct shape *sh, uint32_t seed, uint64_t seq, uint64_t synced,
 			      unsigned char **key, unsigned char **val)
 {
-	size_t size = pkv__wal_rec_size(sh->klen, sh->vlen);
+	size_t size = pkv__walrec_size(sh->klen, sh->vlen);
 	struct tail_buf b = tail_alloc(size);
 	uint64_t s = seq;
 
@@ -227,21 +227,21 @@ static struct tail_buf encode(const struct shape *sh, uint32_t seed, uint64_t se
 	for (uint32_t i = 0; i < sh->vlen; i++)
 		(*val)[i] = (unsigned char)(rnd(&s) | 1);
 	memset(b.p, 0xee, size);
-	pkv__wal_rec_encode(b.p, seed, seq, sh->type, synced, *key, sh->klen, *val, sh->vlen);
+	pkv__walrec_encode(b.p, seed, seq, sh->type, synced, *key, sh->klen, *val, sh->vlen);
 	return b;
 }
 
 Test(record, sizes)
 {
-	cr_assert_eq(pkv__wal_rec_size(1, 0), 40);
-	cr_assert_eq(pkv__wal_rec_size(8, 0), 40);
-	cr_assert_eq(pkv__wal_rec_size(9, 0), 48);
-	cr_assert_eq(pkv__wal_rec_size(0, 0), 32);
-	cr_assert_eq(pkv__wal_rec_size(PKV_MAX_KEY, PKV_MAX_VALUE),
+	cr_assert_eq(pkv__walrec_size(1, 0), 40);
+	cr_assert_eq(pkv__walrec_size(8, 0), 40);
+	cr_assert_eq(pkv__walrec_size(9, 0), 48);
+	cr_assert_eq(pkv__walrec_size(0, 0), 32);
+	cr_assert_eq(pkv__walrec_size(PKV_MAX_KEY, PKV_MAX_VALUE),
 		     (32 + PKV_MAX_KEY + PKV_MAX_VALUE + 7) & ~(size_t)7);
 	for (size_t k = 0; k < 20; k++)
 		for (size_t v = 0; v < 20; v++) {
-			size_t sz = pkv__wal_rec_size(k, v);
+			size_t sz = pkv__walrec_size(k, v);
 
 			cr_assert_eq(sz % 8, 0);
 			cr_assert(sz >= 32 + k + v && sz < 32 + k + v + 8);
@@ -257,7 +257,7 @@ Test(record, round_trip_and_layout)
 		unsigned char *key, *val;
 		uint64_t seq = 1000 + i, synced = 990 + i;
 		struct tail_buf b = encode(sh, seed, seq, synced, &key, &val);
-		size_t len = 32 + sh->klen + sh->vlen, size = pkv__wal_rec_size(sh->klen, sh->vlen);
+		size_t len = 32 + sh->klen + sh->vlen, size = pkv__walrec_size(sh->klen, sh->vlen);
 		struct wal_rec r;
 		const char *why = NULL;
 		const unsigned char *p = b.p;
@@ -277,7 +277,7 @@ Test(record, round_trip_and_layout)
 		cr_assert_eq(get32(p + 4), ref_crc(ref_crc(seed, p + 8, len - 8), p, 4),
 			     "crc = crc32c(crc32c(rec_seed, bytes 8..len-1), bytes 0..3)");
 
-		cr_assert_eq(pkv__wal_rec_decode(p, size, seed, &r, &why), WAL_DEC_OK,
+		cr_assert_eq(pkv__walrec_decode(p, size, seed, &r, &why), WAL_DEC_OK,
 			     "shape %zu: %s", i, why);
 		cr_assert_eq(r.seq, seq);
 		cr_assert_eq(r.synced, synced);
@@ -289,9 +289,9 @@ Test(record, round_trip_and_layout)
 		cr_assert_eq(r.val, p + 32 + sh->klen);
 
 		/* The padding may be missing at the very end of a file: the record is whole, and
-		 * its size still says where the next one would start (record.h). */
+		 * its size still says where the next one would start (walrec.h). */
 		for (size_t avail = len; avail <= size; avail++) {
-			cr_assert_eq(pkv__wal_rec_decode(p, avail, seed, &r, &why), WAL_DEC_OK,
+			cr_assert_eq(pkv__walrec_decode(p, avail, seed, &r, &why), WAL_DEC_OK,
 				     "shape %zu, %zu bytes available", i, avail);
 			cr_assert_eq(r.size, size);
 		}
@@ -319,7 +319,7 @@ Test(record, every_truncation_is_refused)
 			enum wal_decode d;
 
 			memcpy(t.p, b.p, avail);
-			d = pkv__wal_rec_decode(t.p, avail, seed, &r, &why);
+			d = pkv__walrec_decode(t.p, avail, seed, &r, &why);
 			if (avail < 4)
 				cr_assert_neq(d, WAL_DEC_OK, "shape %zu cut to %zu bytes", i,
 					      avail);
@@ -332,7 +332,7 @@ Test(record, every_truncation_is_refused)
 			t = tail_alloc(len);
 			memcpy(t.p, b.p, avail);
 			memset(t.p + avail, 0, len - avail);
-			d = pkv__wal_rec_decode(t.p, len, seed, &r, &why);
+			d = pkv__walrec_decode(t.p, len, seed, &r, &why);
 			if (avail == 0)
 				cr_assert_eq(d, WAL_DEC_END,
 					     "a zero length is the end of the data");
@@ -359,7 +359,7 @@ Test(record, every_bit_flip_is_refused)
 		const struct shape *sh = &shapes[i];
 		unsigned char *key, *val;
 		struct tail_buf b = encode(sh, seed, 123456789, 42, &key, &val);
-		size_t len = 32 + sh->klen + sh->vlen, size = pkv__wal_rec_size(sh->klen, sh->vlen);
+		size_t len = 32 + sh->klen + sh->vlen, size = pkv__walrec_size(sh->klen, sh->vlen);
 
 		/* Big values: every bit of the header, then a sample of the rest. */
 		for (size_t bit = 0; bit < len * 8; bit += (bit < 64 * 8 || len < 512) ? 1 : 61) {
@@ -368,7 +368,7 @@ Test(record, every_bit_flip_is_refused)
 			enum wal_decode d;
 
 			b.p[bit / 8] ^= (unsigned char)(1u << (bit % 8));
-			d = pkv__wal_rec_decode(b.p, size, seed, &r, &why);
+			d = pkv__walrec_decode(b.p, size, seed, &r, &why);
 			b.p[bit / 8] ^= (unsigned char)(1u << (bit % 8));
 			cr_assert_neq(d, WAL_DEC_OK, "shape %zu: bit %zu flipped was accepted", i,
 				      bit);
@@ -389,17 +389,17 @@ Test(record, foreign_seed_is_refused)
 	uint32_t seed = test_seed();
 	unsigned char *key, *val;
 	struct tail_buf b = encode(&shapes[2], seed, 5, 0, &key, &val);
-	size_t size = pkv__wal_rec_size(shapes[2].klen, shapes[2].vlen);
+	size_t size = pkv__walrec_size(shapes[2].klen, shapes[2].vlen);
 	struct wal_rec r;
 	const char *why;
 
 	/* Same bytes in another segment, lane or store: never valid there. */
-	pkv__wal_seg_init(&h, 2, 10, 0x5a17ull, 65536);
-	cr_assert_eq(pkv__wal_rec_decode(b.p, size, pkv__wal_rec_seed(&h), &r, &why), WAL_DEC_BAD);
-	pkv__wal_seg_init(&h, 3, 9, 0x5a17ull, 65536);
-	cr_assert_eq(pkv__wal_rec_decode(b.p, size, pkv__wal_rec_seed(&h), &r, &why), WAL_DEC_BAD);
-	pkv__wal_seg_init(&h, 2, 9, 0x5a18ull, 65536);
-	cr_assert_eq(pkv__wal_rec_decode(b.p, size, pkv__wal_rec_seed(&h), &r, &why), WAL_DEC_BAD);
+	pkv__walrec_seg_init(&h, 2, 10, 0x5a17ull, 65536);
+	cr_assert_eq(pkv__walrec_decode(b.p, size, pkv__walrec_seed(&h), &r, &why), WAL_DEC_BAD);
+	pkv__walrec_seg_init(&h, 3, 9, 0x5a17ull, 65536);
+	cr_assert_eq(pkv__walrec_decode(b.p, size, pkv__walrec_seed(&h), &r, &why), WAL_DEC_BAD);
+	pkv__walrec_seg_init(&h, 2, 9, 0x5a18ull, 65536);
+	cr_assert_eq(pkv__walrec_decode(b.p, size, pkv__walrec_seed(&h), &r, &why), WAL_DEC_BAD);
 	free(b.base);
 	free(key);
 	free(val);
@@ -436,7 +436,7 @@ static enum wal_decode decode_forged(uint32_t len, uint8_t type, uint8_t flags, 
 		crc = ref_crc(ref_crc(seed, b.p + 8, len - 8), b.p, 4);
 		memcpy(b.p + 4, &crc, 4);
 	}
-	d = pkv__wal_rec_decode(b.p, avail, seed, &r, &why);
+	d = pkv__walrec_decode(b.p, avail, seed, &r, &why);
 	free(b.base);
 	return d;
 }
@@ -513,7 +513,7 @@ Test(record, random_bytes_never_overread)
 			memset(b.p + 20, 0, 4);
 			b.p[20] = (unsigned char)(rnd(&s) % 64);
 		}
-		d = pkv__wal_rec_decode(b.p, n, seed, &r, &why);
+		d = pkv__walrec_decode(b.p, n, seed, &r, &why);
 		cr_assert(d == WAL_DEC_BAD || d == WAL_DEC_END || d == WAL_DEC_OK);
 		if (d == WAL_DEC_OK)
 			cr_assert_leq(32 + (size_t)r.klen + r.vlen, n);

@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * internal.h - the platform layer's small helpers every module may use: assertions, branch
+ * hints, logging without the store handle, and the background threads' priority.
+ *
+ * PKV_ASSERT(x): a programming error; checked in debug builds only (assert).
+ * PKV_NEVER(x): a condition that cannot hold unless pkv has a bug, on a path that guards user
+ * data (SQLite's NEVER()): debug builds stop at it (assert); release builds evaluate to x, and
+ * the caller returns PKV_ECORRUPT rather than go on with bad state:
+ *	if (PKV_NEVER(off > len)) { r = PKV_ECORRUPT; goto out; }
+ * Damage that can come from outside (bytes read from a file) is not a NEVER: it is a plain
+ * check that returns PKV_ECORRUPT in every build (tests and fuzzers feed such files).
+ */
+#ifndef PKV_INTERNAL_H
+#define PKV_INTERNAL_H
+
+#include <assert.h>
+#include <stdbool.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#define pkv_likely(x) __builtin_expect(!!(x), 1)
+#define pkv_unlikely(x) __builtin_expect(!!(x), 0)
+
+#define PKV_ASSERT(x) assert(x)
+
+#ifdef NDEBUG
+#define PKV_NEVER(x) pkv_unlikely(x)
+#else
+#define PKV_NEVER(x) ((x) ? (assert(!"PKV_NEVER: " #x), true) : false)
+#endif
+
+/*
+ * Where a module's diagnostics go: the application's log callback (pkv_options.log_fn) and its
+ * context. Lower layers keep a pointer to the store's one instead of the whole store handle.
+ */
+struct pkv_log {
+	void (*fn)(void *ctx, int level, const char *msg);
+	void *ctx;
+};
+
+/* Send a formatted message to @log's callback, if there is one (@log may be NULL). */
+void pkv__logf(const struct pkv_log *log, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/*
+ * Lower the calling thread's scheduling priority (nice +10, Linux: per thread): pkv's own
+ * threads (syncer, compactor) yield the CPU to the application's readers and writers when cores
+ * are short, and still run when they are idle. Best effort.
+ */
+static inline void pkv__thread_background(void)
+{
+	(void)setpriority(PRIO_PROCESS, (id_t)gettid(), 10);
+}
+
+#endif /* PKV_INTERNAL_H */
