@@ -40,6 +40,9 @@
 #include "glob.h"
 
 #define SRV_GET_RUN 64 /* most GETs of a pipeline answered by one multi-get */
+#define SRV_TXN_RUN 64 /* most read-then-write commands of a pipeline in one transaction */
+#define SRV_TXN_RUN_ARGS 4096 /* ... and most arguments, and bytes: well inside a batch's limits */
+#define SRV_TXN_RUN_BYTES (4u * 1024 * 1024)
 #define SRV_MAX_RETRIES 100000 /* conflicts before a command gives up (never seen in practice) */
 
 /* command flags */
@@ -511,7 +514,7 @@ static void reply_value(struct ctx *x, const struct kv *kv)
 }
 
 /* Answer the gathered GETs in order, with one multi-get. */
-void cmd_flush_pending(struct conn *c)
+static void flush_gets(struct conn *c)
 {
 	struct loop *l = c->loop;
 	size_t n = c->npget;
@@ -584,8 +587,21 @@ static bool pending_get_add(struct conn *c, const char *key, size_t klen)
 	c->pget[c->npget].klen = klen;
 	c->npget++;
 	if (c->npget >= SRV_GET_RUN)
-		cmd_flush_pending(c);
+		flush_gets(c);
 	return true;
+}
+
+#ifdef PKV_SRV_RMW
+static void flush_txns(struct conn *c);
+#endif
+
+/* Answer what waits for a run (GETs or read-then-write commands): before anything else runs. */
+void cmd_flush_pending(struct conn *c)
+{
+	flush_gets(c);
+#ifdef PKV_SRV_RMW
+	flush_txns(c);
+#endif
 }
 
 /* ---- connection commands ------------------------------------------------------------------ */
@@ -2332,6 +2348,123 @@ static void run_txn_cmd(struct ctx *x, const struct srv_cmd *cmd)
 	txn_free(&t);
 	x->t = NULL;
 }
+
+/*
+ * Run the read-then-write commands a pipeline sent in a row as one transaction: one batch, one
+ * write, one durability ticket for all of them (INCR -P 16 is one read and one write of the
+ * key). Each still answers as if alone: the run is one of the orders Redis could have run them
+ * in, with nothing between them. A conflict runs them all again.
+ */
+static void flush_txns(struct conn *c)
+{
+	size_t n = c->nptx;
+	struct txn t = { 0 };
+	size_t mark = c->out.len;
+	unsigned long attempt;
+
+	if (n == 0)
+		return;
+	c->nptx = 0;
+	c->nptx_args = 0;
+	c->ptx_bytes = 0;
+	if (n == 1) {
+		struct ctx x = { .c = c,
+				 .argc = c->ptx[0].argc,
+				 .argv = c->ptx_argv + c->ptx[0].first,
+				 .lens = c->ptx_lens + c->ptx[0].first,
+				 .out = &c->out };
+
+		run_txn_cmd(&x, c->ptx[0].cmd);
+		return;
+	}
+	for (attempt = 0; attempt < SRV_MAX_RETRIES; attempt++) {
+		uint64_t seq = 0;
+		int rc;
+
+		for (size_t i = 0; i < n; i++) {
+			struct ctx x = { .c = c,
+					 .argc = c->ptx[i].argc,
+					 .argv = c->ptx_argv + c->ptx[i].first,
+					 .lens = c->ptx_lens + c->ptx[i].first,
+					 .t = &t,
+					 .out = &c->out };
+
+			c->ptx[i].cmd->fn(&x);
+		}
+		if (!t.dirty)
+			break;
+		rc = txn_commit(c, &t, NULL, 0, &seq);
+		txn_reset(&t);
+		if (rc == PKV_ECONFLICT) {
+			rbuf_truncate(&c->out, mark);
+			atomic_fetch_add_explicit(&c->loop->st.conflicts, 1, memory_order_relaxed);
+			continue;
+		}
+		if (rc < 0) {
+			/* one error each: the client counts its replies */
+			rbuf_truncate(&c->out, mark);
+			for (size_t i = 0; i < n; i++)
+				reply_store_error(c, rc);
+			break;
+		}
+		conn_hold(c, mark, seq);
+		break;
+	}
+	if (attempt == SRV_MAX_RETRIES) {
+		rbuf_truncate(&c->out, mark);
+		for (size_t i = 0; i < n; i++)
+			resp_error(&c->out, "ERR the command kept conflicting with other writers");
+	}
+	txn_free(&t);
+}
+
+/* Queue a read-then-write command for its run; false if it must run now (no memory). */
+static bool pending_txn_add(struct conn *c, const struct srv_cmd *cmd, size_t argc,
+			    const char **argv, const size_t *lens)
+{
+	size_t bytes = 0;
+
+	for (size_t i = 0; i < argc; i++)
+		bytes += lens[i];
+	if (c->nptx && (c->nptx >= SRV_TXN_RUN || c->nptx_args + argc > SRV_TXN_RUN_ARGS ||
+			c->ptx_bytes + bytes > SRV_TXN_RUN_BYTES))
+		flush_txns(c);
+	if (c->nptx == c->capptx) {
+		size_t ncap = c->capptx ? c->capptx * 2 : 16;
+		struct pending_txn *np = realloc(c->ptx, ncap * sizeof(*np));
+
+		if (!np)
+			return false;
+		c->ptx = np;
+		c->capptx = ncap;
+	}
+	if (c->nptx_args + argc > c->capptx_args) {
+		size_t ncap = c->capptx_args ? c->capptx_args : 64;
+		const char **na;
+		size_t *nl;
+
+		while (ncap < c->nptx_args + argc)
+			ncap *= 2;
+		na = realloc(c->ptx_argv, ncap * sizeof(*na));
+		if (!na)
+			return false;
+		c->ptx_argv = na;
+		nl = realloc(c->ptx_lens, ncap * sizeof(*nl));
+		if (!nl)
+			return false;
+		c->ptx_lens = nl;
+		c->capptx_args = ncap;
+	}
+	c->ptx[c->nptx].cmd = cmd;
+	c->ptx[c->nptx].argc = argc;
+	c->ptx[c->nptx].first = c->nptx_args;
+	memcpy(c->ptx_argv + c->nptx_args, argv, argc * sizeof(*argv));
+	memcpy(c->ptx_lens + c->nptx_args, lens, argc * sizeof(*lens));
+	c->nptx_args += argc;
+	c->ptx_bytes += bytes;
+	c->nptx++;
+	return true;
+}
 #endif /* PKV_SRV_RMW */
 
 /* ---- the table ---------------------------------------------------------------------------- */
@@ -2637,9 +2770,28 @@ void cmd_dispatch(struct conn *c, size_t argc, const char **argv, const size_t *
 	if (cmd && !c->in_multi && cmd->fn == cmd_get && argc == 2 && c->authed) {
 		/* answered with the other GETs of this run by one multi-get */
 		atomic_store_explicit(&c->last_cmd, "get", memory_order_relaxed);
+#ifdef PKV_SRV_RMW
+		flush_txns(c);
+#endif
 		if (pending_get_add(c, argv[1], lens[1]))
 			return;
 	}
+#ifdef PKV_SRV_RMW
+	if (cmd && !c->in_multi && c->authed &&
+	    ((cmd->arity > 0 && argc == (size_t)cmd->arity) ||
+	     (cmd->arity < 0 && argc >= (size_t)-cmd->arity)) &&
+	    (cmd->flags & F_TXN || (cmd->fn == cmd_del && argc > 2) ||
+	     (cmd->fn == cmd_set && argc > 3))) {
+		/* with the other read-then-write commands of this run, in one transaction */
+		atomic_store_explicit(&c->last_cmd, cmd->name, memory_order_relaxed);
+		flush_gets(c);
+		if (!pending_txn_add(c, cmd, argc, argv, lens)) {
+			flush_txns(c);
+			run_txn_cmd(&x, cmd);
+		}
+		return;
+	}
+#endif
 	cmd_flush_pending(c);
 	if (!cmd) {
 		if (c->in_multi)
@@ -2682,7 +2834,7 @@ void cmd_dispatch(struct conn *c, size_t argc, const char **argv, const size_t *
 #ifdef PKV_SRV_RMW
 	if (cmd->flags & F_TXN || ((cmd->fn == cmd_del) && argc > 2) ||
 	    (cmd->fn == cmd_set && argc > 3)) {
-		run_txn_cmd(&x, cmd);
+		run_txn_cmd(&x, cmd); /* not reached: grouped above */
 		return;
 	}
 #endif

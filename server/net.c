@@ -224,6 +224,9 @@ static void conn_free(struct conn *c)
 	rbuf_free(&c->out);
 	free(c->held);
 	free(c->pget);
+	free(c->ptx);
+	free(c->ptx_argv);
+	free(c->ptx_lens);
 	free(c->mq);
 	free(c->watched);
 	free(c->name);

@@ -86,6 +86,13 @@ struct held_reply {
 	uint64_t seq;
 };
 
+/* A read-then-write command waiting for the transaction of its pipeline run. */
+struct pending_txn {
+	const struct srv_cmd *cmd;
+	size_t argc;
+	size_t first; /* index of its first argument in conn.ptx_argv */
+};
+
 /* A GET waiting for the multi-get of its pipeline run: the key is in the query buffer. */
 struct pending_get {
 	const char *key;
@@ -119,6 +126,12 @@ struct conn {
 
 	struct pending_get *pget;
 	size_t npget, cappget;
+	/* read-then-write commands of a pipeline run, answered by one transaction (cmd.c) */
+	struct pending_txn *ptx;
+	size_t nptx, capptx;
+	const char **ptx_argv; /* into the query buffer, like pget */
+	size_t *ptx_lens;
+	size_t nptx_args, capptx_args, ptx_bytes;
 
 	/* output */
 	struct rbuf out;
