@@ -5,6 +5,7 @@
 #   bash bench/run.sh full               every workload, peer and mode (much longer)
 #   bash bench/run.sh quick --dir /mnt/nvme/pkv-bench   data on another device
 #   bash bench/run.sh custom --systems pkv:process,rocksdb:nosync --workloads read95 --dist zipf
+#   bash bench/run.sh server             pkv-server against redis-server (bench/server.sh)
 #
 # Data goes to ./bench-data unless --dir says otherwise (each system gets a subdirectory that is
 # removed after its session); results to ./bench-results/<profile>-<time>/, with
@@ -12,6 +13,12 @@
 # (see: build-bench/bench/pkvbench --help).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# The server profile drives pkv-server and redis-server with redis-benchmark (bench/server.sh).
+if [ "${1:-}" = server ]; then
+	shift
+	exec bash bench/server.sh "$@"
+fi
 
 BIN=build-bench/bench/pkvbench
 if [ ! -x "$BIN" ]; then

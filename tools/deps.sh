@@ -13,6 +13,8 @@ PKV_DEPS=(
 	libjansson-dev                              # cli/: the pkv tool's JSON Lines and --json
 	protobuf-c-compiler libprotobuf-c-dev       # examples/telemetry_proto: typed values
 	e2fsprogs                                   # stress/shutdown: mkfs.ext4 (not Essential)
+	python3-redis redis-tools                   # server/tests: python3-redis, redis-cli
+	redis-server nutcracker                     # the reference peer; examples/twemproxy
 )
 
 # Print the packages of PKV_DEPS that are not installed, one per line.
