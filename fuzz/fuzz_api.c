@@ -1141,7 +1141,8 @@ static void op_verify(void)
 	int r = code(pkv_verify(F.db));
 
 	trace("verify: %s", pkv_strerror(r));
-	CHECK(r == 0, "verify: %s", pkv_strerror(r));
+	/* verify reads every WAL segment too (verify.c): an injected fault may take its reads. */
+	CHECK(r == 0 || (faulted() && (r == -EIO || r == -ENOSPC)), "verify: %s", pkv_strerror(r));
 }
 
 static bool reopen_allowed(void)

@@ -533,9 +533,11 @@ static void check_checkpoint(uint64_t cycle, const struct cp_info *cp, struct su
 	for (unsigned w = 0; w < NWRITERS; w++) {
 		bool found = false;
 
-		for (p[w] = cp->lo[w]; p[w] <= cp->hi[w] && !found; p[w]++)
-			found = hist_state_is(db, w, p[w], rng, 0, buf, NULL, NULL);
-		p[w]--;
+		/* Only the positions between operations: part of a batch is no state (history.h). */
+		for (uint64_t q = cp->lo[w]; q <= cp->hi[w] && !found; q = hist_next_pos(w, q)) {
+			p[w] = q;
+			found = hist_state_is(db, w, q, rng, 0, buf, NULL, NULL);
+		}
 		if (!found) {
 			su_fail(&r->failed,
 				"cycle %" PRIu64 " R9: checkpoint %s: writer %u is in no state E(P) "
@@ -713,13 +715,14 @@ static bool run_writer(uint64_t cycle, enum pkv_durability d, uint64_t *acked, s
 				cp_num = m.val;
 				co->cp_begun = m.val + 1;
 			} else if (m.type == MSG_CP_END && m.val == cp_num) {
-				/* A step begun before the return had its predecessor's ack sent before
-				 * this message: at most one step past the acks so far. */
+				/* An operation begun before the return had its predecessor's ack sent
+				 * before this message: at most one operation (one step, or a batch's
+				 * three) past the acks so far. */
 				cp->have = true;
 				cp->num = m.val;
 				for (unsigned w = 0; w < NWRITERS; w++) {
 					cp->lo[w] = cp_lo[w];
-					cp->hi[w] = acked[w] + 1;
+					cp->hi[w] = hist_next_pos(w, acked[w]);
 				}
 				co->cp_done++;
 			} else if (m.type == MSG_SCANS) {

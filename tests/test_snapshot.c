@@ -14,6 +14,8 @@
  *    (C.7: no fall-back to the old base), and the final state is each key's last acknowledged
  *    write;
  *  - the background compactor starts by itself once compact_wal_bytes of WAL were written;
+ *  - a delete made after S, before its shard is walked, is durable before the snapshot that
+ *    reflects it is renamed into place (C.3);
  *  - damaged snapshot files: truncations, header damage, an unknown version and garbage give a
  *    clean PKV_ECORRUPT naming the file (N.2); damage under a valid header is found by
  *    pkv_verify, no get returns a wrong value (the right one, PKV_NOTFOUND or PKV_ECORRUPT), and
@@ -682,6 +684,134 @@ Test(snapshot, automatic, .init = tu_setup, .fini = tu_teardown, .timeout = 60)
 	cr_assert_eq(pkv_verify(db), 0);
 	tu_close(db);
 	tu_model_free(&m);
+}
+
+/*
+ * C.3 with a delete that comes during the walk. The compaction below has taken S; before any
+ * shard is walked (a pre hook on the open of snap/<S>.tmp, on the compacting thread) a key that
+ * the old base holds is deleted, at X > S. The walk meets its tombstone, which goes into the
+ * file as nothing, and leaves the base's version out: the new snapshot reflects the delete, so
+ * the WAL must be durable up to X before the snapshot is renamed into place. Syncing only up to
+ * the newest version the file holds (below X here) let a power cut keep the snapshot and lose
+ * X's record and every write before it: a hole, found by stress/powerloss.c (PROCESS mode).
+ * The store's background thread, which a WAL roll wakes to make a spare segment and then to
+ * sync and close the rolled one, is held at the open of its spare from before the compaction
+ * until the durable point has been read after it (a few large puts roll a lane, so that it gets
+ * there), and everything is synced before the compaction: only the compaction's own sync can
+ * make X durable.
+ */
+struct dw_ctx {
+	pkv *db;
+	pthread_t thread; /* the test's (compacting) thread */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool hold; /* other threads' opens wait while set */
+	int held; /* opens that waited */
+	bool done;
+	uint64_t s, x; /* last_seq before and after the delete */
+	int del_rc;
+};
+
+static void dw_hook(void *ctx, const struct ffs_call *c)
+{
+	struct dw_ctx *d = ctx;
+	size_t n = c->path ? strlen(c->path) : 0;
+
+	if (c->op != FFS_OPEN)
+		return;
+	if (!pthread_equal(d->thread, pthread_self())) {
+		struct timespec until;
+
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 20; /* bounded: a hold the test forgot to end still ends */
+		pthread_mutex_lock(&d->mu);
+		d->held += d->hold;
+		while (d->hold && pthread_cond_timedwait(&d->cv, &d->mu, &until) == 0)
+			;
+		pthread_mutex_unlock(&d->mu);
+		return;
+	}
+	if (d->done || n < 4 || strcmp(c->path + n - 4, ".tmp") != 0 ||
+	    strstr(c->path, "/snap/") == NULL)
+		return;
+	d->done = true;
+	d->s = tu_stats(d->db).last_seq;
+	d->del_rc = pkv_del(d->db, "k-gone", 6);
+	d->x = tu_stats(d->db).last_seq;
+}
+
+static void dw_release(struct dw_ctx *d)
+{
+	pthread_mutex_lock(&d->mu);
+	d->hold = false;
+	pthread_cond_broadcast(&d->cv);
+	pthread_mutex_unlock(&d->mu);
+}
+
+Test(snapshot, delete_during_walk_is_durable, .init = tu_setup, .fini = tu_teardown,
+     .timeout = 60)
+{
+	struct dw_ctx d = { .thread = pthread_self(),
+			    .mu = PTHREAD_MUTEX_INITIALIZER,
+			    .cv = PTHREAD_COND_INITIALIZER };
+	struct ffs_hooks h = { .pre = dw_hook, .ctx = &d };
+	pkv_options o;
+	pkv_stats st;
+	size_t vl;
+	pkv *db;
+	static unsigned char big[40u << 10];
+	int r, held = 0, polls = 0;
+
+	opts_small(&o, 64u << 10);
+	o.durability = PKV_DURABLE_PROCESS;
+	db = tu_open(tu_db, &o);
+	cr_assert_eq(pkv_put(db, "k-gone", 6, "v", 1), 0);
+	cr_assert_eq(pkv_put(db, "k-stay", 6, "v", 1), 0);
+	cr_assert_eq(pkv_compact(db), 0); /* the base holds both keys */
+	d.db = db;
+	d.hold = true;
+	ffs_install();
+	ffs_set_hooks(&h);
+	/* Three values of 40 KiB in two lanes of 64 KiB segments: a lane rolls (W.4). */
+	memset(big, 'b', sizeof(big));
+	for (int i = 0; i < 3; i++) {
+		char k[16];
+
+		snprintf(k, sizeof(k), "k-big%d", i);
+		cr_assert_eq(pkv_put(db, k, strlen(k), big, sizeof(big)), 0);
+	}
+	/* Bounded wait for the background thread to reach the hold (the poll decides nothing). */
+	for (; held == 0 && polls < 2000; polls++) {
+		pthread_mutex_lock(&d.mu);
+		held = d.held;
+		pthread_mutex_unlock(&d.mu);
+		if (held == 0)
+			usleep(5000);
+	}
+	cr_assert_gt(held, 0, "the background thread never made a spare segment");
+	cr_assert_eq(pkv_sync(db), 0); /* everything so far is durable */
+	r = pkv_compact(db);
+	st = tu_stats(db);
+	dw_release(&d);
+	ffs_set_hooks(NULL);
+	ffs_uninstall();
+	cr_assert_eq(r, 0, "compaction: %s", pkv_strerror(r));
+	cr_assert(d.done, "the hook never saw the snapshot's temporary file");
+	cr_assert_eq(d.del_rc, 0, "delete during the walk: %s", pkv_strerror(d.del_rc));
+	cr_assert_eq(d.x, d.s + 1);
+	cr_assert_eq(st.snapshot_seq, d.s, "the delete should come after S");
+	cr_assert_eq(pkv_get(db, "k-gone", 6, NULL, 0, &vl), PKV_NOTFOUND);
+	cr_assert_geq(st.durable_seq, d.x,
+		      "C.3: the snapshot (S = %" PRIu64 ") reflects the delete at %" PRIu64
+		      ", but the WAL was durable only up to %" PRIu64 " when it was renamed",
+		      st.snapshot_seq, d.x, st.durable_seq);
+	tu_close(db);
+	db = tu_open(tu_db, &o);
+	cr_assert_eq(pkv_get(db, "k-gone", 6, NULL, 0, &vl), PKV_NOTFOUND);
+	cr_assert_eq(pkv_get(db, "k-stay", 6, NULL, 0, &vl), 0);
+	cr_assert_eq(pkv_get(db, "k-big2", 6, NULL, 0, &vl), 0);
+	cr_assert_eq(vl, sizeof(big));
+	tu_close(db);
 }
 
 /* ---- 5. damaged snapshot files --------------------------------------------------------------- */
