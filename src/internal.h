@@ -56,7 +56,7 @@ static inline void pkv__thread_background(void)
 }
 
 /*
- * The wall clock of expiry (DECISIONS: expires_ms is CLOCK_REALTIME in ms). Readers call it only
+ * The wall clock of expiry (expires_ms is CLOCK_REALTIME in ms). Readers call it only
  * for records that can expire. clock_gettime(CLOCK_REALTIME) is a vDSO call: no syscall.
  *
  * The test seam: pkv__clock_set(fn) makes every later pkv__now_ms() return fn() (NULL restores

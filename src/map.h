@@ -40,7 +40,7 @@ struct pkv_rec {
 /*
  * The record expires: 8 more bytes after the value hold expires_ms (CLOCK_REALTIME ms,
  * little-endian, unaligned: read with memcpy). From that instant on the key reads as absent
- * everywhere (DECISIONS: a reader reads the clock only when a record has this flag).
+ * everywhere (a reader reads the clock only when a record has this flag).
  */
 #define PKV_REC_EXPIRES 0x2u
 

@@ -83,7 +83,7 @@ static int win_add(struct scan_win *w, uint64_t hash, uint64_t seq, const void *
 }
 
 /*
- * Expiry (DECISIONS: a key past its expires_ms is absent everywhere): a record with an expiry
+ * Expiry (a key past its expires_ms is absent everywhere): a record with an expiry
  * makes the window read the clock once. An expired live version still hides the base's older
  * one, like a tombstone. The branches compile in once the records carry expiries (map.h
  * PKV_REC_EXPIRES, snapshot.h SNAP_REC_EXPIRES).
