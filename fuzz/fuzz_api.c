@@ -1365,16 +1365,30 @@ static void op_badargs(void)
 		CHECK(r == PKV_EINVAL && other == NULL, "open with bad option %d: %s", i,
 		      pkv_strerror(r));
 	}
-	/* A second handle on the open directory. */
-	pkv_options_default(&o);
-	o.flags = F.opts.flags & PKV_OPEN_READONLY;
-	r = code(pkv_open(F.dir, &o, &other));
-	CHECK(other == NULL, "a second open of %s succeeded", F.dir);
-	if (!faulted())
-		CHECK(r == PKV_ELOCKED, "a second open: %s, expected ELOCKED", pkv_strerror(r));
-	else
-		CHECK(r == PKV_ELOCKED || r == -EIO || r == -ENOSPC, "a second open: %s",
-		      pkv_strerror(r));
+	/* A second handle on the open directory: a writer never shares it; read-only handles
+	 * share it with each other (flock LOCK_SH), never with a writer. */
+	for (int ro = 0; ro < 2; ro++) {
+		bool shared = ro && F.ro_open;
+
+		pkv_options_default(&o);
+		o.flags = ro ? PKV_OPEN_READONLY : 0;
+		r = code(pkv_open(F.dir, &o, &other));
+		if (shared && r == 0) {
+			CHECK(other != NULL, "a second read-only open gave no handle");
+			CHECK(code(pkv_close(other)) == 0, "close of the second read-only handle");
+			other = NULL;
+			continue;
+		}
+		CHECK(other == NULL, "a second open (%s) of %s succeeded",
+		      ro ? "read-only" : "for writing", F.dir);
+		if (!faulted() && !shared)
+			CHECK(r == PKV_ELOCKED, "a second open (%s): %s, expected ELOCKED",
+			      ro ? "read-only" : "for writing", pkv_strerror(r));
+		else
+			CHECK(r == PKV_ELOCKED || r == -EIO || r == -ENOSPC || r == -ENOMEM,
+			      "a second open (%s): %s", ro ? "read-only" : "for writing",
+			      pkv_strerror(r));
+	}
 	check_stats(); /* nothing of this took a sequence number */
 }
 

@@ -235,7 +235,8 @@ PKV_EXPORT void pkv_options_default(pkv_options *opts);
  * and reported through log_fn and pkv_get_stats().
  *
  * Returns: 0; PKV_EINVAL (NULL @db_out, bad option); PKV_ELOCKED (the directory is open, in this
- * process or another); PKV_ECORRUPT (damage that is not a torn tail, or that proves the loss of a
+ * process or another, by a handle that writes, or this open would write: read-only handles
+ * share a directory with each other, never with a writer); PKV_ECORRUPT (damage that is not a torn tail, or that proves the loss of a
  * synced write; the log callback names the file and offset); -ENOENT (PKV_OPEN_NOCREATE or
  * PKV_OPEN_READONLY and no store: no DIR/LOCK); -EACCES and other -errno from the file system
  * (the log callback names the file: "cannot open DIR/LOCK for writing: Permission denied");
