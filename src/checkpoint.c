@@ -19,7 +19,10 @@
  *       store opened read-only has no writer: its segments are copied whole.
  *  CP.5 The snapshot is immutable once renamed into place (compact.c C.6): it is hard-linked,
  *       or copied where the file system refuses links (another file system, no link support).
- *       The source only ever unlinks it later, which leaves the link in dst intact.
+ *       The source only ever unlinks it later, which leaves the link in dst intact. After a
+ *       pkv_clear and before the next compaction the WAL continues the base the clear
+ *       disregarded (store.h pkv__store_wal_origin): that file is the one linked, and the copy's
+ *       recovery disregards it at the clear record as the source's would (recovery.c R.11).
  *  CP.6 Every file copied is fsynced, then wal/, snap/, dst and dst's parent: once
  *       pkv_checkpoint returns, a power loss cannot take the checkpoint back.
  */
@@ -202,6 +205,7 @@ PKV_EXPORT int pkv_checkpoint(pkv *db, const char *dst_dir)
 {
 	char wal[4096], snap[4096], path[4096], parent[4096];
 	struct wal_pos *cut = NULL;
+	struct pkv_snap *origin;
 	bool made = false, locked = false;
 	uint64_t last_seq;
 	int r, fd;
@@ -241,14 +245,15 @@ PKV_EXPORT int pkv_checkpoint(pkv *db, const char *dst_dir)
 
 	pthread_mutex_lock(&db->compact_mu); /* CP.2 */
 	locked = true;
-	if (db->base != NULL) {
-		const char *name = strrchr(db->base->path, '/');
+	origin = pkv__store_wal_origin(db); /* CP.5: a base a clear disregarded too */
+	if (origin != NULL) {
+		const char *name = strrchr(origin->path, '/');
 
-		if (snprintf(path, sizeof(path), "%s/%s", snap, name ? name + 1 : db->base->path) >=
+		if (snprintf(path, sizeof(path), "%s/%s", snap, name ? name + 1 : origin->path) >=
 		    (int)sizeof(path))
 			r = -ENAMETOOLONG;
 		else
-			r = link_or_copy(db, db->base->path, path);
+			r = link_or_copy(db, origin->path, path);
 		if (r < 0)
 			goto out;
 	}

@@ -73,6 +73,17 @@ static inline const struct pkv_snap *pkv__store_base_rcu(struct pkv *db)
 	return __atomic_load_n(&db->base, __ATOMIC_ACQUIRE);
 }
 
+/*
+ * The snapshot the WAL on disk continues: the base, or the base a clear disregarded (the WAL
+ * still holds only the records after its sequence number, the clear record among them, until
+ * the next compaction). Recovery of a copy needs that file; a check of the WAL starts after
+ * its number. NULL when the WAL starts at sequence number 1. Call with compact_mu held.
+ */
+static inline struct pkv_snap *pkv__store_wal_origin(struct pkv *db)
+{
+	return db->base ? db->base : db->cleared_base;
+}
+
 static inline int pkv__store_readonly(struct pkv *db)
 {
 	return __atomic_load_n(&db->readonly_reason, __ATOMIC_ACQUIRE);

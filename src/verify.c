@@ -15,7 +15,7 @@
  *       not read. In a store open for writing, whose open cut the torn tails (recovery.c
  *       R.6), a torn record before the positions is damage, not a tail.
  *  V.3  Within a lane, sequence numbers strictly increase. Across lanes, every number in
- *       (S, C] (S: the snapshot's) is held by exactly one record: a missing or doubled number
+ *       (S, C] (S: the snapshot's the WAL continues, store.h pkv__store_wal_origin) is held by exactly one record: a missing or doubled number
  *       is damage. Records above C (a read-only store's tail past a gap) were discarded by its
  *       open and are counted, not errors.
  * The counts go to the caller's pkv_verify_report and, as one line, to the log callback.
@@ -271,6 +271,7 @@ out:
 PKV_EXPORT int pkv_verify_ex(pkv *db, pkv_verify_report *out)
 {
 	pkv_verify_report rep = {0};
+	struct pkv_snap *origin;
 	const char *why = NULL;
 	uint64_t base_seq = 0;
 	int r = 0;
@@ -283,18 +284,21 @@ PKV_EXPORT int pkv_verify_ex(pkv *db, pkv_verify_report *out)
 	pkv__rcu_enter();
 	/* The compaction lock keeps the base mapped and every WAL segment on disk meanwhile. */
 	pthread_mutex_lock(&db->compact_mu);
-	if (db->base) {
-		r = pkv__snap_verify(db->base, &why);
+	/* V.3: the WAL continues this snapshot, also one a clear disregarded since. */
+	origin = pkv__store_wal_origin(db);
+	if (origin) {
+		r = pkv__snap_verify(origin, &why);
 		if (r < 0) {
-			pkv__log(db, PKV_LOG_ERROR, "verify: %s: %s", db->base->path, why);
+			pkv__log(db, PKV_LOG_ERROR, "verify: %s: %s", origin->path, why);
 		} else {
-			rep.snapshot_records = db->base->count;
-			rep.snapshot_bytes = db->base->len;
-			base_seq = db->base->seq;
+			rep.snapshot_records = origin->count;
+			rep.snapshot_bytes = origin->len;
+			base_seq = origin->seq;
 			pkv__log(db, PKV_LOG_INFO,
 				 "verify: snapshot %s: %" PRIu64 " records, header, index pages and "
-				 "every record checked by CRC; complete up to seq %" PRIu64,
-				 db->base->path, db->base->count, db->base->seq);
+				 "every record checked by CRC; complete up to seq %" PRIu64 "%s",
+				 origin->path, origin->count, origin->seq,
+				 origin == db->base ? "" : " (disregarded by a clear since)");
 		}
 	}
 	if (r == 0)

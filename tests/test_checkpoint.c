@@ -301,3 +301,46 @@ Test(checkpoint, prefix_with_concurrent_writers)
 		tu_close(cp);
 	}
 }
+
+/* After a clear and before the next compaction the WAL continues the base the clear
+ * disregarded: the copy needs that snapshot, and opens to the state after the clear (CP.5). */
+Test(checkpoint, after_a_clear_before_the_next_compaction)
+{
+	pkv_options o;
+	pkv *db, *cp;
+	char dst[PATH_MAX];
+
+	pkv_options_default(&o);
+	o.flags = PKV_OPEN_NO_AUTOCOMPACT;
+	db = tu_open(tu_db, &o);
+	put_kv(db, "old", "before");
+	put_kv(db, "gone", "before");
+	cr_assert_eq(pkv_compact(db), 0);
+	put_kv(db, "tail", "before");
+	cr_assert_eq(pkv_clear(db), 0);
+	put_kv(db, "old", "after");
+	put_kv(db, "new", "after");
+	cr_expect_eq(pkv_verify(db), 0, "the WAL continues the disregarded base");
+	tu_path(dst, "copy");
+	cr_assert_eq(pkv_checkpoint(db, dst), 0);
+	tu_close(db);
+
+	for (int round = 0; round < 2; round++) {
+		cp = tu_open(dst, &o);
+		cr_expect_eq(pkv_verify(cp), 0);
+		cr_expect_eq(tu_stats(cp).keys, 2);
+		expect_kv(cp, "old", "after");
+		expect_kv(cp, "new", "after");
+		expect_kv(cp, "gone", NULL);
+		expect_kv(cp, "tail", NULL);
+		tu_close(cp);
+	}
+	/* The source too: reopened, verified, then compacted (the disregarded base goes). */
+	db = tu_open(tu_db, &o);
+	cr_expect_eq(pkv_verify(db), 0);
+	cr_assert_eq(pkv_compact(db), 0);
+	cr_expect_eq(pkv_verify(db), 0);
+	expect_kv(db, "old", "after");
+	expect_kv(db, "gone", NULL);
+	tu_close(db);
+}
