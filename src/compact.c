@@ -48,6 +48,9 @@
  *       trimmed like any other (C.7). A live version expired at now that the new base lacks is
  *       removed at the trim, counted likewise, if it is still the key's current one. So the
  *       memory and disk of every key expired when a compaction starts are reclaimed by it.
+ *       That holds when nothing was written since the last snapshot too: a compaction is skipped
+ *       only when no key of the base has expired since (its expires_from, the earliest expiry
+ *       the walk wrote; unknown for a file opened from disk, which is then rewritten once).
  *  C.10 A base that pkv_clear disregarded (db->cleared_base) is unmapped after the grace
  *       period that follows the new base's publication, and its file deleted after the WAL
  *       segments the new snapshot covers (the clear record among them), as an old base is.
@@ -97,8 +100,15 @@ static bool expired_at(uint64_t expires_ms, uint64_t now)
 	return expires_ms != 0 && expires_ms <= now;
 }
 
+static void note_expiry(uint64_t *from, uint64_t expires_ms)
+{
+	if (expires_ms && (*from == 0 || expires_ms < *from))
+		*from = expires_ms;
+}
+
+/* *@max_seq: the newest version written; *@from: the earliest expiry written (0: none). */
 static int walk(struct pkv *db, struct snap_writer *w, uint64_t now, struct expired_list *gone,
-		uint64_t *max_seq)
+		uint64_t *max_seq, uint64_t *from)
 {
 	struct pkv_map *m = &db->map;
 	const struct pkv_snap *old;
@@ -123,6 +133,7 @@ static int walk(struct pkv *db, struct snap_writer *w, uint64_t now, struct expi
 				continue; /* C.9: the trim removes an expired one */
 			if (r->seq > *max_seq)
 				*max_seq = r->seq;
+			note_expiry(from, pkv__rec_expires(r));
 			rc = pkv__snapw_add_x(w, pkv__map_hash(m, pkv__rec_key(r), r->klen), r->seq,
 					      pkv__rec_key(r), r->klen, pkv__rec_val(r), r->vlen,
 					      pkv__rec_expires(r));
@@ -160,6 +171,7 @@ static int walk(struct pkv *db, struct snap_writer *w, uint64_t now, struct expi
 		}
 		if (b->seq > *max_seq)
 			*max_seq = b->seq;
+		note_expiry(from, pkv__snap_rec_expires(b));
 		rc = pkv__snapw_add_x(w, h, b->seq, pkv__snap_rec_key(b), b->klen,
 				      pkv__snap_rec_val(b), b->vlen, pkv__snap_rec_expires(b));
 	}
@@ -268,9 +280,10 @@ int pkv__compact_run(struct pkv *db)
 	struct snap_writer *w = NULL;
 	struct pkv_snap *fresh = NULL, *old;
 	char tmp[4096], path[4096];
-	uint64_t seq, max_seq = 0, old_seq, now, seen;
+	uint64_t seq, max_seq = 0, old_seq, now, seen, from = 0;
 	struct expired_list gone = { 0 };
 	const char *why = NULL;
+	bool same_name;
 	int r;
 
 	pthread_mutex_lock(&db->compact_mu);
@@ -278,8 +291,10 @@ int pkv__compact_run(struct pkv *db)
 	if (r)
 		goto out_unlock;
 	old_seq = db->base ? db->base->seq : 0;
-	if (__atomic_load_n(&db->wal.seq, __ATOMIC_SEQ_CST) == old_seq && db->base)
-		goto out_unlock; /* nothing new since the last snapshot */
+	/* Nothing new since the last snapshot, and none of its keys expired since (C.9). */
+	if (__atomic_load_n(&db->wal.seq, __ATOMIC_SEQ_CST) == old_seq && db->base &&
+	    !expired_at(db->base->expires_from, pkv__now_ms()))
+		goto out_unlock;
 	pkv__wal_roll_all(&db->wal); /* C.6: afterwards every segment is wholly <= S or wholly > S */
 	pkv__sync_kick(db);       /* the rolled segments wait to be synced and closed */
 	seq = __atomic_load_n(&db->wal.seq, __ATOMIC_SEQ_CST); /* C.1 */
@@ -287,12 +302,15 @@ int pkv__compact_run(struct pkv *db)
 
 	pkv__snap_path(tmp, sizeof(tmp), db->snap_dir, seq, "tmp");
 	pkv__snap_path(path, sizeof(path), db->snap_dir, seq, "snap");
+	/* Nothing written since the base, keys expired since: the new file takes the base's own
+	 * name (the rename replaces it atomically; both hold the same writes). */
+	same_name = db->base && strcmp(db->base->path, path) == 0;
 	r = pkv__snapw_begin(&w, tmp, seq, PKV_HASH_SEED, db->wal.salt);
 	if (r < 0)
 		goto out_unlock;
 	__atomic_store_n(&db->compacting, 1, __ATOMIC_SEQ_CST); /* C.4, before any shard walk */
 	now = pkv__now_ms(); /* C.9: one clock for the whole compaction */
-	r = walk(db, w, now, &gone, &max_seq);
+	r = walk(db, w, now, &gone, &max_seq, &from);
 	if (r < 0) {
 		pkv__snapw_abort(w);
 		goto out_flag;
@@ -315,9 +333,13 @@ int pkv__compact_run(struct pkv *db)
 	if (r < 0) {
 		/* C.8: the rename may or may not be durable; take it back so that the old
 		 * snapshot stays the newest (best effort: if this fails too, the new file is a
-		 * complete, valid snapshot and the WAL it covers is still there). */
-		pkv__fs->unlink(path);
-		pkv__fs_fsync_dir(db->snap_dir);
+		 * complete, valid snapshot and the WAL it covers is still there). A file that
+		 * replaced the base's own name stays: the old one is gone, and both hold the same
+		 * writes. */
+		if (!same_name) {
+			pkv__fs->unlink(path);
+			pkv__fs_fsync_dir(db->snap_dir);
+		}
 		goto out_flag;
 	}
 	r = pkv__snap_open(path, PKV_HASH_SEED, &fresh, &why);
@@ -325,10 +347,13 @@ int pkv__compact_run(struct pkv *db)
 		/* We just wrote it: this is an I/O failure, not corruption to report as such. */
 		pkv__log(db, PKV_LOG_ERROR, "compact: cannot map the new snapshot %s: %s", path,
 			 why ? why : pkv_strerror(r));
-		pkv__fs->unlink(path);
-		pkv__fs_fsync_dir(db->snap_dir);
+		if (!same_name) {
+			pkv__fs->unlink(path);
+			pkv__fs_fsync_dir(db->snap_dir);
+		}
 		goto out_flag;
 	}
+	fresh->expires_from = from;
 
 	shadow_expired(db, &gone); /* C.9: before the new base is published */
 	/* C.7: publish before trimming; the exchange is a full barrier (xchg on x86-64). */
@@ -345,7 +370,7 @@ int pkv__compact_run(struct pkv *db)
 		snprintf(oldpath, sizeof(oldpath), "%s", old->path);
 		pkv__snap_close(old);
 		r = pkv__wal_retire_upto(&db->wal, seq);
-		if (r == 0)
+		if (r == 0 && !same_name)
 			r = pkv__fs->unlink(oldpath); /* after the WAL: C.6 */
 		if (r == 0)
 			r = pkv__fs_fsync_dir(db->snap_dir);

@@ -117,6 +117,7 @@ int pkv__snap_open(const char *path, uint64_t hash_seed, struct pkv_snap **out, 
 	s->len = (size_t)size;
 	s->version = h.version;
 	s->rec_flags = h.version >= 3 ? SNAP_REC_EXPIRES : 0; /* version 2 records have none */
+	s->expires_from = h.version >= 3 ? 1 : 0;
 	s->index = (const uint64_t *)(s->map + h.index_off);
 	s->pcrc = (const uint32_t *)(s->map + h.pcrc_off);
 	s->mask = h.nslots - 1;

@@ -132,6 +132,9 @@ struct pkv_snap {
 	uint64_t salt;
 	uint32_t version;   /* of the file: SNAP_VERSION_MIN .. SNAP_VERSION */
 	uint16_t rec_flags; /* the record flags its version allows */
+	/* The earliest expiry among its records: 0 when none expires, 1 when unknown (a file
+	 * opened, not just written, that may hold expiries). The writer of the file sets it. */
+	uint64_t expires_from;
 	char *path;
 };
 

@@ -191,6 +191,44 @@ Test(expire, compaction_reclaims)
 	tu_close(db);
 }
 
+/* Keys that expire after the last compaction, with nothing written since: the next
+ * compaction still reclaims them (C.9), and one with nothing expired since is skipped. */
+Test(expire, compaction_reclaims_without_writes)
+{
+	pkv_options o;
+	pkv *db;
+	char k[32];
+
+	tu_opts(&o, PKV_DURABLE_PROCESS);
+	o.flags |= PKV_OPEN_NO_AUTOCOMPACT;
+	db = tu_open(tu_db, &o);
+	for (int i = 0; i < 100; i++) {
+		snprintf(k, sizeof(k), "k%d", i);
+		cr_assert_eq(pkv_put_expire(db, k, strlen(k), "v", 1, i % 2 ? 1000500 : 0, 0), 0);
+	}
+	cr_assert_eq(pkv_compact(db), 0);
+	cr_assert_eq(tu_stats(db).compactions, 1);
+	cr_assert_eq(pkv_compact(db), 0, "nothing new, nothing expired");
+	cr_assert_eq(tu_stats(db).compactions, 1, "a compaction with nothing to do ran");
+	set_now(1000500);
+	cr_assert_eq(pkv_compact(db), 0);
+	cr_assert_eq(tu_stats(db).compactions, 2, "keys expired since: the compaction was skipped");
+	cr_assert_eq(tu_stats(db).snapshot_keys, 50);
+	cr_assert_eq(tu_stats(db).keys, 50);
+	cr_assert_eq(pkv_compact(db), 0);
+	cr_assert_eq(tu_stats(db).compactions, 2, "nothing expires any more: skipped");
+	tu_close(db);
+	/* Reopened: the snapshot's expiries are unknown until it is rewritten once. */
+	db = tu_open(tu_db, &o);
+	cr_assert_eq(tu_stats(db).keys, 50);
+	cr_assert_eq(pkv_compact(db), 0);
+	cr_assert_eq(pkv_compact(db), 0);
+	cr_assert_leq(tu_stats(db).compactions, 1);
+	cr_assert_eq(tu_stats(db).snapshot_keys, 50);
+	cr_assert_eq(pkv_verify(db), 0);
+	tu_close(db);
+}
+
 /* Replay keeps each record's expiry (single puts and batch ops), and a later put without
  * expiry clears it. */
 Test(expire, replay_keeps_expiry)
