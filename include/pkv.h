@@ -521,7 +521,10 @@ PKV_EXPORT int pkv_event_fd(pkv *db);
  * fsync), makes it the base image that gets fall back to for keys the live map lacks (after a
  * reopen), drops the live map's tombstones the snapshot makes useless, then deletes the WAL
  * segments and the previous snapshot it covers. Live values stay in the live map, so gets keep
- * their one-probe speed after a compaction.
+ * their one-probe speed after a compaction. Keys expired at its start are left out and their
+ * memory freed. With nothing written since the last snapshot and no key of it expired since,
+ * it does nothing (the first call after an open that found a snapshot rewrites it once: which
+ * of its keys expire is not known until then).
  * Readers are never blocked; each writer shard is paused once, for the time it takes to list its
  * live records. Runs one at a time (a call during a background compaction waits for it).
  *
