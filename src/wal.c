@@ -294,11 +294,39 @@ static int recycle_zero_tail(const char *path, size_t from, size_t size)
 	return r;
 }
 
+/* The in-memory segment over @fd (written up to @off), mapped whole (W.2). 0 or -errno. */
+static int seg_map(int fd, uint32_t lane, uint64_t segno, size_t size, size_t off, uint32_t seed,
+		   struct wal_seg **out)
+{
+	struct wal_seg *seg = calloc(1, sizeof(*seg));
+	int r;
+
+	if (seg == NULL)
+		return -ENOMEM;
+	seg->fd = fd;
+	seg->sfd[0] = fd;
+	for (unsigned k = 1; k < WAL_SYNC_SLOTS; k++)
+		seg->sfd[k] = -1;
+	seg->lane = lane;
+	seg->segno = segno;
+	seg->size = size;
+	seg->off = off;
+	seg->seed = seed;
+	seg->base = pkv__fs->mmap(size, PROT_READ | PROT_WRITE, fd, 0);
+	if (seg->base == NULL) {
+		r = -errno;
+		free(seg);
+		return r;
+	}
+	*out = seg;
+	return 0;
+}
+
 int pkv__wal_seg_create(struct pkv_wal *w, uint32_t lane, uint64_t segno, size_t min_bytes,
 			struct wal_seg **out)
 {
 	struct wal_seg_disk hdr;
-	struct wal_seg *seg;
+	struct wal_seg *seg = NULL;
 	char tmp[4096], path[4096];
 	size_t size = w->seg_bytes;
 	bool recycled;
@@ -346,27 +374,10 @@ int pkv__wal_seg_create(struct pkv_wal *w, uint32_t lane, uint64_t segno, size_t
 		return r;
 	}
 
-	seg = calloc(1, sizeof(*seg));
-	if (seg == NULL) {
-		r = -ENOMEM;
+	r = seg_map(fd, lane, segno, size, WAL_SEG_HDR, pkv__walrec_seed(&hdr), &seg);
+	if (r < 0)
 		goto fail_named;
-	}
-	seg->fd = fd;
-	seg->sfd[0] = fd;
-	for (unsigned k = 1; k < WAL_SYNC_SLOTS; k++)
-		seg->sfd[k] = -1;
-	seg->lane = lane;
-	seg->segno = segno;
-	seg->size = size;
-	seg->off = WAL_SEG_HDR;
-	seg->seed = pkv__walrec_seed(&hdr);
 	seg->recycled = recycled;
-	seg->base = pkv__fs->mmap(size, PROT_READ | PROT_WRITE, fd, 0);
-	if (seg->base == NULL) {
-		r = -errno;
-		free(seg);
-		goto fail_named;
-	}
 	*out = seg;
 	return 0;
 fail_named:
@@ -702,26 +713,12 @@ int pkv__wal_lane_adopt(struct pkv_wal *w, uint32_t lane, int fd, uint64_t segno
 			size_t off, uint64_t last_seq, uint32_t seed, uint64_t max_segno)
 {
 	struct wal_lane *wl = &w->lanes[lane];
-	struct wal_seg *seg = calloc(1, sizeof(*seg));
+	struct wal_seg *seg = NULL;
+	int r = seg_map(fd, lane, segno, size, off, seed, &seg);
 
-	if (seg == NULL)
-		return -ENOMEM;
-	seg->fd = fd;
-	seg->sfd[0] = fd;
-	for (unsigned k = 1; k < WAL_SYNC_SLOTS; k++)
-		seg->sfd[k] = -1;
-	seg->lane = lane;
-	seg->segno = segno;
-	seg->size = size;
-	seg->off = off;
-	seg->last_seq = last_seq;
-	seg->seed = seed;
-	seg->base = pkv__fs->mmap(seg->size, PROT_READ | PROT_WRITE, seg->fd, 0);
-	if (seg->base == NULL) {
-		int r = -errno;
-		free(seg);
+	if (r < 0)
 		return r;
-	}
+	seg->last_seq = last_seq;
 	wl->cur = seg;
 	wl->max_used_segno = max_segno;
 	wl->next_segno = max_segno + 1;
