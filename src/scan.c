@@ -85,40 +85,25 @@ static int win_add(struct scan_win *w, uint64_t hash, uint64_t seq, const void *
 /*
  * Expiry (a key past its expires_ms is absent everywhere): a record with an expiry
  * makes the window read the clock once. An expired live version still hides the base's older
- * one, like a tombstone. The branches compile in once the records carry expiries (map.h
- * PKV_REC_EXPIRES, snapshot.h SNAP_REC_EXPIRES).
+ * one, like a tombstone.
  */
-#if defined(PKV_REC_EXPIRES) || defined(SNAP_REC_EXPIRES)
 static inline uint64_t win_now(struct scan_win *w)
 {
 	if (w->now_ms == 0)
 		w->now_ms = pkv__now_ms();
 	return w->now_ms;
 }
-#endif
 
 static inline bool live_expired(struct scan_win *w, const struct pkv_rec *r)
 {
-#ifdef PKV_REC_EXPIRES
 	return (r->flags & PKV_REC_EXPIRES) && pkv__rec_expired(r, win_now(w));
-#else
-	(void)w;
-	(void)r;
-	return false;
-#endif
 }
 
 static inline bool base_expired(struct scan_win *w, const struct snap_rec_disk *r)
 {
-#ifdef SNAP_REC_EXPIRES
 	uint64_t e = pkv__snap_rec_expires(r);
 
 	return e != 0 && e <= win_now(w);
-#else
-	(void)w;
-	(void)r;
-	return false;
-#endif
 }
 
 /* SC.2: a live entry of the window (a tombstone only hides the base's version). */
