@@ -154,25 +154,38 @@ Test(expire, snapshot_instant)
 	tu_close(db);
 }
 
+/* Keys PREFIX0 .. PREFIX<n-1>, value "v"; the odd ones expire at 1000500. */
+static void put_expiring(pkv *db, const char *prefix, int n)
+{
+	char k[32];
+
+	for (int i = 0; i < n; i++) {
+		snprintf(k, sizeof(k), "%s%d", prefix, i);
+		cr_assert_eq(pkv_put_expire(db, k, strlen(k), "v", 1, i % 2 ? 1000500 : 0, 0), 0);
+	}
+}
+
+/* A store opened without autocompaction, holding put_expiring()'s keys. */
+static pkv *open_with_expiring(pkv_options *o, const char *prefix, int n)
+{
+	pkv *db;
+
+	tu_opts(o, PKV_DURABLE_PROCESS);
+	o->flags |= PKV_OPEN_NO_AUTOCOMPACT;
+	db = tu_open(tu_db, o);
+	put_expiring(db, prefix, n);
+	return db;
+}
+
 /* One compaction reclaims every expired key: from the live map and from the old base. */
 Test(expire, compaction_reclaims)
 {
 	pkv_options o;
-	pkv *db;
+	pkv *db = open_with_expiring(&o, "base", 200);
 	char k[32];
 
-	tu_opts(&o, PKV_DURABLE_PROCESS);
-	o.flags |= PKV_OPEN_NO_AUTOCOMPACT;
-	db = tu_open(tu_db, &o);
-	for (int i = 0; i < 200; i++) {
-		snprintf(k, sizeof(k), "base%d", i);
-		cr_assert_eq(pkv_put_expire(db, k, strlen(k), "v", 1, i % 2 ? 1000500 : 0, 0), 0);
-	}
 	cr_assert_eq(pkv_compact(db), 0);
-	for (int i = 0; i < 200; i++) {
-		snprintf(k, sizeof(k), "live%d", i);
-		cr_assert_eq(pkv_put_expire(db, k, strlen(k), "v", 1, i % 2 ? 1000500 : 0, 0), 0);
-	}
+	put_expiring(db, "live", 200);
 	cr_assert_eq(tu_stats(db).keys, 400);
 	set_now(1000500);
 	cr_assert_eq(pkv_compact(db), 0);
@@ -196,16 +209,8 @@ Test(expire, compaction_reclaims)
 Test(expire, compaction_reclaims_without_writes)
 {
 	pkv_options o;
-	pkv *db;
-	char k[32];
+	pkv *db = open_with_expiring(&o, "k", 100);
 
-	tu_opts(&o, PKV_DURABLE_PROCESS);
-	o.flags |= PKV_OPEN_NO_AUTOCOMPACT;
-	db = tu_open(tu_db, &o);
-	for (int i = 0; i < 100; i++) {
-		snprintf(k, sizeof(k), "k%d", i);
-		cr_assert_eq(pkv_put_expire(db, k, strlen(k), "v", 1, i % 2 ? 1000500 : 0, 0), 0);
-	}
 	cr_assert_eq(pkv_compact(db), 0);
 	cr_assert_eq(tu_stats(db).compactions, 1);
 	cr_assert_eq(pkv_compact(db), 0, "nothing new, nothing expired");
