@@ -202,6 +202,21 @@ static inline uint64_t pkv__ck_probe_next(const struct pkv__ck_map *map, uint64_
 	return (offset + level + (stride | PKV_CK_BUCKET)) & map->mask;
 }
 
+/*
+ * May pkv's own code read @m's ck_ht tables (inline probes, prefetching slot lines)? Not under
+ * TSan: the tables are written by uninstrumented libck, whose publishing stores TSan cannot see,
+ * so every read of them stays inside libck there (see pkv__map_get_rcu).
+ */
+static inline bool pkv__map_inline_ok(const struct pkv_map *m)
+{
+#ifdef PKV_TSAN
+	(void)m;
+	return false;
+#else
+	return m->inline_probe;
+#endif
+}
+
 /* The 64-byte line of @ht's slots where the probe for @hash starts (for prefetching). */
 static inline const void *pkv__map_slot_line_rcu(const ck_ht_t *ht, uint64_t hash)
 {
@@ -290,13 +305,9 @@ static inline const struct pkv_rec *pkv__map_get_rcu(struct pkv_map *m, uint64_t
 	struct map_shard *s = pkv__map_shard(m, hash);
 	const struct pkv_rec *r;
 
-#ifndef PKV_TSAN
-	/* Under TSan the table's writes happen in uninstrumented libck: read it there too. */
-	if (__builtin_expect(m->inline_probe, 1)) {
+	if (__builtin_expect(pkv__map_inline_ok(m), 1)) {
 		r = pkv__ck_probe_rcu(&s->ht, hash, key, klen);
-	} else
-#endif
-	{
+	} else {
 		ck_ht_hash_t h = { hash };
 		ck_ht_entry_t e;
 

@@ -294,10 +294,10 @@ static int many_chunk(struct pkv *db, pkv_item *it, size_t n)
 		if (st[i] != ITEM_PENDING)
 			continue;
 		h[i] = pkv__map_hash(m, it[i].key, it[i].klen);
-		if (m->inline_probe)
+		if (pkv__map_inline_ok(m))
 			__builtin_prefetch(pkv__map_slot_line_rcu(&pkv__map_shard(m, h[i])->ht, h[i]));
 	}
-	if (m->inline_probe)
+	if (pkv__map_inline_ok(m))
 		many_prefetch_records(m, it, st, h, n);
 	for (size_t i = 0; i < n; i++) {
 		const struct pkv_rec *rec;
