@@ -8,6 +8,9 @@ keeps serving the others.
 - truncated commands, abrupt disconnects, random bytes: no effect on anyone else;
 - a client that never reads its replies: the server bounds what it buffers for it;
 - --maxclients: `-ERR max number of clients reached`; a freed slot is usable again;
+- an open files limit below --maxclients: maxclients reduced at start, CONFIG SET past it
+  refused, bursts of clients served or refused, accept() failing with EMFILE neither spins
+  nor floods the log;
 - --requirepass: NOAUTH before AUTH, WRONGPASS for a wrong password, HELLO 3 AUTH;
 - --bind on a non-loopback address without --requirepass: refused at start;
 - --timeout: idle clients are closed, busy ones are not.
