@@ -479,12 +479,17 @@ static int fd_limit_setup(void)
 {
 	unsigned want = atomic_load(&srv.cfg.maxclients), n;
 	int open_now = count_open_fds();
+	struct rlimit before = { 0 };
 	rlim_t lim;
 
 	if (open_now < 0)
 		open_now = 64; /* no /proc: a generous guess */
 	fd_reserve = (unsigned)open_now + 2 * (unsigned)srv.nloops + SRV_FD_SPARE;
+	getrlimit(RLIMIT_NOFILE, &before);
 	n = srv_clients_possible(want, &lim);
+	if (lim > before.rlim_cur)
+		srv_log(LL_NOTICE, "open files limit raised from %llu to %llu",
+			(unsigned long long)before.rlim_cur, (unsigned long long)lim);
 	if (n == 0) {
 		fprintf(stderr,
 			"pkv-server: the open files limit (%llu) leaves no descriptor for clients: "
