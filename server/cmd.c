@@ -2014,6 +2014,22 @@ static void cmd_config(struct ctx *x)
 					    (int)(x->lens[a] > 64 ? 64 : x->lens[a]), x->argv[a]);
 				return;
 			}
+			/* more clients than the open files limit allows (after raising it if the
+			 * hard limit lets us): refused, as Redis does, rather than failing accept()
+			 * later */
+			if (arg_is(x, a, "maxclients")) {
+				unsigned n = srv_clients_possible((unsigned)v, NULL);
+
+				if (n < v) {
+					resp_errorf(
+						x->out,
+						"ERR CONFIG SET failed (possibly related to argument "
+						"'maxclients') - The operating system is not able to "
+						"handle the specified number of clients, try with %u",
+						n);
+					return;
+				}
+			}
 		}
 		for (size_t a = 2; a < x->argc; a += 2) {
 			long long v = 0;

@@ -11,6 +11,7 @@
 #include "server.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -97,7 +98,8 @@ static void usage(FILE *f)
 		"                         survives power loss) or periodic (fsync every interval)\n"
 		"  --sync-interval MS     the periodic fsync's interval (default: the store's, 100)\n"
 		"  --requirepass PASS     clients must AUTH (or HELLO AUTH) with PASS\n"
-		"  --maxclients N         most clients at once (default 10000)\n"
+		"  --maxclients N         most clients at once (default 10000); reduced at start to\n"
+		"                         the open files limit less what the server keeps for itself\n"
 		"  --timeout S            close clients idle for S seconds (default 0: never)\n"
 		"  --client-query-buffer-limit BYTES   unparsed input per client (default 256mb)\n"
 		"  --client-output-buffer-limit BYTES  unsent replies per client (default 256mb)\n"
@@ -385,24 +387,124 @@ static int listen_unix(const char *path, unsigned perm)
 	return fd;
 }
 
-static void raise_fd_limit(unsigned maxclients)
+/* ---- file descriptors -------------------------------------------------------------------- */
+
+/*
+ * Every client holds one descriptor; so does everything else of the process. The reserve is
+ * what the process needs besides its clients: what is open once the store, the listeners and
+ * the loops' epoll and event fds are set up (counted, not guessed: the store keeps a file per
+ * WAL lane), plus SRV_FD_SPARE for what opens later (the store's new segments and snapshot
+ * during a compaction or BGSAVE, the fd of a connection being refused, the connections waiting
+ * for a slot, SRV_ADMIT_WAIT_MAX). maxclients never passes RLIMIT_NOFILE minus the reserve, so
+ * accept() does not run out of descriptors in normal operation (Redis keeps 32 for itself the
+ * same way); when it does anyway, the loops back off (net.c).
+ */
+#define SRV_FD_SPARE (32 + SRV_ADMIT_WAIT_MAX)
+
+static pthread_mutex_t fd_limit_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned fd_reserve;
+
+/* Descriptors open now (/proc/self/fd less the one reading it); -1 if it cannot be read. */
+static int count_open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n - 1;
+}
+
+/* Raise the soft RLIMIT_NOFILE toward @want, at most to the hard limit; returns the limit now. */
+static rlim_t raise_nofile(rlim_t want)
 {
 	struct rlimit rl;
-	rlim_t want = (rlim_t)maxclients + 64;
+	rlim_t lo, hi;
 
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want) {
-		rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-		if (rl.rlim_cur < want) {
-			/* Fewer clients, as Redis does: one past the limit gets an error reply,
-			 * where accept() would fail with EMFILE over and over. */
-			unsigned n = rl.rlim_cur > 64 + 16 ? (unsigned)(rl.rlim_cur - 64) : 16;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return 0;
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want)
+		return rl.rlim_cur;
+	if (rl.rlim_max != RLIM_INFINITY && want > rl.rlim_max)
+		want = rl.rlim_max;
+	lo = rl.rlim_cur;
+	rl.rlim_cur = want;
+	if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+		return want;
+	/*
+	 * Refused although under the hard limit: an unlimited hard limit is still capped by
+	 * fs.nr_open (EPERM). Find the highest value accepted between the current one and @want;
+	 * a bisection, so a bounded number of tries (Redis steps down by 16 from the wanted value).
+	 */
+	hi = want;
+	while (hi - lo > 1) {
+		rlim_t mid = lo + (hi - lo) / 2;
 
-			atomic_store(&srv.cfg.maxclients, n);
-			srv_log(LL_WARNING, "open files limit %llu is below maxclients + 64: "
-				"maxclients reduced to %u", (unsigned long long)rl.rlim_cur, n);
-		}
+		rl.rlim_cur = mid;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+			lo = mid;
+		else
+			hi = mid;
 	}
+	rl.rlim_cur = lo;
+	setrlimit(RLIMIT_NOFILE, &rl); /* the last successful try may not be the last try */
+	return lo;
+}
+
+unsigned srv_clients_possible(unsigned want, rlim_t *limit)
+{
+	rlim_t lim;
+
+	pthread_mutex_lock(&fd_limit_lock);
+	lim = raise_nofile((rlim_t)want + fd_reserve);
+	pthread_mutex_unlock(&fd_limit_lock);
+	if (limit)
+		*limit = lim; /* OUT: */
+	if (lim <= fd_reserve)
+		return 0;
+	return lim - fd_reserve < want ? (unsigned)(lim - fd_reserve) : want;
+}
+
+/*
+ * Measure the reserve (before the loops start: their 2 fds each are added by hand) and cap
+ * --maxclients to what RLIMIT_NOFILE allows, raising the soft limit first if it can. One
+ * warning line when it caps; an error when not even one client fits.
+ */
+static int fd_limit_setup(void)
+{
+	unsigned want = atomic_load(&srv.cfg.maxclients), n;
+	int open_now = count_open_fds();
+	struct rlimit before = { 0 };
+	rlim_t lim;
+
+	if (open_now < 0)
+		open_now = 64; /* no /proc: a generous guess */
+	fd_reserve = (unsigned)open_now + 2 * (unsigned)srv.nloops + SRV_FD_SPARE;
+	getrlimit(RLIMIT_NOFILE, &before);
+	n = srv_clients_possible(want, &lim);
+	if (lim > before.rlim_cur)
+		srv_log(LL_NOTICE, "open files limit raised from %llu to %llu",
+			(unsigned long long)before.rlim_cur, (unsigned long long)lim);
+	if (n == 0) {
+		fprintf(stderr,
+			"pkv-server: the open files limit (%llu) leaves no descriptor for clients: "
+			"the server needs %u for itself; raise it (ulimit -n)\n",
+			(unsigned long long)lim, fd_reserve);
+		return -1;
+	}
+	if (n < want) {
+		atomic_store(&srv.cfg.maxclients, n);
+		srv_log(LL_WARNING,
+			"open files limit %llu (%u kept for the server itself): maxclients reduced "
+			"to %u (from %u); raise ulimit -n for more",
+			(unsigned long long)lim, fd_reserve, n, want);
+	}
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -463,7 +565,6 @@ int main(int argc, char **argv)
 			freeaddrinfo(ai);
 		return 1;
 	}
-	raise_fd_limit(atomic_load(&srv.cfg.maxclients));
 	if (ai) {
 		srv.tcp_fd = listen_tcp(ai);
 		freeaddrinfo(ai);
@@ -482,6 +583,10 @@ int main(int argc, char **argv)
 			pkv_close(srv.db);
 			return 1;
 		}
+	}
+	if (fd_limit_setup() < 0) {
+		pkv_close(srv.db);
+		return 1;
 	}
 	rc = net_start_loops();
 	if (rc < 0) {

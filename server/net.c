@@ -16,6 +16,17 @@
  * until it drains (back-pressure: a client that never reads cannot make us buffer its pipeline's
  * replies); one whose output passes output_limit anyway (one huge reply) is closed, as is one
  * whose unparsed input passes query_limit.
+ *
+ * Descriptors: --maxclients is capped at start to what RLIMIT_NOFILE leaves after the server's
+ * own (main.c), so accept() does not normally fail for want of one. A connection over
+ * --maxclients waits SRV_ADMIT_GRACE_MS for a slot (a client that just closed may not have been
+ * seen closing yet by its loop), but only SRV_ADMIT_WAIT_MAX of them at once in the process:
+ * the others get "-ERR max number of clients reached" and are closed at once, so a burst of
+ * connections never holds more descriptors than the reserve has room for. If accept() still
+ * fails for want of a resource (EMFILE, ENFILE, ENOBUFS, ENOMEM), the listeners stay readable
+ * (level-triggered): the loop takes them out of its epoll set for SRV_ACCEPT_BACKOFF_MS, or
+ * until one of its connections closes, rather than retrying at once, and the failures are
+ * logged at most once a second with a count of those not logged.
  */
 #include "server.h"
 
@@ -37,12 +48,28 @@
 #define SRV_READ_CHUNK (16u * 1024) /* as Redis: idle clients cost little */
 #define SRV_ACCEPT_BURST 64
 #define SRV_ADMIT_GRACE_MS 50 /* how long a connection over --maxclients waits for a slot */
+#define SRV_ACCEPT_BACKOFF_MS 100 /* listeners left alone after accept() ran out of resources */
+#define SRV_ACCEPT_LOG_MS 1000 /* at most one accept() failure logged in this long */
 
 /* epoll data tags for the non-connection fds (connections are their struct conn *) */
 static char tag_tcp, tag_unix, tag_wake, tag_durable;
 
 static void conn_kill(struct conn *c);
 static void conn_process(struct conn *c);
+
+/* connections waiting for a slot, all loops (at most SRV_ADMIT_WAIT_MAX) */
+static atomic_uint admit_waiting;
+
+/* the rate limit of accept()'s failure log, shared by the loops */
+static _Atomic uint64_t accept_log_ms; /* when one was last logged, 0 never */
+static atomic_uint accept_log_skipped; /* failures not logged since */
+
+static int add_fd(int epfd, int fd, void *tag, uint32_t events)
+{
+	struct epoll_event ev = { .events = events, .data.ptr = tag };
+
+	return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+}
 
 /* ---- connections ------------------------------------------------------------------------- */
 
@@ -105,6 +132,34 @@ static void addr_string(const struct sockaddr_storage *ss, char *out, size_t cap
 	}
 }
 
+/*
+ * Queue a connection over --maxclients to wait for a slot; false if SRV_ADMIT_WAIT_MAX already
+ * wait (each holds a descriptor: a burst must not take them all) or memory is short.
+ */
+static bool admit_wait(struct loop *l, int fd, bool is_unix, const struct sockaddr_storage *peer)
+{
+	if (atomic_fetch_add(&admit_waiting, 1) >= SRV_ADMIT_WAIT_MAX)
+		goto full;
+	if (l->nadmit == l->capadmit) {
+		size_t ncap = l->capadmit ? l->capadmit * 2 : 8;
+		struct admission *na = realloc(l->admit, ncap * sizeof(*na));
+
+		if (!na)
+			goto full;
+		l->admit = na;
+		l->capadmit = ncap;
+	}
+	l->admit[l->nadmit].fd = fd;
+	l->admit[l->nadmit].is_unix = is_unix;
+	l->admit[l->nadmit].since_ms = srv_mono_ms();
+	l->admit[l->nadmit].peer = *peer;
+	l->nadmit++;
+	return true;
+full:
+	atomic_fetch_sub(&admit_waiting, 1);
+	return false;
+}
+
 static void conn_new(struct loop *l, int fd, bool is_unix, const struct sockaddr_storage *peer,
 		     bool final)
 {
@@ -117,25 +172,8 @@ static void conn_new(struct loop *l, int fd, bool is_unix, const struct sockaddr
 
 	if (atomic_fetch_add(&srv.nclients, 1) >= atomic_load(&srv.cfg.maxclients)) {
 		atomic_fetch_sub(&srv.nclients, 1);
-		if (!final) {
-			if (l->nadmit == l->capadmit) {
-				size_t ncap = l->capadmit ? l->capadmit * 2 : 8;
-				struct admission *na = realloc(l->admit, ncap * sizeof(*na));
-
-				if (na) {
-					l->admit = na;
-					l->capadmit = ncap;
-				}
-			}
-			if (l->nadmit < l->capadmit) {
-				l->admit[l->nadmit].fd = fd;
-				l->admit[l->nadmit].is_unix = is_unix;
-				l->admit[l->nadmit].since_ms = srv_mono_ms();
-				l->admit[l->nadmit].peer = *peer;
-				l->nadmit++;
-				return;
-			}
-		}
+		if (!final && admit_wait(l, fd, is_unix, peer))
+			return;
 		/* Best effort, as Redis does: the socket is fresh, the line fits its buffer. */
 		ssize_t w = write(fd, maxerr, sizeof(maxerr) - 1);
 
@@ -196,9 +234,61 @@ static void conn_new(struct loop *l, int fd, bool is_unix, const struct sockaddr
 	srv_log(LL_VERBOSE, "accepted client %llu from %s", (unsigned long long)c->id, c->addr);
 }
 
+/* Add (@on) or remove the listening sockets from the loop's epoll set. */
+static int listeners_arm(struct loop *l, bool on)
+{
+	/* EPOLLEXCLUSIVE: a new connection wakes one waiting loop, not all of them. */
+	static const uint32_t events = EPOLLIN | EPOLLEXCLUSIVE;
+	int rc = 0;
+
+	if (srv.tcp_fd >= 0)
+		rc |= on ? add_fd(l->epfd, srv.tcp_fd, &tag_tcp, events) :
+			   epoll_ctl(l->epfd, EPOLL_CTL_DEL, srv.tcp_fd, NULL);
+	if (srv.unix_fd >= 0)
+		rc |= on ? add_fd(l->epfd, srv.unix_fd, &tag_unix, events) :
+			   epoll_ctl(l->epfd, EPOLL_CTL_DEL, srv.unix_fd, NULL);
+	return rc ? -errno : 0;
+}
+
+/* Log an accept() failure, unless one was logged less than SRV_ACCEPT_LOG_MS ago (any loop). */
+static void accept_log(int err)
+{
+	uint64_t now = srv_mono_ms();
+	uint64_t last = atomic_load_explicit(&accept_log_ms, memory_order_relaxed);
+	unsigned skipped;
+
+	if ((last && now - last < SRV_ACCEPT_LOG_MS) ||
+	    !atomic_compare_exchange_strong(&accept_log_ms, &last, now)) {
+		atomic_fetch_add_explicit(&accept_log_skipped, 1, memory_order_relaxed);
+		return;
+	}
+	skipped = atomic_exchange_explicit(&accept_log_skipped, 0, memory_order_relaxed);
+	srv_log(LL_WARNING,
+		"accept: %s%s; not accepting for %d ms (%u more failures since the last report)",
+		strerror(err),
+		err == EMFILE ? " (the open files limit: raise ulimit -n or lower maxclients)" : "",
+		SRV_ACCEPT_BACKOFF_MS, skipped);
+}
+
+/*
+ * accept() failed for want of a resource: the connection stays in the backlog and the listener
+ * stays readable. Stop watching it for a while (loop_main re-arms it) instead of failing again
+ * at once, in a loop, with a log line each time.
+ */
+static void accept_backoff(struct loop *l, int err)
+{
+	if (!l->accept_off) {
+		if (listeners_arm(l, false) < 0)
+			srv_log(LL_WARNING, "epoll_ctl(DEL) of a listener: %s", strerror(errno));
+		l->accept_off = true;
+	}
+	l->accept_resume_ms = srv_mono_ms() + SRV_ACCEPT_BACKOFF_MS;
+	accept_log(err);
+}
+
 static void accept_some(struct loop *l, int lfd, bool is_unix)
 {
-	for (int i = 0; i < SRV_ACCEPT_BURST; i++) {
+	for (int i = 0; i < SRV_ACCEPT_BURST && !l->accept_off; i++) {
 		struct sockaddr_storage peer;
 		socklen_t pl = sizeof(peer);
 		int fd;
@@ -206,11 +296,28 @@ static void accept_some(struct loop *l, int lfd, bool is_unix)
 		memset(&peer, 0, sizeof(peer));
 		fd = accept4(lfd, (struct sockaddr *)&peer, &pl, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
-			if (errno == EINTR)
+			switch (errno) {
+			case EAGAIN:
+				return;
+			case EINTR:
+			case ECONNABORTED:
+			/* the connection's own trouble, passed on by Linux (accept(2)), or a
+			 * firewall's verdict: the next one in the backlog may be fine */
+			case EPROTO:
+			case EPERM:
+			case ENOPROTOOPT:
+			case ENETDOWN:
+			case ENETUNREACH:
+			case EHOSTDOWN:
+			case EHOSTUNREACH:
+			case ENONET:
+			case EOPNOTSUPP:
 				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ECONNABORTED)
-				srv_log(LL_WARNING, "accept: %s", strerror(errno));
-			return;
+			default:
+				/* EMFILE, ENFILE, ENOBUFS, ENOMEM, or worse: no use retrying now */
+				accept_backoff(l, errno);
+				return;
+			}
 		}
 		conn_new(l, fd, is_unix, &peer, false);
 	}
@@ -250,6 +357,8 @@ static void conn_kill(struct conn *c)
 	l->conns[c->loop_pos] = last;
 	last->loop_pos = c->loop_pos;
 	atomic_fetch_sub(&srv.nclients, 1);
+	if (l->accept_off)
+		l->accept_resume_ms = 0; /* a descriptor is free: accept again after this round */
 	c->dead_next = l->dead_list;
 	l->dead_list = c;
 	srv_log(LL_VERBOSE, "closed client %llu", (unsigned long long)c->id);
@@ -717,6 +826,7 @@ static void retry_admissions(struct loop *l)
 		bool final = srv_mono_ms() - a[i].since_ms >= SRV_ADMIT_GRACE_MS;
 		size_t before = l->nadmit;
 
+		atomic_fetch_sub(&admit_waiting, 1); /* conn_new counts it again if it waits on */
 		conn_new(l, a[i].fd, a[i].is_unix, &a[i].peer, final);
 		if (l->nadmit > before)
 			l->admit[l->nadmit - 1].since_ms = a[i].since_ms; /* still waiting */
@@ -741,6 +851,13 @@ static void *loop_main(void *arg)
 #endif
 		if (l->nadmit)
 			timeout = 5;
+		if (l->accept_off) {
+			uint64_t now = srv_mono_ms();
+			uint64_t left = l->accept_resume_ms > now ? l->accept_resume_ms - now : 0;
+
+			if (left < (uint64_t)timeout)
+				timeout = (int)left;
+		}
 		n = epoll_wait(l->epfd, evs, 256, timeout);
 		if (n < 0 && errno != EINTR) {
 			srv_log(LL_WARNING, "epoll_wait: %s", strerror(errno));
@@ -790,6 +907,16 @@ static void *loop_main(void *arg)
 		loop_round_end(l);
 		if (l->nadmit)
 			retry_admissions(l);
+		if (l->accept_off && srv_mono_ms() >= l->accept_resume_ms) {
+			if (listeners_arm(l, true) == 0) {
+				l->accept_off = false;
+			} else {
+				srv_log(LL_WARNING, "epoll_ctl(ADD) of a listener: %s",
+					strerror(errno));
+				listeners_arm(l, false); /* all or none, and try again later */
+				l->accept_resume_ms = srv_mono_ms() + SRV_ACCEPT_BACKOFF_MS;
+			}
+		}
 		if (srv_mono_ms() - last_sweep >= 1000) {
 			last_sweep = srv_mono_ms();
 			sweep_idle(l);
@@ -815,13 +942,6 @@ static void *loop_main(void *arg)
 	return NULL;
 }
 
-static int add_fd(int epfd, int fd, void *tag, uint32_t events)
-{
-	struct epoll_event ev = { .events = events, .data.ptr = tag };
-
-	return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
-}
-
 int net_start_loops(void)
 {
 	int efd = -1;
@@ -845,12 +965,7 @@ int net_start_loops(void)
 			return -errno ? -errno : -ENOMEM;
 		if (add_fd(l->epfd, l->wakefd, &tag_wake, EPOLLIN) < 0)
 			return -errno;
-		/* EPOLLEXCLUSIVE: a new connection wakes one waiting loop, not all of them. */
-		if (srv.tcp_fd >= 0 &&
-		    add_fd(l->epfd, srv.tcp_fd, &tag_tcp, EPOLLIN | EPOLLEXCLUSIVE))
-			return -errno;
-		if (srv.unix_fd >= 0 &&
-		    add_fd(l->epfd, srv.unix_fd, &tag_unix, EPOLLIN | EPOLLEXCLUSIVE))
+		if (listeners_arm(l, true) < 0)
 			return -errno;
 		if (efd >= 0) {
 			/* Edge-triggered: every growth of the durable sequence number (every write

@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include "resp.h"
@@ -189,6 +190,8 @@ struct loop {
 		struct sockaddr_storage peer;
 	} * admit;
 	size_t nadmit, capadmit;
+	bool accept_off; /* the listeners are out of the epoll set (accept() ran out of fds) */
+	uint64_t accept_resume_ms; /* until then */
 	bool need_sync; /* power mode without tickets: a write was acknowledged in this round */
 	uint64_t waiting_seq; /* power mode with tickets: highest seq held back */
 	struct loop_stats st;
@@ -230,6 +233,20 @@ extern struct server srv;
 void srv_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 uint64_t srv_now_ms(void);
 uint64_t srv_mono_ms(void);
+
+/*
+ * Connections over --maxclients may wait this many at once (all loops) for a slot to free, each
+ * holding its descriptor; past that they are refused at once. Counted in the descriptors the
+ * server keeps for itself (main.c).
+ */
+#define SRV_ADMIT_WAIT_MAX 16
+
+/*
+ * srv_clients_possible() - how many of @want clients the open files limit allows, after raising
+ * the soft limit toward the hard one if @want needs it; the limit goes in @limit (may be NULL).
+ * Context: any thread (CONFIG SET maxclients); serialized inside.
+ */
+unsigned srv_clients_possible(unsigned want, rlim_t *limit);
 
 /* ---- net.c ---- */
 int net_start_loops(void);
