@@ -403,6 +403,20 @@ static void seg_discard(struct pkv_wal *w, struct wal_seg *seg)
 }
 
 /*
+ * The lane's current segment is done: listed among the old segments (W.7; if that allocation
+ * fails it is only kept until the next open) and handed to the background thread (or the next
+ * sync round) to be synced and closed. Lane lock held; the caller replaces l->cur.
+ */
+static void lane_retire_cur_locked(struct pkv_wal *w, struct wal_lane *l)
+{
+	(void)pkv__wal_old_add(w, l->id, l->cur->segno, l->cur->last_seq, l->cur->size,
+			       l->cur->off);
+	l->cur->wal = w;
+	l->cur->next = l->retired;
+	l->retired = l->cur;
+}
+
+/*
  * Move the lane to a segment with room for @need bytes. Lane lock held. 0 or -errno. The caller
  * wakes the background thread and the compactor once it has unlocked (wal.c calls nothing above
  * it).
@@ -432,15 +446,8 @@ static int lane_roll_locked(struct pkv_wal *w, struct wal_lane *l, size_t need)
 		}
 		l->next_segno++;
 	}
-	if (l->cur) {
-		/* If this allocation fails the segment is only kept until the next open. */
-		(void)pkv__wal_old_add(w, l->id, l->cur->segno, l->cur->last_seq,
-				       l->cur->size, l->cur->off);
-		l->cur->wal = w;
-		/* Synced and closed by the background thread (or the next sync round). */
-		l->cur->next = l->retired;
-		l->retired = l->cur;
-	}
+	if (l->cur)
+		lane_retire_cur_locked(w, l);
 	l->cur = seg;
 	l->max_used_segno = seg->segno;
 	l->want_spare = true;
@@ -515,11 +522,7 @@ void pkv__wal_roll_all(struct pkv_wal *w)
 
 		pthread_mutex_lock(&l->lock);
 		if (l->cur && l->cur->off > WAL_SEG_HDR) {
-			(void)pkv__wal_old_add(w, l->id, l->cur->segno, l->cur->last_seq,
-					       l->cur->size, l->cur->off);
-			l->cur->wal = w;
-			l->cur->next = l->retired;
-			l->retired = l->cur;
+			lane_retire_cur_locked(w, l);
 			l->cur = NULL; /* the next append takes the spare */
 			l->want_spare = true;
 		}
@@ -738,11 +741,7 @@ void pkv__wal_lane_retire_cur(struct pkv_wal *w, uint32_t lane)
 
 	pthread_mutex_lock(&l->lock);
 	if (l->cur) {
-		(void)pkv__wal_old_add(w, l->id, l->cur->segno, l->cur->last_seq,
-				       l->cur->size, l->cur->off);
-		l->cur->wal = w;
-		l->cur->next = l->retired;
-		l->retired = l->cur;
+		lane_retire_cur_locked(w, l);
 		l->cur = NULL; /* the next append starts a new segment */
 		l->want_spare = true;
 	}
