@@ -259,6 +259,31 @@ static void sort_keys(struct batch_key *k, uint32_t n)
 }
 
 /*
+ * sort_keys for a large batch, without qsort's calls and merges (they were a fifth of a bulk
+ * load's instructions, docs/benchmarks.md "Batches"): a counting sort by shard into @tmp, stable
+ * so that each shard's keys keep their op order, then each shard's run (a few keys, with many
+ * shards) by sort_keys. @cnt has room for @nshards + 1 counters. The result is in @k.
+ */
+static void sort_keys_large(struct batch_key *k, struct batch_key *tmp, uint32_t *cnt,
+			    uint32_t nshards, uint32_t n)
+{
+	uint32_t start = 0;
+
+	memset(cnt, 0, ((size_t)nshards + 1) * sizeof(*cnt));
+	for (uint32_t i = 0; i < n; i++)
+		cnt[k[i].shard + 1]++;
+	for (uint32_t s = 0; s < nshards; s++)
+		cnt[s + 1] += cnt[s]; /* cnt[s]: where shard s's run starts */
+	for (uint32_t i = 0; i < n; i++)
+		tmp[cnt[k[i].shard]++] = k[i]; /* now cnt[s]: where it ends */
+	memcpy(k, tmp, (size_t)n * sizeof(*k));
+	for (uint32_t s = 0; s < nshards; s++) {
+		sort_keys(k + start, cnt[s] - start);
+		start = cnt[s];
+	}
+}
+
+/*
  * B.3: keep one entry per distinct key, its last op; @k sorted by sort_keys. Keys that share
  * a hash are compared among themselves only (a run is almost always one key long). Returns the
  * number kept, still in hash order.
@@ -366,7 +391,9 @@ PKV_EXPORT int pkv_write(pkv *db, pkv_batch *b, unsigned flags, uint64_t *seq_ou
 	/* Everything that allocates comes before any lock (B.2). */
 	memset(set, 0, ((db->map.nshards + 63) / 64) * sizeof(*set));
 	if (b->nops > SMALL_BATCH) {
-		keys = malloc((size_t)b->nops * sizeof(*keys));
+		/* The keys, the sort's second array, and its counters (sort_keys_large). */
+		keys = malloc((size_t)b->nops * 2 * sizeof(*keys) +
+			      ((size_t)db->map.nshards + 1) * sizeof(uint32_t));
 		plans = calloc((size_t)b->nops, sizeof(*plans));
 	} else {
 		memset(plans_s, 0, sizeof(plans_s));
@@ -399,7 +426,11 @@ PKV_EXPORT int pkv_write(pkv *db, pkv_batch *b, unsigned flags, uint64_t *seq_ou
 	if (prefetch)
 		pkv__rcu_read_unlock();
 	/* B.3: one entry per distinct key, holding its last op, in ascending shard order. */
-	sort_keys(keys, b->nops);
+	if (b->nops > SMALL_BATCH)
+		sort_keys_large(keys, keys + b->nops, (uint32_t *)(keys + 2 * (size_t)b->nops),
+				db->map.nshards, b->nops);
+	else
+		sort_keys(keys, b->nops);
 	nkeys = dedup_keys(b, keys, b->nops);
 	for (uint32_t i = 0; i < nkeys; i++)
 		mark(set, &lo, &hi, keys[i].shard);
