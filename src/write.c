@@ -35,9 +35,10 @@
  *  B.5  pkv_clear logs one clear record, then empties every shard and drops the base image
  *       (apply.c): recovery disregards the base and every earlier record at it (recovery.c
  *       R.11), and the next compaction deletes the dropped snapshot (compact.c C.10).
- *  B.6  A batch may prefetch the map's slots and records of its keys before it takes the locks;
- *       it only prefetches (inside a read section, the tables being the readers' too), so what
- *       it reads under the locks (B.2) is all that decides.
+ *  B.6  A batch may prefetch the map's slots and records of its keys: a small one before it
+ *       takes the locks (inside a read section, the tables being the readers' too), a large one
+ *       a few keys ahead of its commits (under the locks). It only prefetches, so what it reads
+ *       under the locks (B.2) is all that decides.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -360,6 +361,27 @@ static bool cond_holds(uint64_t want, uint64_t have)
  */
 #define PREFETCH_OPS 64
 
+/* A larger batch prefetches records this many keys ahead of its commits, slot lines twice as far. */
+#define PREFETCH_AHEAD 8
+
+/*
+ * B.6 for a batch of more than PREFETCH_OPS ops, before the commit of key @i: the slot line
+ * 2 * PREFETCH_AHEAD keys ahead, and the record in the line PREFETCH_AHEAD keys ahead, which was
+ * prefetched that many commits ago. The caller holds the keys' shard locks: the tables stay
+ * put, as a read section would keep them.
+ */
+static void prefetch_ahead(struct pkv *db, const pkv_batch *b, const struct batch_key *k,
+			   uint32_t n, uint32_t i)
+{
+	uint32_t j = i + PREFETCH_AHEAD, l = i + 2 * PREFETCH_AHEAD;
+
+	if (l < n)
+		__builtin_prefetch(pkv__map_slot_line_rcu(&db->map.shards[k[l].shard].ht, k[l].hash));
+	if (j < n)
+		pkv__map_prefetch_rec_rcu(&db->map.shards[k[j].shard].ht, k[j].hash,
+					  b->ops[k[j].op].klen);
+}
+
 PKV_EXPORT int pkv_write(pkv *db, pkv_batch *b, unsigned flags, uint64_t *seq_out)
 {
 	struct batch_key keys_s[SMALL_BATCH], *keys = keys_s;
@@ -369,7 +391,7 @@ PKV_EXPORT int pkv_write(pkv *db, pkv_batch *b, unsigned flags, uint64_t *seq_ou
 	uint32_t nkeys = 0, lo = UINT32_MAX, hi = 0;
 	struct apply_clock clk = { 0 };
 	struct wal_src src;
-	bool durable = false, locked = false, rolled = false, prefetch;
+	bool durable = false, locked = false, rolled = false, prefetch, roll;
 	int64_t seq = 0;
 	int r = 0;
 
@@ -468,6 +490,11 @@ PKV_EXPORT int pkv_write(pkv *db, pkv_batch *b, unsigned flags, uint64_t *seq_ou
 	lock_set(db, set, lo, hi);
 	locked = true;
 
+	roll = db->map.inline_probe && !prefetch;
+	for (uint32_t i = 0; roll && i < nkeys && i < 2 * PREFETCH_AHEAD; i++) /* B.6 */
+		__builtin_prefetch(pkv__map_slot_line_rcu(&db->map.shards[keys[i].shard].ht,
+							  keys[i].hash));
+
 	/* B.2: the conditions, against the state before the batch. */
 	for (uint32_t i = 0; i < b->nconds; i++) {
 		const struct batch_op *c = &b->conds[i];
@@ -537,6 +564,8 @@ PKV_EXPORT int pkv_write(pkv *db, pkv_batch *b, unsigned flags, uint64_t *seq_ou
 			__atomic_store_n(&s->dels, s->dels + 1, __ATOMIC_RELAXED);
 		else
 			__atomic_store_n(&s->puts, s->puts + 1, __ATOMIC_RELAXED);
+		if (roll)
+			prefetch_ahead(db, b, keys, nkeys, i);
 		if (plans[i].skip)
 			continue;
 		r = pkv__apply_commit_locked(db, s, keys[i].hash, pkv__batch_key(b, op), op->klen,
