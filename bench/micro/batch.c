@@ -85,7 +85,7 @@ static double median(double *v, int n)
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-static void die(const char *what, int r)
+static __attribute__((noreturn)) void die(const char *what, int r)
 {
 	fprintf(stderr, "%s: %s\n", what, pkv_strerror(r));
 	exit(1);
