@@ -335,7 +335,8 @@ static void lock_set(struct pkv *db, const uint64_t *set, uint32_t lo, uint32_t 
 {
 	for (uint32_t w = lo / 64; w <= hi / 64; w++)
 		for (uint64_t bits = set[w]; bits; bits &= bits - 1)
-			pthread_mutex_lock(&db->map.shards[w * 64 + (uint32_t)__builtin_ctzll(bits)].lock);
+			pthread_mutex_lock(&db->map.shards[w * 64 +
+							   (uint32_t)__builtin_ctzll(bits)].lock);
 }
 
 /* The reverse order; any order would do for unlocking, this one mirrors lock_set. */
@@ -361,7 +362,7 @@ static bool cond_holds(uint64_t want, uint64_t have)
  */
 #define PREFETCH_OPS 64
 
-/* A larger batch prefetches records this many keys ahead of its commits, slot lines twice as far. */
+/* A larger batch prefetches records this many keys ahead of its commits, slot lines twice that. */
 #define PREFETCH_AHEAD 8
 
 /*
@@ -376,7 +377,8 @@ static void prefetch_ahead(struct pkv *db, const pkv_batch *b, const struct batc
 	uint32_t j = i + PREFETCH_AHEAD, l = i + 2 * PREFETCH_AHEAD;
 
 	if (l < n)
-		__builtin_prefetch(pkv__map_slot_line_rcu(&db->map.shards[k[l].shard].ht, k[l].hash));
+		__builtin_prefetch(pkv__map_slot_line_rcu(&db->map.shards[k[l].shard].ht,
+							  k[l].hash));
 	if (j < n)
 		pkv__map_prefetch_rec_rcu(&db->map.shards[k[j].shard].ht, k[j].hash,
 					  b->ops[k[j].op].klen);
