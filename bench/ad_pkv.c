@@ -11,9 +11,10 @@
  * consecutive puts of the op stream as one pkv_write batch; issue 11's goal compares its keys
  * per second with pkv:process's single puts).
  *
- * Every pkv system loads through pkv_write batches of BULK_BATCH puts between bulk_begin and
- * bulk_end, as the LevelDB and RocksDB adapters load through write batches: the load figure is
- * issue 11's goal of a bulk load against ck_ht's insert loop.
+ * The pkv systems (not pkv-ticket, which loads put by put) load through pkv_write batches of
+ * BULK_BATCH puts between bulk_begin and bulk_end, as the LevelDB and RocksDB adapters load
+ * through write batches: the load figure is issue 11's goal of a bulk load against ck_ht's
+ * insert loop.
  *
  * pkv-ticket:power is the same store opened in PROCESS mode whose writes are made power-durable
  * through durability tickets: pkv_put_seq, then pkv_wait_durable(seq, -1) before the write
