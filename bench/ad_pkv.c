@@ -7,6 +7,15 @@
  * per get; the value is not copied, only its first byte read) and pkv:many (pkv_get_many on
  * batches of KV_MANY_BATCH consecutive gets of the op stream, in one section per batch).
  *
+ * A third writes pkv:process differently: pkv:batch8 (put-only experiments write KV_PUT_BATCH
+ * consecutive puts of the op stream as one pkv_write batch; issue 11's goal compares its keys
+ * per second with pkv:process's single puts).
+ *
+ * The pkv systems (not pkv-ticket, which loads put by put) load through pkv_write batches of
+ * BULK_BATCH puts between bulk_begin and bulk_end, as the LevelDB and RocksDB adapters load
+ * through write batches: the load figure is issue 11's goal of a bulk load against ck_ht's
+ * insert loop.
+ *
  * pkv-ticket:power is the same store opened in PROCESS mode whose writes are made power-durable
  * through durability tickets: pkv_put_seq, then pkv_wait_durable(seq, -1) before the write
  * counts as done (what a server does before it acknowledges). It should commit at least as fast
@@ -109,18 +118,70 @@ static int p_close(void *db)
 	return pkv_close(db);
 }
 
+#define BULK_BATCH 1000u
+
+/* Per thread: the batch of a bulk load or of pkv:batch8's puts, reused (pkv_batch_clear). */
+struct pthr {
+	pkv_batch *b;
+	int bulk;   /* between bulk_begin and bulk_end: puts go into b */
+	unsigned n; /* puts in b */
+};
+
 static void *p_thread_init(void *db)
 {
+	struct pthr *pt = calloc(1, sizeof(*pt));
+
 	(void)db;
 	(void)pkv_thread_attach();
-	return NULL;
+	if (pt && pkv_batch_new(&pt->b) != 0) {
+		free(pt);
+		pt = NULL;
+	}
+	return pt; /* NULL: no batches (put_many and the bulk hooks then fail) */
 }
 
 static void p_thread_fini(void *db, void *t)
 {
+	struct pthr *pt = t;
+
 	(void)db;
-	(void)t;
+	if (pt) {
+		pkv_batch_free(pt->b);
+		free(pt);
+	}
 	(void)pkv_thread_detach();
+}
+
+static int p_bulk_begin(void *db, void *t)
+{
+	struct pthr *pt = t;
+
+	(void)db;
+	if (!pt)
+		return -ENOMEM;
+	pkv_batch_clear(pt->b);
+	pt->n = 0;
+	pt->bulk = 1;
+	return 0;
+}
+
+static int p_bulk_flush(pkv *db, struct pthr *pt)
+{
+	int rc = pkv_write(db, pt->b, 0, NULL);
+
+	pkv_batch_clear(pt->b);
+	pt->n = 0;
+	return rc;
+}
+
+static int p_bulk_end(void *db, void *t)
+{
+	struct pthr *pt = t;
+
+	if (!pt || !pt->bulk)
+		return 0;
+	pt->bulk = 0;
+	return p_bulk_flush(db, pt);
 }
 
 static int map_rc(int rc)
@@ -196,8 +257,30 @@ static int p_get_one(void *db, void *t, const void *k, size_t kl, void *buf, siz
 
 static int p_put(void *db, void *t, const void *k, size_t kl, const void *v, size_t vl)
 {
-	(void)t;
-	return pkv_put(db, k, kl, v, vl);
+	struct pthr *pt = t;
+	int rc;
+
+	if (!pt || !pt->bulk)
+		return pkv_put(db, k, kl, v, vl);
+	rc = pkv_batch_put(pt->b, k, kl, v, vl);
+	if (rc == 0 && ++pt->n >= BULK_BATCH)
+		rc = p_bulk_flush(db, pt);
+	return rc;
+}
+
+/* pkv:batch8: n puts, one pkv_write. */
+static int p_put_many(void *db, void *t, const void *const *keys, size_t klen,
+		      const void *const *vals, size_t vlen, size_t n)
+{
+	struct pthr *pt = t;
+	int rc = 0;
+
+	if (!pt)
+		return -ENOMEM;
+	pkv_batch_clear(pt->b);
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		rc = pkv_batch_put(pt->b, keys[i], klen, vals[i], vlen);
+	return rc ? rc : pkv_write(db, pt->b, 0, NULL);
 }
 
 static int p_del(void *db, void *t, const void *k, size_t kl)
@@ -266,6 +349,8 @@ const struct kv_engine engine_pkv = {
 	.settle = p_settle,
 	.stats = p_stats,
 	.strerror = p_strerror,
+	.bulk_begin = p_bulk_begin,
+	.bulk_end = p_bulk_end,
 };
 
 #define PKV_READ_VARIANT(var, getfn, manyfn)                                                     \
@@ -287,10 +372,34 @@ const struct kv_engine engine_pkv = {
 		.strerror = p_strerror,                                                          \
 		.get_many = manyfn,                                                              \
 		.reads_only = 1,                                                                 \
+		.bulk_begin = p_bulk_begin,                                                      \
+		.bulk_end = p_bulk_end,                                                          \
 	}
 
 PKV_READ_VARIANT(engine_pkv_ref, p_get_ref, NULL);
 PKV_READ_VARIANT(engine_pkv_many, p_get_one, p_get_many);
+
+const struct kv_engine engine_pkv_batch8 = {
+	.name = "pkv",
+	.modes = 1u << DUR_NOSYNC,
+	.persistent = 1,
+	.open = p_open,
+	.close = p_close,
+	.thread_init = p_thread_init,
+	.thread_fini = p_thread_fini,
+	.get = p_get,
+	.put = p_put,
+	.del = p_del,
+	.sync = p_sync,
+	.checkpoint = p_checkpoint,
+	.settle = p_settle,
+	.stats = p_stats,
+	.strerror = p_strerror,
+	.bulk_begin = p_bulk_begin,
+	.bulk_end = p_bulk_end,
+	.put_many = p_put_many,
+	.writes_only = 1,
+};
 
 const struct kv_engine engine_pkv_ticket = {
 	.name = "pkv-ticket",

@@ -94,9 +94,18 @@ struct kv_engine {
 	/* A variant that only reads differently (pkv:ref, pkv:many): writes would measure the
 	 * same code as its base system, so experiments that write skip it. */
 	int reads_only;
+	/* Optional: write n (<= KV_MANY_MAX) puts of klen-byte keys and vlen-byte values as one
+	 * atomic batch. Put-only experiments of a closed loop call it with KV_PUT_BATCH
+	 * consecutive puts instead of calling put for each. */
+	int (*put_many)(void *db, void *t, const void *const *keys, size_t klen,
+			const void *const *vals, size_t vlen, size_t n);
+	/* A variant that only writes differently (pkv:batch8): experiments that read would
+	 * measure the same code as its base system, so only put-only experiments run it. */
+	int writes_only;
 };
 
 #define KV_MANY_BATCH 32
+#define KV_PUT_BATCH 8
 #define KV_MANY_MAX 64
 
 const struct kv_engine *engine_find(const char *name);

@@ -12,6 +12,7 @@
 extern const struct kv_engine engine_pkv;
 extern const struct kv_engine engine_pkv_ref;
 extern const struct kv_engine engine_pkv_many;
+extern const struct kv_engine engine_pkv_batch8;
 extern const struct kv_engine engine_pkv_ticket;
 #endif
 extern const struct kv_engine engine_ckht;
@@ -92,7 +93,7 @@ void engine_list(FILE *f)
 			if (engines[i]->modes & (1u << d))
 				fprintf(f, " %s:%s", engines[i]->name, mode_label(engines[i], d));
 		if (!strcmp(engines[i]->name, "pkv"))
-			fprintf(f, " pkv:ref pkv:many");
+			fprintf(f, " pkv:ref pkv:many pkv:batch8");
 		fputc('\n', f);
 	}
 }
@@ -114,9 +115,13 @@ int sys_parse(const char *spec, struct sysdesc *out)
 	if (!e)
 		return -1;
 #ifdef PKVB_HAVE_PKV
-	/* pkv:ref and pkv:many: pkv:process read through pkv_get_ref / pkv_get_many. */
-	if (e == &engine_pkv && mode && (!strcmp(mode, "ref") || !strcmp(mode, "many"))) {
-		out->eng = !strcmp(mode, "ref") ? &engine_pkv_ref : &engine_pkv_many;
+	/* pkv:ref and pkv:many: pkv:process read through pkv_get_ref / pkv_get_many; pkv:batch8:
+	 * pkv:process whose put-only experiments write batches of KV_PUT_BATCH (pkv_write). */
+	if (e == &engine_pkv && mode &&
+	    (!strcmp(mode, "ref") || !strcmp(mode, "many") || !strcmp(mode, "batch8"))) {
+		out->eng = !strcmp(mode, "ref")	   ? &engine_pkv_ref
+			   : !strcmp(mode, "many") ? &engine_pkv_many
+						   : &engine_pkv_batch8;
 		out->dur = DUR_NOSYNC;
 		snprintf(out->name, sizeof(out->name), "pkv:%s", mode);
 		return 0;

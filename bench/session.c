@@ -488,10 +488,14 @@ int session_inproc(const struct sysdesc *sds, int nsys, const struct exp *exps, 
 					i = nsys - 1 - i;
 				if (!is[i].db)
 					continue;
-				/* pkv:ref and pkv:many write exactly as pkv:process does. */
+				/* pkv:ref and pkv:many write exactly as pkv:process does, and
+				 * pkv:batch8 reads as it does: each runs only what it changes. */
 				if (sds[i].eng->reads_only &&
 				    (e->kind == EXP_RW || e->kind == EXP_COMMIT || e->mix.put ||
 				     e->mix.del))
+					continue;
+				if (sds[i].eng->writes_only &&
+				    (e->kind != EXP_TPUT || e->mix.put != 100))
 					continue;
 				struct store st = {.eng = sds[i].eng, .db = is[i].db, .sd = &sds[i],
 						   .ks = &x.ks, .vp = &x.vp};

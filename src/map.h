@@ -226,6 +226,28 @@ static inline const void *pkv__map_slot_line_rcu(const ck_ht_t *ht, uint64_t has
 	return (const void *)((uintptr_t)(map->entries + (hash & map->mask)) & ~(uintptr_t)63);
 }
 
+/*
+ * Prefetch the record that the first slot line of @hash's probe holds for a key of @klen bytes,
+ * if a slot there carries the full hash: the record's head and the end of its key, what a lookup
+ * or an overwrite compares. Call it once the line itself had time to arrive (after a
+ * pkv__map_slot_line_rcu prefetch and other work). Only an address to prefetch: the slots are
+ * read without ordering, and the lookup or the write reads them properly.
+ */
+static inline void pkv__map_prefetch_rec_rcu(const ck_ht_t *ht, uint64_t hash, size_t klen)
+{
+	const ck_ht_entry_t *line = pkv__map_slot_line_rcu(ht, hash);
+
+	for (unsigned j = 0; j < PKV_CK_BUCKET; j++) {
+		uint64_t eh = __atomic_load_n(&line[j].hash, __ATOMIC_RELAXED);
+		uintptr_t v = __atomic_load_n(&line[j].value, __ATOMIC_RELAXED);
+
+		if (eh == hash && v != 0 && v != CK_HT_KEY_TOMBSTONE) {
+			__builtin_prefetch((const void *)v);
+			__builtin_prefetch((const char *)v + sizeof(struct pkv_rec) + klen - 1);
+		}
+	}
+}
+
 /* Key equality; keys of 8 to 16 bytes (the common case) in two overlapping 8-byte compares. */
 static inline bool pkv__key_eq(const void *a, const void *b, size_t n)
 {

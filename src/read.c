@@ -223,24 +223,9 @@ PKV_EXPORT int pkv_get_ref(pkv *db, const void *key, size_t klen, const void **v
 static void many_prefetch_records(struct pkv_map *m, const pkv_item *it, const int *st,
 				  const uint64_t *h, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		const ck_ht_entry_t *line;
-
-		if (st[i] != ITEM_PENDING)
-			continue;
-		line = pkv__map_slot_line_rcu(&pkv__map_shard(m, h[i])->ht, h[i]);
-		for (unsigned j = 0; j < PKV_CK_BUCKET; j++) {
-			uint64_t eh = __atomic_load_n(&line[j].hash, __ATOMIC_RELAXED);
-			uintptr_t v = __atomic_load_n(&line[j].value, __ATOMIC_RELAXED);
-
-			/* Only an address to prefetch: the lookup reads the slot properly. */
-			if (eh == h[i] && v != 0 && v != CK_HT_KEY_TOMBSTONE) {
-				__builtin_prefetch((const void *)v);
-				__builtin_prefetch((const char *)v + sizeof(struct pkv_rec) +
-						   it[i].klen - 1);
-			}
-		}
-	}
+	for (size_t i = 0; i < n; i++)
+		if (st[i] == ITEM_PENDING)
+			pkv__map_prefetch_rec_rcu(&pkv__map_shard(m, h[i])->ht, h[i], it[i].klen);
 }
 
 /* RD.5 for the keys the live map lacks: prefetch index slots, then records, then probe. */

@@ -35,6 +35,10 @@
  *  B.5  pkv_clear logs one clear record, then empties every shard and drops the base image
  *       (apply.c): recovery disregards the base and every earlier record at it (recovery.c
  *       R.11), and the next compaction deletes the dropped snapshot (compact.c C.10).
+ *  B.6  A batch may prefetch the map's slots and records of its keys: a small one before it
+ *       takes the locks (inside a read section, the tables being the readers' too), a large one
+ *       a few keys ahead of its commits (under the locks). It only prefetches, so what it reads
+ *       under the locks (B.2) is all that decides.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -256,6 +260,31 @@ static void sort_keys(struct batch_key *k, uint32_t n)
 }
 
 /*
+ * sort_keys for a large batch, without qsort's calls and merges (they were a fifth of a bulk
+ * load's instructions, docs/benchmarks.md "Batches"): a counting sort by shard into @tmp, stable
+ * so that each shard's keys keep their op order, then each shard's run (a few keys, with many
+ * shards) by sort_keys. @cnt has room for @nshards + 1 counters. The result is in @k.
+ */
+static void sort_keys_large(struct batch_key *k, struct batch_key *tmp, uint32_t *cnt,
+			    uint32_t nshards, uint32_t n)
+{
+	uint32_t start = 0;
+
+	memset(cnt, 0, ((size_t)nshards + 1) * sizeof(*cnt));
+	for (uint32_t i = 0; i < n; i++)
+		cnt[k[i].shard + 1]++;
+	for (uint32_t s = 0; s < nshards; s++)
+		cnt[s + 1] += cnt[s]; /* cnt[s]: where shard s's run starts */
+	for (uint32_t i = 0; i < n; i++)
+		tmp[cnt[k[i].shard]++] = k[i]; /* now cnt[s]: where it ends */
+	memcpy(k, tmp, (size_t)n * sizeof(*k));
+	for (uint32_t s = 0; s < nshards; s++) {
+		sort_keys(k + start, cnt[s] - start);
+		start = cnt[s];
+	}
+}
+
+/*
  * B.3: keep one entry per distinct key, its last op; @k sorted by sort_keys. Keys that share
  * a hash are compared among themselves only (a run is almost always one key long). Returns the
  * number kept, still in hash order.
@@ -296,19 +325,27 @@ static void mark(uint64_t *set, uint32_t *lo, uint32_t *hi, uint32_t shard)
 		*hi = shard;
 }
 
-/* B.1: ascending shard order, the one global order every batch and clear takes locks in. */
+/*
+ * B.1: ascending shard order, the one global order every batch and clear takes locks in. The
+ * set is walked a word at a time, set bits only: a batch's few shards are spread over the whole
+ * range, and testing every shard between the lowest and the highest was a tenth of a small
+ * batch's instructions (docs/benchmarks.md, "Batches").
+ */
 static void lock_set(struct pkv *db, const uint64_t *set, uint32_t lo, uint32_t hi)
 {
-	for (uint32_t i = lo; i <= hi; i++)
-		if (set[i / 64] >> (i % 64) & 1)
-			pthread_mutex_lock(&db->map.shards[i].lock);
+	for (uint32_t w = lo / 64; w <= hi / 64; w++)
+		for (uint64_t bits = set[w]; bits; bits &= bits - 1)
+			pthread_mutex_lock(&db->map.shards[w * 64 +
+							   (uint32_t)__builtin_ctzll(bits)].lock);
 }
 
+/* The reverse order; any order would do for unlocking, this one mirrors lock_set. */
 static void unlock_set(struct pkv *db, const uint64_t *set, uint32_t lo, uint32_t hi)
 {
-	for (uint32_t i = hi + 1; i-- > lo;)
-		if (set[i / 64] >> (i % 64) & 1)
-			pthread_mutex_unlock(&db->map.shards[i].lock);
+	for (uint32_t w = hi / 64 + 1; w-- > lo / 64;)
+		for (uint64_t bits = set[w]; bits; bits &= ~(1ull << (63 - __builtin_clzll(bits))))
+			pthread_mutex_unlock(&db->map.shards[w * 64 + 63 -
+							 (uint32_t)__builtin_clzll(bits)].lock);
 }
 
 static bool cond_holds(uint64_t want, uint64_t have)
@@ -319,6 +356,34 @@ static bool cond_holds(uint64_t want, uint64_t have)
 /* Batches this small plan on the stack: no allocation beyond their records. */
 #define SMALL_BATCH 16
 
+/*
+ * Batches up to this many ops prefetch (B.6): their lines stay in L1 until they are used. A
+ * larger batch's first lines would be evicted by its last ones before the locks are taken.
+ */
+#define PREFETCH_OPS 64
+
+/* A larger batch prefetches records this many keys ahead of its commits, slot lines twice that. */
+#define PREFETCH_AHEAD 8
+
+/*
+ * B.6 for a batch of more than PREFETCH_OPS ops, before the commit of key @i: the slot line
+ * 2 * PREFETCH_AHEAD keys ahead, and the record in the line PREFETCH_AHEAD keys ahead, which was
+ * prefetched that many commits ago. The caller holds the keys' shard locks: the tables stay
+ * put, as a read section would keep them.
+ */
+static void prefetch_ahead(struct pkv *db, const pkv_batch *b, const struct batch_key *k,
+			   uint32_t n, uint32_t i)
+{
+	uint32_t j = i + PREFETCH_AHEAD, l = i + 2 * PREFETCH_AHEAD;
+
+	if (l < n)
+		__builtin_prefetch(pkv__map_slot_line_rcu(&db->map.shards[k[l].shard].ht,
+							  k[l].hash));
+	if (j < n)
+		pkv__map_prefetch_rec_rcu(&db->map.shards[k[j].shard].ht, k[j].hash,
+					  b->ops[k[j].op].klen);
+}
+
 PKV_EXPORT int pkv_write(pkv *db, pkv_batch *b, unsigned flags, uint64_t *seq_out)
 {
 	struct batch_key keys_s[SMALL_BATCH], *keys = keys_s;
@@ -328,7 +393,7 @@ PKV_EXPORT int pkv_write(pkv *db, pkv_batch *b, unsigned flags, uint64_t *seq_ou
 	uint32_t nkeys = 0, lo = UINT32_MAX, hi = 0;
 	struct apply_clock clk = { 0 };
 	struct wal_src src;
-	bool durable = false, locked = false, rolled = false;
+	bool durable = false, locked = false, rolled = false, prefetch, roll;
 	int64_t seq = 0;
 	int r = 0;
 
@@ -350,7 +415,9 @@ PKV_EXPORT int pkv_write(pkv *db, pkv_batch *b, unsigned flags, uint64_t *seq_ou
 	/* Everything that allocates comes before any lock (B.2). */
 	memset(set, 0, ((db->map.nshards + 63) / 64) * sizeof(*set));
 	if (b->nops > SMALL_BATCH) {
-		keys = malloc((size_t)b->nops * sizeof(*keys));
+		/* The keys, the sort's second array, and its counters (sort_keys_large). */
+		keys = malloc((size_t)b->nops * 2 * sizeof(*keys) +
+			      ((size_t)db->map.nshards + 1) * sizeof(uint32_t));
 		plans = calloc((size_t)b->nops, sizeof(*plans));
 	} else {
 		memset(plans_s, 0, sizeof(plans_s));
@@ -361,15 +428,33 @@ PKV_EXPORT int pkv_write(pkv *db, pkv_batch *b, unsigned flags, uint64_t *seq_ou
 		r = -ENOMEM;
 		goto out;
 	}
+	/*
+	 * B.6: the slot lines of the keys' probes are prefetched as the keys are hashed, and the
+	 * records in them (the versions the batch replaces) once the records are allocated, so
+	 * that the misses of all the keys overlap before the locks instead of following one
+	 * another under them. Prefetches only: everything is read again under the locks.
+	 */
+	prefetch = db->map.inline_probe && b->nops <= PREFETCH_OPS;
+	if (prefetch)
+		pkv__rcu_read_lock();
 	for (uint32_t i = 0; i < b->nops; i++) {
 		const struct batch_op *op = &b->ops[i];
 
 		keys[i].hash = pkv__map_hash(&db->map, pkv__batch_key(b, op), op->klen);
 		keys[i].shard = shard_of(db, keys[i].hash);
 		keys[i].op = i;
+		if (prefetch)
+			__builtin_prefetch(pkv__map_slot_line_rcu(&db->map.shards[keys[i].shard].ht,
+								  keys[i].hash));
 	}
+	if (prefetch)
+		pkv__rcu_read_unlock();
 	/* B.3: one entry per distinct key, holding its last op, in ascending shard order. */
-	sort_keys(keys, b->nops);
+	if (b->nops > SMALL_BATCH)
+		sort_keys_large(keys, keys + b->nops, (uint32_t *)(keys + 2 * (size_t)b->nops),
+				db->map.nshards, b->nops);
+	else
+		sort_keys(keys, b->nops);
 	nkeys = dedup_keys(b, keys, b->nops);
 	for (uint32_t i = 0; i < nkeys; i++)
 		mark(set, &lo, &hi, keys[i].shard);
@@ -392,6 +477,13 @@ PKV_EXPORT int pkv_write(pkv *db, pkv_batch *b, unsigned flags, uint64_t *seq_ou
 			goto out;
 		}
 	}
+	if (prefetch) { /* B.6 */
+		pkv__rcu_read_lock();
+		for (uint32_t i = 0; i < nkeys; i++)
+			pkv__map_prefetch_rec_rcu(&db->map.shards[keys[i].shard].ht, keys[i].hash,
+						  b->ops[keys[i].op].klen);
+		pkv__rcu_read_unlock();
+	}
 
 	durable = nkeys > 0 && !db->in_memory &&
 		  (db->opts.durability == PKV_DURABLE_POWER || (flags & PKV_WRITE_POWER));
@@ -399,6 +491,11 @@ PKV_EXPORT int pkv_write(pkv *db, pkv_batch *b, unsigned flags, uint64_t *seq_ou
 		__atomic_add_fetch(&db->sync.inflight, 1, __ATOMIC_RELEASE);
 	lock_set(db, set, lo, hi);
 	locked = true;
+
+	roll = db->map.inline_probe && !prefetch;
+	for (uint32_t i = 0; roll && i < nkeys && i < 2 * PREFETCH_AHEAD; i++) /* B.6 */
+		__builtin_prefetch(pkv__map_slot_line_rcu(&db->map.shards[keys[i].shard].ht,
+							  keys[i].hash));
 
 	/* B.2: the conditions, against the state before the batch. */
 	for (uint32_t i = 0; i < b->nconds; i++) {
@@ -469,6 +566,8 @@ PKV_EXPORT int pkv_write(pkv *db, pkv_batch *b, unsigned flags, uint64_t *seq_ou
 			__atomic_store_n(&s->dels, s->dels + 1, __ATOMIC_RELAXED);
 		else
 			__atomic_store_n(&s->puts, s->puts + 1, __ATOMIC_RELAXED);
+		if (roll)
+			prefetch_ahead(db, b, keys, nkeys, i);
 		if (plans[i].skip)
 			continue;
 		r = pkv__apply_commit_locked(db, s, keys[i].hash, pkv__batch_key(b, op), op->klen,
@@ -533,6 +632,8 @@ PKV_EXPORT int pkv_clear(pkv *db)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < (n + 63) / 64; i++)
 		set[i] = ~0ull;
+	if (n % 64) /* lock_set takes every bit that is set: shards 0 .. n - 1 only */
+		set[n / 64] = (1ull << (n % 64)) - 1;
 	durable = !db->in_memory && db->opts.durability == PKV_DURABLE_POWER;
 	if (durable)
 		__atomic_add_fetch(&db->sync.inflight, 1, __ATOMIC_RELEASE);
