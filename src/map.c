@@ -21,8 +21,9 @@
  *       have loaded a pointer to it has left its read-side section.
  *  M.5  Overwrites do not relocate entries unless a tombstone (left by a delete) lies earlier in
  *       the key's probe sequence; only relocations and tombstone reuse make ck_ht readers reprobe.
- *  M.6  Growth happens before a write reaches the WAL (pkv__map_reserve_locked), so a write that
- *       took a sequence number is never refused by the table for want of room.
+ *  M.6  Growth happens before a write reaches the WAL (pkv__map_reserve_locked; a batch's keys of
+ *       one shard all at once, pkv__map_reserve_n_locked), so a write that took a sequence number
+ *       is never refused by the table for want of room.
  *  M.7  Batch visibility: a batch (or a clear) that writes several keys bumps batch_begun (seq_cst) after it
  *       holds all its shard locks and before it publishes anything, and batch_done (release)
  *       after it published everything. A multi-get reads done then begun (acquire) and waits
@@ -323,9 +324,9 @@ const struct pkv_rec *pkv__map_find_locked(struct map_shard *s, uint64_t hash, c
 	return ck_ht_entry_value(&e);
 }
 
-int pkv__map_reserve_locked(struct map_shard *s)
+int pkv__map_reserve_n_locked(struct map_shard *s, uint64_t more)
 {
-	uint64_t n = ck_ht_count(&s->ht);
+	uint64_t n = ck_ht_count(&s->ht), want = s->cap;
 	void *probe;
 
 	/* The record this write replaces or removes will need a place in a retire batch. */
@@ -338,19 +339,26 @@ int pkv__map_reserve_locked(struct map_shard *s)
 	 * not export its capacity, so s->cap tracks it: it is exact except after ck_ht grew on its
 	 * own because a probe sequence filled up, when it is low.
 	 */
-	if ((n + 1) * 2 <= s->cap)
+	while ((n + more) * 2 > want)
+		want *= 2;
+	if (want == s->cap)
 		return 0;
-	if (ck_ht_grow_spmc(&s->ht, s->cap * 2)) {
-		s->cap *= 2;
+	if (ck_ht_grow_spmc(&s->ht, want)) {
+		s->cap = want;
 		return 0;
 	}
 	/* Refused: either the table is already that large (s->cap was low) or memory ran out. */
-	probe = malloc(sizeof(ck_ht_entry_t) * s->cap * 2);
+	probe = malloc(sizeof(ck_ht_entry_t) * want);
 	if (probe == NULL)
 		return -ENOMEM;
 	free(probe);
-	s->cap *= 2;
+	s->cap = want;
 	return 0;
+}
+
+int pkv__map_reserve_locked(struct map_shard *s)
+{
+	return pkv__map_reserve_n_locked(s, 1);
 }
 
 int pkv__map_replace_locked(struct map_shard *s, uint64_t hash, struct pkv_rec *r, uint64_t seq,

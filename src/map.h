@@ -366,6 +366,9 @@ const struct pkv_rec *pkv__map_find_locked(struct map_shard *s, uint64_t hash, c
  */
 int pkv__map_reserve_locked(struct map_shard *s);
 
+/* The same for @more new keys at once: a batch's keys of one shard (M.6 for pkv_write). */
+int pkv__map_reserve_n_locked(struct map_shard *s, uint64_t more);
+
 /*
  * Publish @r (whose seq the caller set) as the current version of its key; the replaced record,
  * if any, is retired. Returns 0, or -ENOMEM if ck_ht could not grow (nothing was published).

@@ -528,6 +528,20 @@ PKV_EXPORT int pkv_write(pkv *db, pkv_batch *b, unsigned flags, uint64_t *seq_ou
 			goto out;
 		}
 	}
+	/*
+	 * map.c M.6 for the whole batch: each plan made room for one more key, but a shard's table
+	 * only counts them at commit, so k new keys of one shard need room for k (else ck_ht would
+	 * grow itself after the WAL append, ignoring a failure). The keys are sorted by shard.
+	 */
+	for (uint32_t i = 0, j; i < nkeys; i = j) {
+		for (j = i + 1; j < nkeys && keys[j].shard == keys[i].shard; j++)
+			;
+		if (j - i > 1) {
+			r = pkv__map_reserve_n_locked(&db->map.shards[keys[i].shard], j - i);
+			if (r < 0)
+				goto out;
+		}
+	}
 
 	/* B.3: the one record and the one sequence number. */
 	if (nkeys == 1) {

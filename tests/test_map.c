@@ -225,3 +225,36 @@ Test(map, get_many_waits_for_a_batch_in_flight)
 	cr_expect_eq(w.n, 1);
 	tu_close(w.db);
 }
+
+/*
+ * M.6 for batches: a batch of many new keys in one shard makes room for all of them before its
+ * WAL append, so ck_ht never has to grow itself after it (where a failure would be ignored).
+ */
+Test(map, a_batch_makes_room_for_all_its_keys)
+{
+	pkv_options o;
+	pkv_batch *b;
+	pkv *db;
+	char k[32];
+
+	pkv_options_default(&o);
+	o.shards = 1;
+	db = tu_open(NULL, &o);
+	for (unsigned round = 0; round < 4; round++) {
+		struct map_shard *s = &db->map.shards[0];
+
+		cr_assert_eq(pkv_batch_new(&b), 0);
+		for (unsigned i = 0; i < 3000; i++) {
+			size_t kl = key_of(k, round * 3000 + i);
+
+			cr_assert_eq(pkv_batch_put(b, k, kl, "v", 1), 0);
+		}
+		cr_assert_eq(pkv_write(db, b, 0, NULL), 0);
+		pkv_batch_free(b);
+		cr_assert_geq(s->cap, 2 * ck_ht_count(&s->ht),
+			      "round %u: %lu keys in a table the map sized for %lu", round,
+			      (unsigned long)ck_ht_count(&s->ht), (unsigned long)s->cap);
+		cr_assert_eq(tu_stats(db).keys, (round + 1) * 3000);
+	}
+	tu_close(db);
+}
