@@ -222,6 +222,17 @@ static int read_direct(struct ctx *x, const char *key, size_t klen, struct kv *k
 #endif
 }
 
+#ifdef PKV_SRV_HAVE_BATCH
+/* The loop's batch, emptied: one is enough, a batch is written before the next is built. */
+static pkv_batch *loop_batch(struct loop *l)
+{
+	if (!l->batch && pkv_batch_new((pkv_batch **)&l->batch) < 0)
+		return NULL;
+	pkv_batch_clear(l->batch);
+	return l->batch;
+}
+#endif
+
 /* ---- transactions (conditional batches) --------------------------------------------------- */
 
 #ifdef PKV_SRV_RMW
@@ -395,14 +406,6 @@ static int txn_write(struct txn *t, const char *key, size_t klen, const void *va
 	e->dirty = true;
 	t->dirty = true;
 	return 0;
-}
-
-static pkv_batch *loop_batch(struct loop *l)
-{
-	if (!l->batch && pkv_batch_new((pkv_batch **)&l->batch) < 0)
-		return NULL;
-	pkv_batch_clear(l->batch);
-	return l->batch;
 }
 
 /*
@@ -594,13 +597,22 @@ static bool pending_get_add(struct conn *c, const char *key, size_t klen)
 #ifdef PKV_SRV_RMW
 static void flush_txns(struct conn *c);
 #endif
+#ifdef PKV_SRV_HAVE_BATCH
+static void flush_blind(struct conn *c);
+#endif
 
-/* Answer what waits for a run (GETs or read-then-write commands): before anything else runs. */
+/*
+ * Answer what waits for a run (GETs, read-then-write commands, plain writes): before anything
+ * else runs. At most one kind waits at a time: adding to one run flushes the others first.
+ */
 void cmd_flush_pending(struct conn *c)
 {
 	flush_gets(c);
 #ifdef PKV_SRV_RMW
 	flush_txns(c);
+#endif
+#ifdef PKV_SRV_HAVE_BATCH
+	flush_blind(c);
 #endif
 }
 
@@ -2483,6 +2495,122 @@ static bool pending_txn_add(struct conn *c, const struct srv_cmd *cmd, size_t ar
 }
 #endif /* PKV_SRV_RMW */
 
+/* ---- pipelined plain writes --------------------------------------------------------------- */
+
+#ifdef PKV_SRV_HAVE_BATCH
+/*
+ * Write the plain SETs and MSETs a pipeline sent in a row as one batch: one WAL record, one
+ * sequence number, one durability ticket for all of them (SET -P 16 was sixteen store writes).
+ * Nothing reads, so nothing can conflict; each command still answers on its own. The batch is
+ * one of the orders Redis could have run them in, with nothing between them (a later write of
+ * a key wins, as it would have). Their arguments were checked when they joined the run, so a
+ * store error here is the store's (read-only, no space) and every command of the run gets it.
+ */
+static void flush_blind(struct conn *c)
+{
+	size_t n = c->npbw;
+	size_t mark = c->out.len;
+	uint64_t seq = 0;
+	pkv_batch *b;
+	int rc = 0;
+
+	if (n == 0)
+		return;
+	c->npbw = 0;
+	c->npbw_kv = 0;
+	c->pbw_bytes = 0;
+	if (n == 1 && c->pbw[0].argc == 2) {
+		/* one key (SET, or MSET of one): a single put costs less than a batch of one */
+		struct ctx x = { .c = c, .out = &c->out };
+
+		rc = put_direct(&x, c->pbw_kv[0], c->pbw_lens[0], c->pbw_kv[1], c->pbw_lens[1], 0,
+				&seq);
+		if (rc < 0) {
+			reply_store_error(c, rc);
+			return;
+		}
+		conn_hold(c, mark, seq);
+		reply_ok(&x);
+		return;
+	}
+	b = loop_batch(c->loop);
+	if (!b)
+		rc = -ENOMEM;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		const char **kv = c->pbw_kv + c->pbw[i].first;
+		const size_t *lens = c->pbw_lens + c->pbw[i].first;
+
+		for (size_t j = 0; j < c->pbw[i].argc && rc == 0; j += 2)
+			rc = pkv_batch_put(b, kv[j], lens[j], kv[j + 1], lens[j + 1]);
+	}
+	if (rc == 0)
+		rc = pkv_write(srv.db, b, 0, &seq);
+	if (rc < 0) {
+		/* one error each: the client counts its replies */
+		for (size_t i = 0; i < n; i++)
+			reply_store_error(c, rc);
+		return;
+	}
+	conn_hold(c, mark, seq);
+	for (size_t i = 0; i < n; i++)
+		resp_simple(&c->out, "OK");
+}
+
+/*
+ * Add a plain SET (argv: SET key value) or MSET to the run of plain writes; false if it must
+ * run on its own: an argument the store would refuse (its error is the command's own), or no
+ * memory.
+ */
+static bool pending_blind_add(struct conn *c, size_t argc, const char **argv, const size_t *lens)
+{
+	size_t nkv = argc - 1, bytes = 0;
+
+	for (size_t i = 1; i < argc; i += 2) {
+		if (!key_can_exist(lens[i]) || lens[i + 1] > PKV_MAX_VALUE)
+			return false;
+		bytes += lens[i] + lens[i + 1];
+	}
+	if (c->npbw && (c->npbw >= SRV_TXN_RUN || c->npbw_kv + nkv > SRV_TXN_RUN_ARGS ||
+			c->pbw_bytes + bytes > SRV_TXN_RUN_BYTES))
+		flush_blind(c);
+	if (c->npbw == c->cappbw) {
+		size_t ncap = c->cappbw ? c->cappbw * 2 : 16;
+		struct pending_txn *np = realloc(c->pbw, ncap * sizeof(*np));
+
+		if (!np)
+			return false;
+		c->pbw = np;
+		c->cappbw = ncap;
+	}
+	if (c->npbw_kv + nkv > c->cappbw_kv) {
+		size_t ncap = c->cappbw_kv ? c->cappbw_kv : 64;
+		const char **na;
+		size_t *nl;
+
+		while (ncap < c->npbw_kv + nkv)
+			ncap *= 2;
+		na = realloc(c->pbw_kv, ncap * sizeof(*na));
+		if (!na)
+			return false;
+		c->pbw_kv = na;
+		nl = realloc(c->pbw_lens, ncap * sizeof(*nl));
+		if (!nl)
+			return false;
+		c->pbw_lens = nl;
+		c->cappbw_kv = ncap;
+	}
+	c->pbw[c->npbw].cmd = NULL;
+	c->pbw[c->npbw].argc = nkv;
+	c->pbw[c->npbw].first = c->npbw_kv;
+	memcpy(c->pbw_kv + c->npbw_kv, argv + 1, nkv * sizeof(*argv));
+	memcpy(c->pbw_lens + c->npbw_kv, lens + 1, nkv * sizeof(*lens));
+	c->npbw_kv += nkv;
+	c->pbw_bytes += bytes;
+	c->npbw++;
+	return true;
+}
+#endif /* PKV_SRV_HAVE_BATCH */
+
 /* ---- the table ---------------------------------------------------------------------------- */
 
 static void cmd_command(struct ctx *x);
@@ -2789,9 +2917,27 @@ void cmd_dispatch(struct conn *c, size_t argc, const char **argv, const size_t *
 #ifdef PKV_SRV_RMW
 		flush_txns(c);
 #endif
+#ifdef PKV_SRV_HAVE_BATCH
+		flush_blind(c);
+#endif
 		if (pending_get_add(c, argv[1], lens[1]))
 			return;
 	}
+#ifdef PKV_SRV_HAVE_BATCH
+	if (cmd && !c->in_multi && c->authed &&
+	    ((cmd->fn == cmd_set && argc == 3) ||
+	     (cmd->fn == cmd_mset && argc >= 3 && argc % 2 == 1))) {
+		/* written with the other plain writes of this run by one batch */
+		atomic_store_explicit(&c->last_cmd, cmd->name, memory_order_relaxed);
+		flush_gets(c);
+#ifdef PKV_SRV_RMW
+		flush_txns(c);
+#endif
+		if (pending_blind_add(c, argc, argv, lens))
+			return;
+		flush_blind(c); /* it runs on its own, after the run */
+	}
+#endif
 #ifdef PKV_SRV_RMW
 	if (cmd && !c->in_multi && c->authed &&
 	    ((cmd->arity > 0 && argc == (size_t)cmd->arity) ||
@@ -2801,6 +2947,9 @@ void cmd_dispatch(struct conn *c, size_t argc, const char **argv, const size_t *
 		/* with the other read-then-write commands of this run, in one transaction */
 		atomic_store_explicit(&c->last_cmd, cmd->name, memory_order_relaxed);
 		flush_gets(c);
+#ifdef PKV_SRV_HAVE_BATCH
+		flush_blind(c);
+#endif
 		if (!pending_txn_add(c, cmd, argc, argv, lens)) {
 			flush_txns(c);
 			run_txn_cmd(&x, cmd);
