@@ -2377,6 +2377,71 @@ static void run_txn_cmd(struct ctx *x, const struct srv_cmd *cmd)
 	x->t = NULL;
 }
 
+/* A command that reads its first key before anything else: its run may read that key ahead. */
+static bool reads_first_key(const struct srv_cmd *cmd)
+{
+	return cmd->fn == cmd_incr || cmd->fn == cmd_decr || cmd->fn == cmd_incrby ||
+	       cmd->fn == cmd_decrby || cmd->fn == cmd_setnx || cmd->fn == cmd_append ||
+	       cmd->fn == cmd_getset || cmd->fn == cmd_getdel;
+}
+
+/*
+ * Read the first keys of a run's commands into its transaction with one multi-get, before the
+ * commands run: a key read alone waits for its memory misses one after the other (INCR -P 16
+ * spent a fifth of its time there), a multi-get overlaps them. The commands then find their
+ * key in the transaction, read and with the version a commit expects, as if each had read it
+ * itself: only earlier (all in one moment, before any of the run), which changes nothing for
+ * the conditions. Best effort: a key it could not read is read by its command as before.
+ */
+static void txn_preread(struct conn *c, struct txn *t, size_t n)
+{
+	pkv_item *it = loop_items(c->loop, n);
+	size_t k = 0;
+	int rc;
+
+	if (!it)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		const char **argv = c->ptx_argv + c->ptx[i].first;
+		const size_t *lens = c->ptx_lens + c->ptx[i].first;
+
+		if (c->ptx[i].argc < 2 || !reads_first_key(c->ptx[i].cmd) ||
+		    !key_can_exist(lens[1]))
+			continue;
+		memset(&it[k], 0, sizeof(it[k]));
+		it[k].key = argv[1];
+		it[k].klen = lens[1];
+		k++;
+	}
+	if (k < 2 || pkv_read_begin(srv.db) < 0)
+		return;
+	rc = pkv_get_many(srv.db, it, k);
+	for (size_t i = 0; i < k && rc >= 0; i++) {
+		struct tent *e;
+
+		if ((it[i].rc != 0 && it[i].rc != PKV_NOTFOUND) || txn_find(t, it[i].key, it[i].klen))
+			continue;
+		e = txn_add(t, it[i].key, it[i].klen);
+		if (!e)
+			break;
+		e->read = true;
+		e->rseq = it[i].rc == 0 ? it[i].seq : 0;
+		if (it[i].rc == 0) {
+			e->val = malloc(it[i].vlen ? it[i].vlen : 1);
+			if (!e->val) {
+				t->n--; /* as if never read: its command reads it */
+				free(e->key);
+				break;
+			}
+			memcpy(e->val, it[i].val, it[i].vlen);
+			e->vlen = it[i].vlen;
+			e->exp = it[i].expires_ms;
+			e->present = true;
+		}
+	}
+	pkv_read_end(srv.db);
+}
+
 /*
  * Run the read-then-write commands a pipeline sent in a row as one transaction: one batch, one
  * write, one durability ticket for all of them (INCR -P 16 is one read and one write of the
@@ -2409,6 +2474,7 @@ static void flush_txns(struct conn *c)
 		uint64_t seq = 0;
 		int rc;
 
+		txn_preread(c, &t, n);
 		for (size_t i = 0; i < n; i++) {
 			struct ctx x = { .c = c,
 					 .argc = c->ptx[i].argc,
@@ -2734,13 +2800,55 @@ size_t cmd_count(void)
 	return NCOMMANDS;
 }
 
+/*
+ * Every command runs a lookup: an open-addressing table over the names (hash of the lower-case
+ * name) instead of a walk of the whole table. Built once, read-only after.
+ */
+#define CMD_HASH_SLOTS 512u /* a power of two, well above twice the commands */
+#define CMD_NAME_MAX 32u
+
+static uint16_t cmd_hash_slot[CMD_HASH_SLOTS]; /* index + 1 into commands[]; 0 empty */
+static pthread_once_t cmd_hash_once = PTHREAD_ONCE_INIT;
+
+static uint32_t cmd_name_hash(const char *name, size_t len)
+{
+	uint32_t h = 2166136261u; /* FNV-1a over the lower-case bytes */
+
+	for (size_t i = 0; i < len; i++) {
+		h ^= (uint32_t)tolower((unsigned char)name[i]);
+		h *= 16777619u;
+	}
+	return h;
+}
+
+static void cmd_hash_build(void)
+{
+	_Static_assert(CMD_HASH_SLOTS >= 2 * NCOMMANDS, "command hash too small");
+	for (size_t i = 0; i < NCOMMANDS; i++) {
+		uint32_t h = cmd_name_hash(commands[i].name, strlen(commands[i].name));
+
+		while (cmd_hash_slot[h & (CMD_HASH_SLOTS - 1)])
+			h++;
+		cmd_hash_slot[h & (CMD_HASH_SLOTS - 1)] = (uint16_t)(i + 1);
+	}
+}
+
 const struct srv_cmd *cmd_lookup(const char *name, size_t len)
 {
-	for (size_t i = 0; i < NCOMMANDS; i++)
-		if (strlen(commands[i].name) == len &&
-		    strncasecmp(commands[i].name, name, len) == 0)
-			return &commands[i];
-	return NULL;
+	uint32_t h;
+
+	if (len == 0 || len > CMD_NAME_MAX)
+		return NULL;
+	pthread_once(&cmd_hash_once, cmd_hash_build);
+	for (h = cmd_name_hash(name, len);; h++) {
+		unsigned i = cmd_hash_slot[h & (CMD_HASH_SLOTS - 1)];
+
+		if (i == 0)
+			return NULL;
+		if (strlen(commands[i - 1].name) == len &&
+		    strncasecmp(commands[i - 1].name, name, len) == 0)
+			return &commands[i - 1];
+	}
 }
 
 static void command_flags(struct rbuf *b, int proto, const struct srv_cmd *cmd)
