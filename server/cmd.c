@@ -248,27 +248,66 @@ struct tent {
 	bool dirty; /* written by the transaction */
 };
 
+/* A piece of a transaction's arena. */
+struct tchunk {
+	struct tchunk *next;
+	size_t len, cap;
+	char data[];
+};
+
+#define TXN_CHUNK 16384u
+
 struct txn {
 	struct tent *e;
 	size_t n, cap;
 	bool dirty;
-	/* values replaced by a later write: a command may still reply with one (GETDEL, SET GET),
-	 * so they live until the transaction ends */
-	char **old;
-	size_t nold, capold;
+	/*
+	 * Keys and values (read or written) live in an arena until the transaction ends: a value
+	 * replaced by a later write may still be replied (GETDEL, SET GET), and a run of INCRs
+	 * made four mallocs and frees per command.
+	 */
+	struct tchunk *arena;
 };
+
+/* @n bytes that live until txn_reset(), or NULL. */
+static char *txn_alloc(struct txn *t, size_t n)
+{
+	struct tchunk *ch = t->arena;
+	char *p;
+
+	n = (n + 7) & ~(size_t)7;
+	if (!ch || ch->cap - ch->len < n) {
+		size_t cap = n > TXN_CHUNK ? n : TXN_CHUNK;
+
+		ch = malloc(sizeof(*ch) + cap);
+		if (!ch)
+			return NULL;
+		ch->len = 0;
+		ch->cap = cap;
+		ch->next = t->arena;
+		t->arena = ch;
+	}
+	p = ch->data + ch->len;
+	ch->len += n;
+	return p;
+}
 
 static void txn_reset(struct txn *t)
 {
-	for (size_t i = 0; i < t->n; i++) {
-		free(t->e[i].key);
-		free(t->e[i].val);
-	}
+	struct tchunk *ch = t->arena;
+
 	t->n = 0;
 	t->dirty = false;
-	for (size_t i = 0; i < t->nold; i++)
-		free(t->old[i]);
-	t->nold = 0;
+	/* keep one chunk for the next attempt */
+	if (ch) {
+		while (ch->next) {
+			struct tchunk *nx = ch->next;
+
+			ch->next = nx->next;
+			free(nx);
+		}
+		ch->len = 0;
+	}
 }
 
 static void txn_free(struct txn *t)
@@ -277,9 +316,8 @@ static void txn_free(struct txn *t)
 	free(t->e);
 	t->e = NULL;
 	t->cap = 0;
-	free(t->old);
-	t->old = NULL;
-	t->capold = 0;
+	free(t->arena);
+	t->arena = NULL;
 }
 
 static struct tent *txn_find(struct txn *t, const char *key, size_t klen)
@@ -305,7 +343,7 @@ static struct tent *txn_add(struct txn *t, const char *key, size_t klen)
 	}
 	e = &t->e[t->n];
 	memset(e, 0, sizeof(*e));
-	e->key = malloc(klen ? klen : 1);
+	e->key = txn_alloc(t, klen ? klen : 1);
 	if (!e->key)
 		return NULL;
 	memcpy(e->key, key, klen);
@@ -347,7 +385,7 @@ static int txn_read(struct txn *t, const char *key, size_t klen, struct kv *kv)
 		e->rseq = it.rc == 0 ? it.seq : 0;
 		e->present = it.rc == 0;
 		if (e->present) {
-			e->val = malloc(it.vlen ? it.vlen : 1);
+			e->val = txn_alloc(t, it.vlen ? it.vlen : 1);
 			if (!e->val) {
 				pkv_read_end(srv.db);
 				e->present = false;
@@ -381,25 +419,14 @@ static int txn_write(struct txn *t, const char *key, size_t klen, const void *va
 		if (!e)
 			return -ENOMEM;
 	}
-	if (t->nold == t->capold) {
-		size_t ncap = t->capold ? t->capold * 2 : 8;
-		char **no = realloc(t->old, ncap * sizeof(*no));
-
-		if (!no)
-			return -ENOMEM;
-		t->old = no;
-		t->capold = ncap;
-	}
 	if (!del) {
-		nv = malloc(vlen ? vlen : 1);
+		nv = txn_alloc(t, vlen ? vlen : 1);
 		if (!nv)
 			return -ENOMEM;
 		if (vlen)
 			memcpy(nv, val, vlen);
 	}
-	if (e->val)
-		t->old[t->nold++] = e->val;
-	e->val = nv;
+	e->val = nv; /* the old value stays in the arena */
 	e->vlen = del ? 0 : vlen;
 	e->present = !del;
 	e->exp = del ? 0 : exp;
@@ -2427,10 +2454,9 @@ static void txn_preread(struct conn *c, struct txn *t, size_t n)
 		e->read = true;
 		e->rseq = it[i].rc == 0 ? it[i].seq : 0;
 		if (it[i].rc == 0) {
-			e->val = malloc(it[i].vlen ? it[i].vlen : 1);
+			e->val = txn_alloc(t, it[i].vlen ? it[i].vlen : 1);
 			if (!e->val) {
 				t->n--; /* as if never read: its command reads it */
-				free(e->key);
 				break;
 			}
 			memcpy(e->val, it[i].val, it[i].vlen);
