@@ -1127,6 +1127,13 @@ static void cmd_mset(struct ctx *x)
 		resp_error(x->out, "ERR wrong number of arguments for 'mset' command");
 		return;
 	}
+	/* all or nothing: a pair the store refuses must not leave the pairs before it written */
+	for (size_t i = 1; i < x->argc; i += 2) {
+		if (x->lens[i] == 0 || x->lens[i] > PKV_MAX_KEY || x->lens[i + 1] > PKV_MAX_VALUE) {
+			reply_store_error(x->c, x->lens[i] == 0 ? PKV_EINVAL : PKV_ETOOBIG);
+			return;
+		}
+	}
 	for (size_t i = 1; i < x->argc; i += 2)
 		if (!kv_write(x, x->argv[i], x->lens[i], x->argv[i + 1], x->lens[i + 1], 0, false))
 			return;
