@@ -1302,7 +1302,7 @@ static void incr_by(struct ctx *x, long long by)
 	struct kv old;
 	long long v = 0;
 	char tmp[24];
-	int n;
+	size_t n;
 
 	if (!kv_read_or_reply(x, x->argv[1], x->lens[1], &old))
 		return;
@@ -1315,8 +1315,8 @@ static void incr_by(struct ctx *x, long long by)
 		return;
 	}
 	v += by;
-	n = snprintf(tmp, sizeof(tmp), "%lld", v);
-	if (kv_write(x, x->argv[1], x->lens[1], tmp, (size_t)n, old.found ? old.exp : 0, false))
+	n = resp_fmt_ll(tmp, v);
+	if (kv_write(x, x->argv[1], x->lens[1], tmp, n, old.found ? old.exp : 0, false))
 		resp_int(x->out, v);
 }
 
