@@ -6,7 +6,8 @@
  *   - Reads outside MULTI go straight to the store. Consecutive GETs of a pipeline are gathered
  *     (up to SRV_GET_RUN) and answered by one multi-get; MGET is one multi-get, so it never sees
  *     a batch (MSET, EXEC) in part.
- *   - Plain writes (SET without conditions, single-key DEL) are one store write each.
+ *   - Plain writes (SET without conditions, single-key DEL) are one store write each; the
+ *     plain SETs and MSETs a pipeline sends in a row are one batch (flush_blind).
  *   - Everything that reads before it writes (SET NX/XX/GET/KEEPTTL, INCR and friends, APPEND,
  *     GETSET, GETDEL, GETEX, MSETNX, multi-key DEL, EXPIRE and friends, PERSIST) and every
  *     transaction (EXEC) runs on a struct txn: reads go to the store once per key and record the
