@@ -2454,7 +2454,8 @@ static void txn_preread(struct conn *c, struct txn *t, size_t n)
 	for (size_t i = 0; i < k && rc >= 0; i++) {
 		struct tent *e;
 
-		if ((it[i].rc != 0 && it[i].rc != PKV_NOTFOUND) || txn_find(t, it[i].key, it[i].klen))
+		if ((it[i].rc != 0 && it[i].rc != PKV_NOTFOUND) ||
+		    txn_find(t, it[i].key, it[i].klen))
 			continue;
 		e = txn_add(t, it[i].key, it[i].klen);
 		if (!e)
