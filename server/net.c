@@ -334,6 +334,9 @@ static void conn_free(struct conn *c)
 	free(c->ptx);
 	free(c->ptx_argv);
 	free(c->ptx_lens);
+	free(c->pbw);
+	free(c->pbw_kv);
+	free(c->pbw_lens);
 	free(c->mq);
 	free(c->watched);
 	free(c->name);

@@ -105,6 +105,9 @@ void resp_simple(struct rbuf *b, const char *s); /* +s */
 void resp_error(struct rbuf *b, const char *msg); /* -msg (CR/LF become spaces) */
 void resp_errorf(struct rbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void resp_int(struct rbuf *b, long long v); /* :v */
+/* resp_fmt_ll() - the decimal digits of @v at @d (room for 20), no NUL; returns how many. */
+size_t resp_fmt_ll(char *d, long long v);
+size_t resp_fmt_ull(char *d, unsigned long long v);
 void resp_bulk(struct rbuf *b, const void *data, size_t n); /* $n data */
 void resp_bulk_cstr(struct rbuf *b, const char *s);
 void resp_bulk_ll(struct rbuf *b, long long v); /* a number as a bulk string */

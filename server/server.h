@@ -133,6 +133,15 @@ struct conn {
 	const char **ptx_argv; /* into the query buffer, like pget */
 	size_t *ptx_lens;
 	size_t nptx_args, capptx_args, ptx_bytes;
+	/*
+	 * plain SETs and MSETs of a pipeline run, written as one batch (cmd.c): per command its
+	 * key/value pairs (pbw_kv, pointers into the query buffer, like pget)
+	 */
+	struct pending_txn *pbw;
+	size_t npbw, cappbw;
+	const char **pbw_kv;
+	size_t *pbw_lens;
+	size_t npbw_kv, cappbw_kv, pbw_bytes;
 
 	/* output */
 	struct rbuf out;

@@ -296,6 +296,52 @@ class Commands(ServerCase):
                         .startswith("ERR wrong number of arguments"))
         self.assertEqual(self.r.get(k + "b"), b"2")  # nothing of the bad MSET was written
 
+    def test_pipelined_writes(self):
+        # plain SETs and MSETs of a pipeline are written as one batch: each still answers on
+        # its own, in order, and what follows sees them
+        k = self.k()
+        self.r.set(k + "t", "v", ex=100)
+        with self.r.pipeline(transaction=False) as p:
+            p.set(k + "a", "1")
+            p.mset({k + "b": "2", k + "c": "3"})
+            p.set(k + "a", "4")
+            p.get(k + "a")
+            p.set(k + "d", "5")
+            p.incr(k + "n")
+            p.set(k + "n", "10")
+            p.incr(k + "n")
+            p.execute_command("MSET", k + "e", "6", k + "f")
+            p.set(k + "t", "w")
+            p.get(k + "d")
+            got = p.execute(raise_on_error=False)
+        self.assertEqual(got[:8], [True, True, True, b"4", True, 1, True, 11])
+        self.assertIsInstance(got[8], redis.exceptions.ResponseError)
+        self.assertEqual(got[9:], [True, b"5"])
+        self.assertEqual(self.r.mget([k + "b", k + "c", k + "e"]), [b"2", b"3", None])
+        self.assertEqual(self.r.ttl(k + "t"), -1)  # a plain SET drops the TTL
+
+    @pkv_only
+    def test_pipelined_writes_refused(self):
+        # a key the store refuses (empty, too long) fails its own command only, and nothing
+        # of an MSET with one is written
+        k = self.k()
+        with self.r.pipeline(transaction=False) as p:
+            p.set(k + "a", "1")
+            p.execute_command("SET", "", "x")
+            p.set(k + "b", "2")
+            p.execute_command("MSET", k + "c", "3", "", "4")
+            p.set("x" * 2000, "1")
+            p.mset({k + "d": "5", k + "e": "6"})
+            got = p.execute(raise_on_error=False)
+        self.assertEqual(got[0], True)
+        self.assertIsInstance(got[1], redis.exceptions.ResponseError)
+        self.assertEqual(got[2], True)
+        self.assertIsInstance(got[3], redis.exceptions.ResponseError)
+        self.assertIsInstance(got[4], redis.exceptions.ResponseError)
+        self.assertEqual(got[5], True)
+        self.assertEqual(self.r.mget([k + "a", k + "b", k + "c", k + "d", k + "e"]),
+                         [b"1", b"2", None, b"5", b"6"])
+
     def test_msetnx(self):
         k = self.k()
         self.assertTrue(self.r.msetnx({k + "a": "1", k + "b": "2"}))
