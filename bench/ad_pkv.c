@@ -333,70 +333,43 @@ static const char *p_strerror(int rc)
 	return pkv_strerror(rc == KV_NOTFOUND ? PKV_NOTFOUND : rc);
 }
 
+/* What every pkv variant below shares: the store, opened and driven the same way. */
+#define PKV_ENGINE_COMMON                                                                        \
+	.persistent = 1, .open = p_open, .close = p_close, .thread_init = p_thread_init,         \
+	.thread_fini = p_thread_fini, .del = p_del, .sync = p_sync, .checkpoint = p_checkpoint, \
+	.settle = p_settle, .stats = p_stats, .strerror = p_strerror, .get_copy = p_get,         \
+	.bulk_begin = p_bulk_begin, .bulk_end = p_bulk_end
+
 const struct kv_engine engine_pkv = {
+	PKV_ENGINE_COMMON,
 	.name = "pkv",
 	.modes = (1u << DUR_MEM) | (1u << DUR_NOSYNC) | (1u << DUR_SYNC) | (1u << DUR_PERIODIC),
-	.persistent = 1,
-	.open = p_open,
-	.close = p_close,
-	.thread_init = p_thread_init,
-	.thread_fini = p_thread_fini,
 	.get = p_get,
 	.put = p_put,
-	.del = p_del,
-	.sync = p_sync,
-	.checkpoint = p_checkpoint,
-	.settle = p_settle,
-	.stats = p_stats,
-	.strerror = p_strerror,
-	.bulk_begin = p_bulk_begin,
-	.bulk_end = p_bulk_end,
 };
 
+/* pkv:ref and pkv:many: only their reads differ. */
 #define PKV_READ_VARIANT(var, getfn, manyfn)                                                     \
 	const struct kv_engine var = {                                                           \
+		PKV_ENGINE_COMMON,                                                               \
 		.name = "pkv",                                                                   \
 		.modes = 1u << DUR_NOSYNC,                                                       \
-		.persistent = 1,                                                                 \
-		.open = p_open,                                                                  \
-		.close = p_close,                                                                \
-		.thread_init = p_thread_init,                                                    \
-		.thread_fini = p_thread_fini,                                                    \
 		.get = getfn,                                                                    \
 		.put = p_put,                                                                    \
-		.del = p_del,                                                                    \
-		.sync = p_sync,                                                                  \
-		.checkpoint = p_checkpoint,                                                      \
-		.settle = p_settle,                                                              \
-		.stats = p_stats,                                                                \
-		.strerror = p_strerror,                                                          \
 		.get_many = manyfn,                                                              \
 		.reads_only = 1,                                                                 \
-		.bulk_begin = p_bulk_begin,                                                      \
-		.bulk_end = p_bulk_end,                                                          \
 	}
 
 PKV_READ_VARIANT(engine_pkv_ref, p_get_ref, NULL);
 PKV_READ_VARIANT(engine_pkv_many, p_get_one, p_get_many);
 
+/* pkv:batch8: only its puts differ (8 at a time, one pkv_write). */
 const struct kv_engine engine_pkv_batch8 = {
+	PKV_ENGINE_COMMON,
 	.name = "pkv",
 	.modes = 1u << DUR_NOSYNC,
-	.persistent = 1,
-	.open = p_open,
-	.close = p_close,
-	.thread_init = p_thread_init,
-	.thread_fini = p_thread_fini,
 	.get = p_get,
 	.put = p_put,
-	.del = p_del,
-	.sync = p_sync,
-	.checkpoint = p_checkpoint,
-	.settle = p_settle,
-	.stats = p_stats,
-	.strerror = p_strerror,
-	.bulk_begin = p_bulk_begin,
-	.bulk_end = p_bulk_end,
 	.put_many = p_put_many,
 	.writes_only = 1,
 };

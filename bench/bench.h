@@ -65,6 +65,10 @@ struct kv_engine {
 	void *(*thread_init)(void *db);
 	void (*thread_fini)(void *db, void *t);
 	int (*get)(void *db, void *t, const void *k, size_t kl, void *buf, size_t cap, size_t *vl);
+	/* Optional: a get that copies the whole value, for the verification of what a load wrote,
+	 * where get does not copy it (pkv:ref touches one byte, pkv:many none). */
+	int (*get_copy)(void *db, void *t, const void *k, size_t kl, void *buf, size_t cap,
+			size_t *vl);
 	int (*put)(void *db, void *t, const void *k, size_t kl, const void *v, size_t vl);
 	int (*del)(void *db, void *t, const void *k, size_t kl);
 	int (*sync)(void *db, void *t);

@@ -176,7 +176,8 @@ static uint64_t verify(const struct sysdesc *sd, void *db, void *t, const struct
 	for (uint64_t j = 0; j < n; j++) {
 		size_t vl = 0;
 		uint64_t i = idx[j];
-		int rc = sd->eng->get(db, t, key_at(&x->ks, i), x->ks.klen, buf, x->vp.vlen, &vl);
+		int rc = (sd->eng->get_copy ? sd->eng->get_copy : sd->eng->get)(
+			db, t, key_at(&x->ks, i), x->ks.klen, buf, x->vp.vlen, &vl);
 		if (rc || vl != x->vp.vlen || memcmp(buf, value_of(&x->vp, i, ver), vl) != 0) {
 			if (bad == 0)
 				emit_err(s, "verify: key #%llu (version %llu) read back wrong: rc %d, "
