@@ -15,9 +15,10 @@
  *       not read. In a store open for writing, whose open cut the torn tails (recovery.c
  *       R.6), a torn record before the positions is damage, not a tail.
  *  V.3  Within a lane, sequence numbers strictly increase. Across lanes, every number in
- *       (S, C] (S: the snapshot's the WAL continues, store.h pkv__store_wal_origin) is held by exactly one record: a missing or doubled number
- *       is damage. Records above C (a read-only store's tail past a gap) were discarded by its
- *       open and are counted, not errors.
+ *       (S, C] (S: that of the snapshot the WAL continues, store.h pkv__store_wal_origin) is
+ *       held by exactly one record: a missing or doubled number is damage. Records above C
+ *       (a read-only store's tail past a gap) were discarded by its open and are counted, not
+ *       errors.
  * The counts go to the caller's pkv_verify_report and, as one line, to the log callback.
  */
 #include <dirent.h>
