@@ -154,8 +154,9 @@ out:
 	return r;
 }
 
-PKV_EXPORT int pkv_put_seq(pkv *db, const void *key, size_t klen, const void *val, size_t vlen,
-			   unsigned flags, uint64_t *seq_out)
+/* A put's argument checks, then the write: expires_ms 0 is "never" (as in pkv_item.expires_ms). */
+static int put_checked(pkv *db, const void *key, size_t klen, const void *val, size_t vlen,
+		       uint64_t expires_ms, unsigned flags, uint64_t *seq_out)
 {
 	int r;
 
@@ -166,7 +167,14 @@ PKV_EXPORT int pkv_put_seq(pkv *db, const void *key, size_t klen, const void *va
 		return r;
 	if (vlen > PKV_MAX_VALUE)
 		return PKV_ETOOBIG;
-	return db_write(db, WAL_PUT, key, klen, val, vlen, 0, flags, seq_out);
+	return db_write(db, expires_ms ? WAL_PUTX : WAL_PUT, key, klen, val, vlen, expires_ms,
+			flags, seq_out);
+}
+
+PKV_EXPORT int pkv_put_seq(pkv *db, const void *key, size_t klen, const void *val, size_t vlen,
+			   unsigned flags, uint64_t *seq_out)
+{
+	return put_checked(db, key, klen, val, vlen, 0, flags, seq_out);
 }
 
 PKV_EXPORT int pkv_put_ex(pkv *db, const void *key, size_t klen, const void *val, size_t vlen,
@@ -206,18 +214,7 @@ PKV_EXPORT int pkv_del(pkv *db, const void *key, size_t klen)
 PKV_EXPORT int pkv_put_expire(pkv *db, const void *key, size_t klen, const void *val, size_t vlen,
 			      uint64_t expires_ms, unsigned flags)
 {
-	int r;
-
-	if (db == NULL || (val == NULL && vlen > 0) || (flags & ~PKV_WRITE_POWER))
-		return PKV_EINVAL;
-	r = pkv__db_check_key(key, klen);
-	if (r < 0)
-		return r;
-	if (vlen > PKV_MAX_VALUE)
-		return PKV_ETOOBIG;
-	/* 0 is "never", as in pkv_item.expires_ms: a plain put. */
-	return db_write(db, expires_ms ? WAL_PUTX : WAL_PUT, key, klen, val, vlen, expires_ms,
-			flags, NULL);
+	return put_checked(db, key, klen, val, vlen, expires_ms, flags, NULL);
 }
 
 /* ---- batches ------------------------------------------------------------------------------ */
