@@ -2209,6 +2209,54 @@ void cmd_conn_reset(struct conn *c)
 	unwatch_all(c);
 }
 
+#ifdef PKV_SRV_HAVE_BATCH
+/* Would a command of @argc arguments (@bytes in all) take @r past a run's limits? */
+static bool cmd_run_full(const struct cmd_run *r, size_t argc, size_t bytes)
+{
+	return r->n && (r->n >= SRV_TXN_RUN || r->nargs + argc > SRV_TXN_RUN_ARGS ||
+			r->bytes + bytes > SRV_TXN_RUN_BYTES);
+}
+
+/* Append a command of @argc arguments (@bytes in all) to @r; false if out of memory. */
+static bool cmd_run_push(struct cmd_run *r, const struct srv_cmd *cmd, size_t argc,
+			 const char **argv, const size_t *lens, size_t bytes)
+{
+	if (r->n == r->cap) {
+		size_t ncap = r->cap ? r->cap * 2 : 16;
+		struct pending_txn *nv = realloc(r->v, ncap * sizeof(*nv));
+
+		if (!nv)
+			return false;
+		r->v = nv;
+		r->cap = ncap;
+	}
+	if (r->nargs + argc > r->capargs) {
+		size_t ncap = r->capargs ? r->capargs : 64;
+		const char **na;
+		size_t *nl;
+
+		while (ncap < r->nargs + argc)
+			ncap *= 2;
+		na = realloc(r->argv, ncap * sizeof(*na));
+		if (!na)
+			return false;
+		r->argv = na;
+		nl = realloc(r->lens, ncap * sizeof(*nl));
+		if (!nl)
+			return false;
+		r->lens = nl;
+		r->capargs = ncap;
+	}
+	r->v[r->n] = (struct pending_txn){ .cmd = cmd, .argc = argc, .first = r->nargs };
+	memcpy(r->argv + r->nargs, argv, argc * sizeof(*argv));
+	memcpy(r->lens + r->nargs, lens, argc * sizeof(*lens));
+	r->nargs += argc;
+	r->bytes += bytes;
+	r->n++;
+	return true;
+}
+#endif /* PKV_SRV_HAVE_BATCH */
+
 #ifdef PKV_SRV_RMW
 static void cmd_multi(struct ctx *x)
 {
@@ -2437,10 +2485,10 @@ static void txn_preread(struct conn *c, struct txn *t, size_t n)
 	if (!it)
 		return;
 	for (size_t i = 0; i < n; i++) {
-		const char **argv = c->ptx_argv + c->ptx[i].first;
-		const size_t *lens = c->ptx_lens + c->ptx[i].first;
+		const char **argv = c->ptx.argv + c->ptx.v[i].first;
+		const size_t *lens = c->ptx.lens + c->ptx.v[i].first;
 
-		if (c->ptx[i].argc < 2 || !reads_first_key(c->ptx[i].cmd) ||
+		if (c->ptx.v[i].argc < 2 || !reads_first_key(c->ptx.v[i].cmd) ||
 		    !key_can_exist(lens[1]))
 			continue;
 		memset(&it[k], 0, sizeof(it[k]));
@@ -2485,24 +2533,24 @@ static void txn_preread(struct conn *c, struct txn *t, size_t n)
  */
 static void flush_txns(struct conn *c)
 {
-	size_t n = c->nptx;
+	size_t n = c->ptx.n;
 	struct txn t = { 0 };
 	size_t mark = c->out.len;
 	unsigned long attempt;
 
 	if (n == 0)
 		return;
-	c->nptx = 0;
-	c->nptx_args = 0;
-	c->ptx_bytes = 0;
+	c->ptx.n = 0;
+	c->ptx.nargs = 0;
+	c->ptx.bytes = 0;
 	if (n == 1) {
 		struct ctx x = { .c = c,
-				 .argc = c->ptx[0].argc,
-				 .argv = c->ptx_argv + c->ptx[0].first,
-				 .lens = c->ptx_lens + c->ptx[0].first,
+				 .argc = c->ptx.v[0].argc,
+				 .argv = c->ptx.argv + c->ptx.v[0].first,
+				 .lens = c->ptx.lens + c->ptx.v[0].first,
 				 .out = &c->out };
 
-		run_txn_cmd(&x, c->ptx[0].cmd);
+		run_txn_cmd(&x, c->ptx.v[0].cmd);
 		return;
 	}
 	for (attempt = 0; attempt < SRV_MAX_RETRIES; attempt++) {
@@ -2512,13 +2560,13 @@ static void flush_txns(struct conn *c)
 		txn_preread(c, &t, n);
 		for (size_t i = 0; i < n; i++) {
 			struct ctx x = { .c = c,
-					 .argc = c->ptx[i].argc,
-					 .argv = c->ptx_argv + c->ptx[i].first,
-					 .lens = c->ptx_lens + c->ptx[i].first,
+					 .argc = c->ptx.v[i].argc,
+					 .argv = c->ptx.argv + c->ptx.v[i].first,
+					 .lens = c->ptx.lens + c->ptx.v[i].first,
 					 .t = &t,
 					 .out = &c->out };
 
-			c->ptx[i].cmd->fn(&x);
+			c->ptx.v[i].cmd->fn(&x);
 		}
 		if (!t.dirty)
 			break;
@@ -2555,44 +2603,9 @@ static bool pending_txn_add(struct conn *c, const struct srv_cmd *cmd, size_t ar
 
 	for (size_t i = 0; i < argc; i++)
 		bytes += lens[i];
-	if (c->nptx && (c->nptx >= SRV_TXN_RUN || c->nptx_args + argc > SRV_TXN_RUN_ARGS ||
-			c->ptx_bytes + bytes > SRV_TXN_RUN_BYTES))
+	if (cmd_run_full(&c->ptx, argc, bytes))
 		flush_txns(c);
-	if (c->nptx == c->capptx) {
-		size_t ncap = c->capptx ? c->capptx * 2 : 16;
-		struct pending_txn *np = realloc(c->ptx, ncap * sizeof(*np));
-
-		if (!np)
-			return false;
-		c->ptx = np;
-		c->capptx = ncap;
-	}
-	if (c->nptx_args + argc > c->capptx_args) {
-		size_t ncap = c->capptx_args ? c->capptx_args : 64;
-		const char **na;
-		size_t *nl;
-
-		while (ncap < c->nptx_args + argc)
-			ncap *= 2;
-		na = realloc(c->ptx_argv, ncap * sizeof(*na));
-		if (!na)
-			return false;
-		c->ptx_argv = na;
-		nl = realloc(c->ptx_lens, ncap * sizeof(*nl));
-		if (!nl)
-			return false;
-		c->ptx_lens = nl;
-		c->capptx_args = ncap;
-	}
-	c->ptx[c->nptx].cmd = cmd;
-	c->ptx[c->nptx].argc = argc;
-	c->ptx[c->nptx].first = c->nptx_args;
-	memcpy(c->ptx_argv + c->nptx_args, argv, argc * sizeof(*argv));
-	memcpy(c->ptx_lens + c->nptx_args, lens, argc * sizeof(*lens));
-	c->nptx_args += argc;
-	c->ptx_bytes += bytes;
-	c->nptx++;
-	return true;
+	return cmd_run_push(&c->ptx, cmd, argc, argv, lens, bytes);
 }
 #endif /* PKV_SRV_RMW */
 
@@ -2609,7 +2622,7 @@ static bool pending_txn_add(struct conn *c, const struct srv_cmd *cmd, size_t ar
  */
 static void flush_blind(struct conn *c)
 {
-	size_t n = c->npbw;
+	size_t n = c->pbw.n;
 	size_t mark = c->out.len;
 	uint64_t seq = 0;
 	pkv_batch *b;
@@ -2617,14 +2630,14 @@ static void flush_blind(struct conn *c)
 
 	if (n == 0)
 		return;
-	c->npbw = 0;
-	c->npbw_kv = 0;
-	c->pbw_bytes = 0;
-	if (n == 1 && c->pbw[0].argc == 2) {
+	c->pbw.n = 0;
+	c->pbw.nargs = 0;
+	c->pbw.bytes = 0;
+	if (n == 1 && c->pbw.v[0].argc == 2) {
 		/* one key (SET, or MSET of one): a single put costs less than a batch of one */
 		struct ctx x = { .c = c, .out = &c->out };
 
-		rc = put_direct(&x, c->pbw_kv[0], c->pbw_lens[0], c->pbw_kv[1], c->pbw_lens[1], 0,
+		rc = put_direct(&x, c->pbw.argv[0], c->pbw.lens[0], c->pbw.argv[1], c->pbw.lens[1], 0,
 				&seq);
 		if (rc < 0) {
 			reply_store_error(c, rc);
@@ -2638,10 +2651,10 @@ static void flush_blind(struct conn *c)
 	if (!b)
 		rc = -ENOMEM;
 	for (size_t i = 0; i < n && rc == 0; i++) {
-		const char **kv = c->pbw_kv + c->pbw[i].first;
-		const size_t *lens = c->pbw_lens + c->pbw[i].first;
+		const char **kv = c->pbw.argv + c->pbw.v[i].first;
+		const size_t *lens = c->pbw.lens + c->pbw.v[i].first;
 
-		for (size_t j = 0; j < c->pbw[i].argc && rc == 0; j += 2)
+		for (size_t j = 0; j < c->pbw.v[i].argc && rc == 0; j += 2)
 			rc = pkv_batch_put(b, kv[j], lens[j], kv[j + 1], lens[j + 1]);
 	}
 	if (rc == 0)
@@ -2671,44 +2684,9 @@ static bool pending_blind_add(struct conn *c, size_t argc, const char **argv, co
 			return false;
 		bytes += lens[i] + lens[i + 1];
 	}
-	if (c->npbw && (c->npbw >= SRV_TXN_RUN || c->npbw_kv + nkv > SRV_TXN_RUN_ARGS ||
-			c->pbw_bytes + bytes > SRV_TXN_RUN_BYTES))
+	if (cmd_run_full(&c->pbw, nkv, bytes))
 		flush_blind(c);
-	if (c->npbw == c->cappbw) {
-		size_t ncap = c->cappbw ? c->cappbw * 2 : 16;
-		struct pending_txn *np = realloc(c->pbw, ncap * sizeof(*np));
-
-		if (!np)
-			return false;
-		c->pbw = np;
-		c->cappbw = ncap;
-	}
-	if (c->npbw_kv + nkv > c->cappbw_kv) {
-		size_t ncap = c->cappbw_kv ? c->cappbw_kv : 64;
-		const char **na;
-		size_t *nl;
-
-		while (ncap < c->npbw_kv + nkv)
-			ncap *= 2;
-		na = realloc(c->pbw_kv, ncap * sizeof(*na));
-		if (!na)
-			return false;
-		c->pbw_kv = na;
-		nl = realloc(c->pbw_lens, ncap * sizeof(*nl));
-		if (!nl)
-			return false;
-		c->pbw_lens = nl;
-		c->cappbw_kv = ncap;
-	}
-	c->pbw[c->npbw].cmd = NULL;
-	c->pbw[c->npbw].argc = nkv;
-	c->pbw[c->npbw].first = c->npbw_kv;
-	memcpy(c->pbw_kv + c->npbw_kv, argv + 1, nkv * sizeof(*argv));
-	memcpy(c->pbw_lens + c->npbw_kv, lens + 1, nkv * sizeof(*lens));
-	c->npbw_kv += nkv;
-	c->pbw_bytes += bytes;
-	c->npbw++;
-	return true;
+	return cmd_run_push(&c->pbw, NULL, nkv, argv + 1, lens + 1, bytes);
 }
 #endif /* PKV_SRV_HAVE_BATCH */
 

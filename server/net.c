@@ -331,12 +331,12 @@ static void conn_free(struct conn *c)
 	rbuf_free(&c->out);
 	free(c->held);
 	free(c->pget);
-	free(c->ptx);
-	free(c->ptx_argv);
-	free(c->ptx_lens);
-	free(c->pbw);
-	free(c->pbw_kv);
-	free(c->pbw_lens);
+	free(c->ptx.v);
+	free(c->ptx.argv);
+	free(c->ptx.lens);
+	free(c->pbw.v);
+	free(c->pbw.argv);
+	free(c->pbw.lens);
 	free(c->mq);
 	free(c->watched);
 	free(c->name);

@@ -91,7 +91,20 @@ struct held_reply {
 struct pending_txn {
 	const struct srv_cmd *cmd;
 	size_t argc;
-	size_t first; /* index of its first argument in conn.ptx_argv */
+	size_t first; /* index of its first argument in its run's argv */
+};
+
+/*
+ * Commands of a pipeline run waiting to be answered together (cmd.c): the commands, and their
+ * arguments, pointers into the query buffer like pget's keys.
+ */
+struct cmd_run {
+	struct pending_txn *v;
+	size_t n, cap;
+	const char **argv;
+	size_t *lens;
+	size_t nargs, capargs;
+	size_t bytes; /* of the arguments */
 };
 
 /* A GET waiting for the multi-get of its pipeline run: the key is in the query buffer. */
@@ -128,20 +141,10 @@ struct conn {
 	struct pending_get *pget;
 	size_t npget, cappget;
 	/* read-then-write commands of a pipeline run, answered by one transaction (cmd.c) */
-	struct pending_txn *ptx;
-	size_t nptx, capptx;
-	const char **ptx_argv; /* into the query buffer, like pget */
-	size_t *ptx_lens;
-	size_t nptx_args, capptx_args, ptx_bytes;
-	/*
-	 * plain SETs and MSETs of a pipeline run, written as one batch (cmd.c): per command its
-	 * key/value pairs (pbw_kv, pointers into the query buffer, like pget)
-	 */
-	struct pending_txn *pbw;
-	size_t npbw, cappbw;
-	const char **pbw_kv;
-	size_t *pbw_lens;
-	size_t npbw_kv, cappbw_kv, pbw_bytes;
+	struct cmd_run ptx;
+	/* plain SETs and MSETs of a pipeline run, written as one batch (cmd.c): per command its
+	 * key/value pairs */
+	struct cmd_run pbw;
 
 	/* output */
 	struct rbuf out;
