@@ -139,13 +139,12 @@ static int copy_wal(struct pkv *db, const struct wal_pos *cut, const char *dst_w
 		return r;
 	}
 	while (r == 0 && (e = readdir(d)) != NULL) {
-		unsigned lane;
-		unsigned long long segno;
+		uint32_t lane;
+		uint64_t segno;
 		size_t limit = SIZE_MAX;
-		int n = 0;
+		bool tmp;
 
-		if (sscanf(e->d_name, "%3u-%10llu.wal%n", &lane, &segno, &n) != 2 ||
-		    n != (int)strlen(e->d_name) || n != 18)
+		if (pkv__wal_seg_parse_name(e->d_name, &lane, &segno, &tmp) < 0 || tmp)
 			continue; /* *.tmp: an unfinished creation, not part of the store */
 		if (!db->readonly_open && lane < db->wal.nlanes) {
 			if (segno > cut[lane].max_used)

@@ -69,12 +69,11 @@ static int list_segments(struct pkv *db, struct vseg **out, size_t *n)
 		return -errno;
 	}
 	while ((e = readdir(d)) != NULL) {
-		unsigned lane;
-		unsigned long long segno;
-		int len = 0;
+		uint32_t lane;
+		uint64_t segno;
+		bool tmp;
 
-		if (sscanf(e->d_name, "%3u-%10llu.wal%n", &lane, &segno, &len) != 2 || len != 18 ||
-		    e->d_name[18] != '\0')
+		if (pkv__wal_seg_parse_name(e->d_name, &lane, &segno, &tmp) < 0 || tmp)
 			continue;
 		if (*n == cap) {
 			struct vseg *nv = realloc(v, (cap = cap ? cap * 2 : 16) * sizeof(*v));
