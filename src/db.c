@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * db.c - the public API's store life cycle: open/close, options, DIR/LOCK, pkv_sync, stats,
- * pkv_compact, pkv_verify.
- * The get path is in read.c, the put/del path in write.c.
+ * pkv_compact.
+ * The get path is in read.c, the put/del path in write.c, pkv_verify in verify.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -428,8 +428,7 @@ PKV_EXPORT int pkv_get_stats(pkv *db, pkv_stats *out)
 	} else {
 		out->last_seq = __atomic_load_n(&db->wal.seq, __ATOMIC_ACQUIRE);
 		out->durable_seq = __atomic_load_n(&db->wal.synced, __ATOMIC_ACQUIRE);
-		for (unsigned i = 0; i < db->wal.nlanes; i++)
-			out->wal_bytes += __atomic_load_n(&db->wal.lanes[i].bytes, __ATOMIC_RELAXED);
+		out->wal_bytes = pkv__wal_bytes(&db->wal);
 		out->wal_segments = count_segments(db);
 		out->wal_recycled = __atomic_load_n(&db->wal.recycled, __ATOMIC_RELAXED);
 		pthread_mutex_lock(&db->sync.mu);

@@ -54,7 +54,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/random.h>
 
 #include "apply.h"
 #include "store.h"
@@ -657,10 +656,7 @@ int pkv__recover(struct pkv *db, uint64_t base_seq)
 	if (r < 0)
 		goto out;
 
-	db->wal.salt = c.nsegs ? c.segs[0].hdr.salt : 0;
-	while (db->wal.salt == 0 && getrandom(&db->wal.salt, sizeof(db->wal.salt), 0) < 0)
-		;
-	__atomic_store_n(&db->wal.seq, last, __ATOMIC_RELAXED);
+	pkv__wal_set_origin(&db->wal, c.nsegs ? c.segs[0].hdr.salt : 0, last);
 
 	if (!db->readonly_open) {
 		/*

@@ -520,18 +520,6 @@ void pkv__sync_kick(struct pkv *db)
 	pthread_mutex_unlock(&s->mu);
 }
 
-static bool lanes_have_retired(struct pkv *db)
-{
-	bool any = false;
-
-	for (unsigned i = 0; i < db->wal.nlanes && !any; i++) {
-		pthread_mutex_lock(&db->wal.lanes[i].lock);
-		any = db->wal.lanes[i].retired != NULL;
-		pthread_mutex_unlock(&db->wal.lanes[i].lock);
-	}
-	return any;
-}
-
 /*
  * The background thread: makes spare segments so that a lane rolls without waiting for the
  * file system, syncs and closes rolled segments (bounding the unsynced data of every mode), and
@@ -574,7 +562,7 @@ static void *bg_main(void *arg)
 		if (want > __atomic_load_n(&db->wal.synced, __ATOMIC_ACQUIRE))
 			(void)pkv__sync_wait(db, want); /* errors are sticky, waiters see them */
 		pkv__wal_make_spares(&db->wal);
-		if ((periodic && timed_out) || lanes_have_retired(db)) {
+		if ((periodic && timed_out) || pkv__wal_has_retired(&db->wal)) {
 			uint64_t seq = __atomic_load_n(&db->wal.seq, __ATOMIC_ACQUIRE);
 			if (pkv__store_readonly(db) == 0)
 				(void)pkv__sync_wait(db, seq); /* errors are sticky and reported there */

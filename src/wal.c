@@ -43,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/mman.h>
 
 #include <ck_pr.h>
@@ -733,6 +734,26 @@ void pkv__wal_set_synced(struct pkv_wal *w, uint64_t seq)
 	__atomic_store_n(&w->synced, seq, __ATOMIC_RELAXED);
 	for (unsigned i = 0; i < w->nlanes; i++)
 		w->lanes[i].last_seq = w->lanes[i].synced_seq = 0;
+}
+
+void pkv__wal_set_origin(struct pkv_wal *w, uint64_t salt, uint64_t last)
+{
+	w->salt = salt;
+	while (w->salt == 0 && getrandom(&w->salt, sizeof(w->salt), 0) < 0)
+		;
+	__atomic_store_n(&w->seq, last, __ATOMIC_RELAXED);
+}
+
+bool pkv__wal_has_retired(struct pkv_wal *w)
+{
+	bool any = false;
+
+	for (unsigned i = 0; i < w->nlanes && !any; i++) {
+		pthread_mutex_lock(&w->lanes[i].lock);
+		any = w->lanes[i].retired != NULL;
+		pthread_mutex_unlock(&w->lanes[i].lock);
+	}
+	return any;
 }
 
 void pkv__wal_lane_retire_cur(struct pkv_wal *w, uint32_t lane)

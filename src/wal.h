@@ -142,6 +142,15 @@ int pkv__wal_lane_adopt(struct pkv_wal *w, uint32_t lane, int fd, uint64_t segno
 /* At open, once every replayed segment is fdatasynced: everything <= @seq is durable. */
 void pkv__wal_set_synced(struct pkv_wal *w, uint64_t seq);
 
+/*
+ * At open, after the merge: the next record takes sequence number @last + 1, and new segments
+ * carry @salt (the existing segments' salt; 0 when there are none: a random one is drawn).
+ */
+void pkv__wal_set_origin(struct pkv_wal *w, uint64_t salt, uint64_t last);
+
+/* Whether a lane holds rolled segments not yet synced and closed (takes the lane locks). */
+bool pkv__wal_has_retired(struct pkv_wal *w);
+
 /* Unmap, close and free @seg (no sync). A rolled segment's entry learns it is closed (W.7). */
 void pkv__wal_seg_close(struct wal_seg *seg);
 
