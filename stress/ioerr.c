@@ -1235,25 +1235,13 @@ static void run_case(const char *dir, enum pkv_durability mode, enum fkind kind,
 	memset(&crash, 0, sizeof(crash));
 	for (;;) {
 		bool crashed = false;
-		int fds[2];
-		pid_t pid;
+		int rfd, wfd;
+		pid_t pid = su_fork_pipe(&rfd, &wfd);
 
-		if (pipe(fds) != 0) {
-			rfail(res, "pipe: %s", strerror(errno));
-			return;
-		}
-		pid = fork();
-		if (pid < 0) {
-			rfail(res, "fork: %s", strerror(errno));
-			return;
-		}
-		if (pid == 0) {
-			close(fds[0]);
-			child_main(dir, mode, &fkinds[kind], n, fds[1], start, &h,
+		if (pid == 0)
+			child_main(dir, mode, &fkinds[kind], n, wfd, start, &h,
 				   start ? &crash : NULL);
-		}
-		close(fds[1]);
-		while (su_read_full(fds[0], &m, sizeof(m)) == 0) {
+		while (su_read_full(rfd, &m, sizeof(m)) == 0) {
 			m.text[sizeof(m.text) - 1] = '\0';
 			switch (m.type) {
 			case CM_STEP:
@@ -1309,7 +1297,7 @@ static void run_case(const char *dir, enum pkv_durability mode, enum fkind kind,
 				break;
 			}
 		}
-		close(fds[0]);
+		close(rfd);
 		status = su_wait(pid);
 		if (!crashed || !WIFEXITED(status) || WEXITSTATUS(status) != 0 || !res->ok)
 			break;
