@@ -300,7 +300,7 @@ static int copy_out(struct scan_copy *c, const struct scan_ent *e, size_t n)
 }
 
 /*
- * Read window [lo, hi] (inside one shard), take up to @want keys of it (whole hash groups, and
+ * Read window [lo, hi] (inside one shard: SC.1), take up to @want keys of it (whole hash groups, and
  * at most SCAN_COPY_BYTES unless one group is more) into @c. *@next: where the next window
  * starts (hi + 1, or the hash after the last group taken); *@wrapped: the walk is complete.
  */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_scan.c - pkv_scan's promises (pkv.h; scan.c SC.1 - SC.4), through the public API only.
+ * test_scan.c - pkv_scan's promises (pkv.h; scan.c SC.1 - SC.5), through the public API only.
  *
  *  - quiescent: every key exactly once, with its newest value and version, for many counts and
  *    store sizes, in the live map, in the snapshot base, and shadowed across both;
