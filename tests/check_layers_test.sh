@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/check_layers_test.sh - the negative control of tools/check_layers.sh: it must pass a
 # clean graph and fail (exit 1, naming the edge) on an upward include, an upward call, a cycle
-# between files of one layer, a file with no layer, and made-up edges added to the real tree.
+# between files of one layer, a file with no layer, and made-up edges added to the real tree;
+# and exit 2 on a source without an object.
 #
 # Usage: check_layers_test.sh CHECK_SCRIPT CC OBJDIR
 #   OBJDIR: the objects of the library as built (for the made-up edges on the real tree)
@@ -84,6 +85,12 @@ fixture
 printf 'int stray(void) { return 0; }\n' >"$T/src/stray.c"
 build
 expect 1 "stray.c has no layer" "a file with no layer" -- \
+	--src "$T/src" --objdir "$T/obj" --table "$T/layers.txt"
+
+fixture
+build
+rm "$T/obj/high.c.o"
+expect 2 "no object for high.c" "a source without an object (a partial build)" -- \
 	--src "$T/src" --objdir "$T/obj" --table "$T/layers.txt"
 
 # The real tree, with made-up edges: the map calling the WAL, and a cycle sync <-> apply.

@@ -7,7 +7,8 @@
 #   - the compiled objects of the library: `nm` says which object defines each global symbol and
 #     which objects use it (an edge from the user's .c to the definer's .c).
 # It fails (exit 1) and prints the offending edge when a file depends on a file of a higher
-# layer, when the graph has a cycle (tsort finds it), or when a file has no layer in the table.
+# layer, when the graph has a cycle (tsort finds it), or when a file has no layer in the table;
+# exit 2 when a source file of src/ has no object (a partial build would hide its calls).
 #
 # Usage: bash tools/check_layers.sh [--objdir DIR] [--src DIR] [--table FILE] [--edges FILE]
 #   --objdir  where the library's objects are (default build/release/CMakeFiles/pkv_objects.dir);
@@ -35,7 +36,7 @@ while [ $# -gt 0 ]; do
 	--table) TABLE=$(abs "$2"); shift 2 ;;
 	--edges) EXTRA=$(abs "$2"); shift 2 ;;
 	-v) VERBOSE=1; shift ;;
-	-h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,21p' "$0"; exit 0 ;;
 	*) echo "check_layers: unknown argument $1" >&2; exit 2 ;;
 	esac
 done
@@ -52,6 +53,16 @@ if [ "${#OBJS[@]}" -eq 0 ]; then
 	echo "check_layers: no objects under $OBJDIR (build the library first)" >&2
 	exit 2
 fi
+
+# A source without an object would drop its symbol edges unseen (a partial build).
+for f in "$SRC"/*.c; do
+	[ -e "$f" ] || continue
+	b=$(basename "$f")
+	if ! printf '%s\n' "${OBJS[@]}" | grep -qE "/(${b%.c}|$b)\.o\$"; then
+		echo "check_layers: no object for $b under $OBJDIR (build the library first)" >&2
+		exit 2
+	fi
+done
 
 TMP=$(mktemp -d) || exit 2
 trap 'rm -rf "$TMP"' EXIT
