@@ -36,7 +36,7 @@ while [ $# -gt 0 ]; do
 	--table) TABLE=$(abs "$2"); shift 2 ;;
 	--edges) EXTRA=$(abs "$2"); shift 2 ;;
 	-v) VERBOSE=1; shift ;;
-	-h | --help) sed -n '2,21p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,20p' "$0"; exit 0 ;;
 	*) echo "check_layers: unknown argument $1" >&2; exit 2 ;;
 	esac
 done
