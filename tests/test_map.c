@@ -2,12 +2,14 @@
 /*
  * test_map.c - the live map's read side, from inside: the inline probe (map.c M.8) against
  * ck_ht_get_spmc over tables with tombstones, reused slots and growth, and the batch-visibility
- * counters (M.7) driven directly, as a batch writer drives them, under pkv_get_many.
+ * counters (M.7) driven directly, as a batch writer drives them, under pkv_get_many (with the
+ * negative control: the same batches without the counters are seen in part).
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "map.h"
@@ -18,6 +20,14 @@
 #define T_TIMEOUT 120
 
 TestSuite(map, .timeout = T_TIMEOUT);
+
+static uint64_t mono_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
 
 static size_t key_of(char *k, unsigned i)
 {
@@ -98,9 +108,10 @@ Test(map, inline_probe_matches_ck_ht)
 
 /* ---- M.7 from the read side --------------------------------------------------------------- */
 
+/* A reader of the pair; the test reads stop, reads, torn and rc atomically while it runs. */
 struct pair_reader {
 	pkv *db;
-	volatile int stop;
+	int stop;
 	long reads, torn;
 	int rc;
 };
@@ -109,29 +120,35 @@ static void *pair_reader_main(void *arg)
 {
 	struct pair_reader *p = arg;
 	pkv_item it[2] = { { .key = "pair-a", .klen = 6 }, { .key = "pair-b", .klen = 6 } };
+	int rc = 0;
 
-	while (!__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE)) {
+	while (rc == 0 && !__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE)) {
 		int n;
 
-		if ((p->rc = pkv_read_begin(p->db)) != 0)
+		if ((rc = pkv_read_begin(p->db)) != 0)
 			break;
 		n = pkv_get_many(p->db, it, 2);
 		if (n != 2) {
-			p->rc = n < 0 ? n : PKV_NOTFOUND;
-			pkv_read_end(p->db);
-			break;
+			rc = n < 0 ? n : PKV_NOTFOUND;
+		} else {
+			__atomic_add_fetch(&p->reads, 1, __ATOMIC_RELAXED);
+			if (it[0].seq != it[1].seq || it[0].vlen != it[1].vlen ||
+			    memcmp(it[0].val, it[1].val, it[0].vlen) != 0)
+				__atomic_add_fetch(&p->torn, 1, __ATOMIC_RELAXED);
 		}
-		p->reads++;
-		if (it[0].seq != it[1].seq || it[0].vlen != it[1].vlen ||
-		    memcmp(it[0].val, it[1].val, it[0].vlen) != 0)
-			p->torn++;
 		pkv_read_end(p->db);
 	}
+	__atomic_store_n(&p->rc, rc, __ATOMIC_RELEASE);
 	return NULL;
 }
 
-/* One "batch": both keys under both shard locks, between the counters, one seq. */
-static void write_pair(pkv *db, uint64_t seq, bool use_counters)
+/*
+ * One "batch": both keys under both shard locks, one seq, with the batch counters around the
+ * publications when @use_counters (as pkv_write does), without them otherwise. Between the two
+ * publications the writer stalls briefly, or sleeps @pause_us when it is not 0, holding the
+ * locks: a window in which a reader finds pair-a new and pair-b old unless M.7 holds it off.
+ */
+static void write_pair(pkv *db, uint64_t seq, bool use_counters, unsigned pause_us)
 {
 	struct pkv_map *m = &db->map;
 	const char *keys[2] = { "pair-a", "pair-b" };
@@ -160,7 +177,9 @@ static void write_pair(pkv *db, uint64_t seq, bool use_counters)
 		cr_assert_not_null(r);
 		cr_assert_eq(pkv__map_reserve_locked(s[i]), 0);
 		cr_assert_eq(pkv__map_set_locked(s[i], h[i], r, seq), 0);
-		if (i == 0)
+		if (i == 0 && pause_us > 0)
+			usleep(pause_us); /* the reader gets a core and a long look at the window */
+		else if (i == 0)
 			ck_pr_stall(); /* widen the window between the two publications */
 	}
 	if (use_counters)
@@ -170,22 +189,75 @@ static void write_pair(pkv *db, uint64_t seq, bool use_counters)
 	pthread_mutex_unlock(&s[0]->lock);
 }
 
+/* A reader of the pair (pair_reader_main) running; the pair holds version @seq. */
+static pthread_t pair_reader_start(struct pair_reader *p, uint64_t seq)
+{
+	pthread_t t;
+
+	*p = (struct pair_reader){ 0 };
+	p->db = tu_open(NULL, NULL);
+	pkv__rcu_enter();
+	write_pair(p->db, seq, true, 0);
+	cr_assert_eq(pthread_create(&t, NULL, pair_reader_main, p), 0);
+	return t;
+}
+
+static void pair_reader_stop(struct pair_reader *p, pthread_t t)
+{
+	__atomic_store_n(&p->stop, 1, __ATOMIC_RELEASE);
+	pthread_join(t, NULL);
+	cr_expect_eq(p->rc, 0, "%s", pkv_strerror(p->rc));
+}
+
+static bool pair_reader_ok(struct pair_reader *p)
+{
+	return __atomic_load_n(&p->rc, __ATOMIC_ACQUIRE) == 0;
+}
+
+/*
+ * M.7: with the counters, no multi-get sees the pair in part: over many quick batches, and
+ * over batches that sleep between their two publications (the window the negative control
+ * below finds at once).
+ */
 Test(map, get_many_never_shows_a_batch_in_part)
 {
-	struct pair_reader p = { 0 };
-	pthread_t t;
+	struct pair_reader p;
 	uint64_t seq = 1u << 20;
+	pthread_t t = pair_reader_start(&p, seq++);
 
-	p.db = tu_open(NULL, NULL);
-	pkv__rcu_enter();
-	write_pair(p.db, seq++, true);
-	cr_assert_eq(pthread_create(&t, NULL, pair_reader_main, &p), 0);
-	for (int i = 0; i < 200000 && p.rc == 0; i++)
-		write_pair(p.db, seq++, true);
-	__atomic_store_n(&p.stop, 1, __ATOMIC_RELEASE);
-	pthread_join(t, NULL);
-	cr_expect_eq(p.rc, 0, "%s", pkv_strerror(p.rc));
+	for (int i = 0; i < 200000 && pair_reader_ok(&p); i++)
+		write_pair(p.db, seq++, true, 0);
+	for (int i = 0; i < 200 && pair_reader_ok(&p); i++)
+		write_pair(p.db, seq++, true, 500);
+	pair_reader_stop(&p, t);
 	cr_expect_eq(p.torn, 0, "%ld of %ld multi-gets saw a batch in part", p.torn, p.reads);
+	cr_expect_gt(p.reads, 0, "the reader ran");
+	tu_close(p.db);
+}
+
+/*
+ * The negative control of the test above (and of test_write's get_many_never_sees_a_batch_in_part):
+ * the same batches and the same reader, the counters skipped. The writer sleeps between the two
+ * publications, so the reader, spinning on the other core (or on this one while the writer
+ * sleeps), soon finds the pair torn: a check that could not see a batch in part would fail here.
+ * Bounded: at most 5 s of batches (the first few suffice, even on a loaded machine).
+ */
+Test(map, get_many_shows_a_batch_in_part_without_the_counters)
+{
+	struct pair_reader p;
+	uint64_t seq = 1u << 20;
+	pthread_t t = pair_reader_start(&p, seq++);
+	uint64_t t_end = mono_ms() + 5000;
+	long batches = 0;
+
+	while (__atomic_load_n(&p.torn, __ATOMIC_RELAXED) == 0 && pair_reader_ok(&p) &&
+	       mono_ms() < t_end) {
+		write_pair(p.db, seq++, false, 1000);
+		batches++;
+	}
+	pair_reader_stop(&p, t);
+	cr_expect_gt(p.torn, 0, "no multi-get of %ld saw any of %ld uncounted batches in part",
+		     p.reads, batches);
 	tu_close(p.db);
 }
 

@@ -1035,8 +1035,9 @@ ParameterizedTest(enum pkv_durability *mode, write, clear_kill9)
 /*
  * pkv_get_many never shows a batch in part (map.c M.7), seen from the batch side: two writers
  * rewrite 8 keys to one common value per batch, in opposite key orders, while a compactor runs
- * now and then; two readers get_many all 8 and require 8 equal values with equal seqs. A
- * negative control is in test_map (the counters skipped make the same check fail).
+ * now and then; two readers get_many all 8 and require 8 equal values with equal seqs. The
+ * negative control is test_map's get_many_shows_a_batch_in_part_without_the_counters: the
+ * same check, against batches that skip the counters, finds one in part.
  */
 struct many_arg {
 	pkv *db;
