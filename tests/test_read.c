@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "testutil.h"
@@ -145,6 +147,70 @@ Test(section, waiting_calls_are_einval_inside)
 	cr_expect_eq(pkv_thread_detach(), 0);
 	tu_close(db);
 	tu_close(other);
+}
+
+/*
+ * RD.4 on the store of the section itself: pkv_close returns PKV_EINVAL at once (the test's own
+ * timeout bounds "at once": a close that waited for this thread's section would never return)
+ * and closes nothing: the held pointer keeps its bytes, the store still reads and writes.
+ * pkv_checkpoint and a power-durable pkv_put_expire return PKV_EINVAL and change nothing. After
+ * pkv_read_end each of them succeeds, and the store reopens with what was written.
+ */
+Test(section, own_store_close_checkpoint_put_expire_are_einval_inside, .timeout = 60)
+{
+	uint64_t later = (uint64_t)time(NULL) * 1000 + 3600 * 1000; /* expires in an hour */
+	pkv_options o;
+	pkv *db, *cp;
+	char dst[PATH_MAX], buf[8];
+	const void *val, *val2;
+	size_t vlen, vlen2, n;
+	pkv_stats before, after;
+	struct stat st;
+
+	tu_opts(&o, PKV_DURABLE_PROCESS);
+	db = tu_open(tu_db, &o);
+	tu_path(dst, "checkpoint");
+	cr_assert_eq(pkv_put(db, "held", 4, "bytes", 5), 0);
+	cr_assert_eq(pkv_read_begin(db), 0);
+	cr_assert_eq(pkv_get_ref(db, "held", 4, &val, &vlen, NULL), 0);
+	before = tu_stats(db);
+
+	cr_expect_eq(pkv_close(db), PKV_EINVAL);
+	cr_expect_eq(pkv_checkpoint(db, dst), PKV_EINVAL);
+	cr_expect_eq(pkv_put_expire(db, "x", 1, "1", 1, later, PKV_WRITE_POWER), PKV_EINVAL);
+	cr_expect_eq(pkv_put_expire(db, "held", 4, "2", 1, later, PKV_WRITE_POWER), PKV_EINVAL);
+
+	/* Nothing changed, and the handle is open: reads and (non-waiting) writes work. */
+	after = tu_stats(db);
+	cr_expect_eq(after.last_seq, before.last_seq, "a refused call took a sequence number");
+	cr_expect_eq(after.puts, before.puts, "a refused call wrote");
+	cr_expect_eq(after.keys, before.keys);
+	cr_expect_eq(after.readonly_reason, 0);
+	cr_expect_neq(stat(dst, &st), 0, "a refused checkpoint made its directory");
+	cr_expect(vlen == 5 && memcmp(val, "bytes", 5) == 0, "the held value changed");
+	cr_expect_eq(pkv_get(db, "x", 1, buf, sizeof(buf), &n), PKV_NOTFOUND);
+	cr_expect_eq(pkv_get(db, "held", 4, buf, sizeof(buf), &n), 0);
+	cr_expect(n == 5 && memcmp(buf, "bytes", 5) == 0);
+	cr_expect_eq(pkv_put(db, "inside", 6, "ok", 2), 0);
+	cr_expect_eq(pkv_get_ref(db, "inside", 6, &val2, &vlen2, NULL), 0);
+	cr_expect(vlen2 == 2 && memcmp(val2, "ok", 2) == 0);
+	cr_assert_eq(pkv_read_end(db), 0);
+
+	/* Outside, the same calls succeed. */
+	cr_expect_eq(pkv_put_expire(db, "x", 1, "1", 1, later, PKV_WRITE_POWER), 0);
+	cr_expect_eq(pkv_checkpoint(db, dst), 0);
+	cr_assert_eq(pkv_close(db), 0);
+	db = tu_open(tu_db, &o);
+	cr_expect_eq(tu_stats(db).keys, 3);
+	cr_expect_eq(pkv_get(db, "held", 4, buf, sizeof(buf), &n), 0);
+	cr_expect(n == 5 && memcmp(buf, "bytes", 5) == 0);
+	cr_expect_eq(pkv_get(db, "x", 1, buf, sizeof(buf), &n), 0);
+	cr_expect(n == 1 && buf[0] == '1');
+	tu_close(db);
+	o.flags |= PKV_OPEN_READONLY;
+	cp = tu_open(dst, &o);
+	cr_expect_eq(tu_stats(cp).keys, 3, "the checkpoint after the section holds every write");
+	tu_close(cp);
 }
 
 TestSuite(get_ref, .init = tu_setup, .fini = tu_teardown, .timeout = T_TIMEOUT);
