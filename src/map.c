@@ -18,7 +18,8 @@
  *       its key, kept alive by M.4.
  *  M.4  A replaced or removed record, and every table ck_ht frees on growth (its ck_malloc
  *       free(defer = true)), is freed only from a call_rcu callback: after every reader that could
- *       have loaded a pointer to it has left its read-side section.
+ *       have loaded a pointer to it has left its read-side section. Each shard counts the
+ *       records it retired and those reclaimed after their grace period (pkv__map_reclaim_counts).
  *  M.5  Overwrites do not relocate entries unless a tombstone (left by a delete) lies earlier in
  *       the key's probe sequence; only relocations and tombstone reuse make ck_ht readers reprobe.
  *  M.6  Growth happens before a write reaches the WAL (pkv__map_reserve_locked; a batch's keys of
@@ -101,6 +102,7 @@ static void *ht_realloc(void *p, size_t old, size_t n, bool defer)
 
 struct retire_batch {
 	struct rcu_head rcu;
+	struct map_shard *shard; /* counts the reclaimed records (pkv__map_destroy waits for us) */
 	unsigned n;
 	void *items[RETIRE_BATCH];
 };
@@ -111,6 +113,8 @@ static void retire_cb(struct rcu_head *head)
 
 	PKV_TSAN_ACQUIRE();
 	pkv__recpool_free_batch(b->items, b->n); /* recpool.h P.1: after the grace period */
+	__atomic_fetch_add(&b->shard->reclaimed, b->n, __ATOMIC_RELAXED);
+	PKV_TSAN_RELEASE(); /* the count is in before the barrier of pkv__map_destroy (rcu.h) */
 	free(b);
 }
 
@@ -131,6 +135,7 @@ static int retire_reserve_locked(struct map_shard *s)
 	s->retire = malloc(sizeof(*s->retire));
 	if (s->retire == NULL)
 		return -ENOMEM;
+	s->retire->shard = s;
 	s->retire->n = 0;
 	return 0;
 }
@@ -141,6 +146,7 @@ static int retire_reserve_locked(struct map_shard *s)
  */
 static void retire_locked(struct map_shard *s, void *p)
 {
+	__atomic_store_n(&s->retired, s->retired + 1, __ATOMIC_RELAXED);
 #ifdef PKV_TEST_SKIP_GRACE_PERIOD
 	/* Negative control for the TSan soak: deliberately no grace period. Never in a release. */
 	free(p);
@@ -158,6 +164,7 @@ static void retire_locked(struct map_shard *s, void *p)
 		urcu_memb_synchronize_rcu();
 		PKV_TSAN_ACQUIRE();
 		free(p);
+		__atomic_fetch_add(&s->reclaimed, 1, __ATOMIC_RELAXED);
 		return;
 	}
 	s->retire->items[s->retire->n++] = p;
@@ -263,6 +270,7 @@ void pkv__map_destroy(struct pkv_map *m)
 	}
 	/* Wait for every batch and table handed to call_rcu before the memory map goes away. */
 	urcu_memb_barrier();
+	PKV_TSAN_ACQUIRE(); /* pairs with retire_cb's release: its count is written */
 	free(m->shards);
 	m->shards = NULL;
 }
@@ -490,6 +498,16 @@ void pkv__map_flush_retired(struct pkv_map *m)
 		pthread_mutex_lock(&m->shards[i].lock);
 		retire_flush_locked(&m->shards[i]);
 		pthread_mutex_unlock(&m->shards[i].lock);
+	}
+}
+
+void pkv__map_reclaim_counts(struct pkv_map *m, uint64_t *retired, uint64_t *reclaimed)
+{
+	*retired = 0;
+	*reclaimed = 0;
+	for (unsigned i = 0; i < m->nshards; i++) {
+		*retired += __atomic_load_n(&m->shards[i].retired, __ATOMIC_RELAXED);
+		*reclaimed += __atomic_load_n(&m->shards[i].reclaimed, __ATOMIC_RELAXED);
 	}
 }
 

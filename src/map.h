@@ -88,6 +88,9 @@ struct map_shard {
 	uint64_t puts, dels;         /* written under lock, read with relaxed atomics */
 	int64_t nkeys;               /* visible keys of this shard (live and base), likewise */
 	uint64_t gen;                /* +1 at every change of the table's entries, under lock */
+	/* Reclamation (M.4): records retired, written under lock and read with relaxed atomics;
+	 * records reclaimed after their grace period, added to by the RCU callback. */
+	uint64_t retired, reclaimed;
 } __attribute__((aligned(64)));
 
 struct pkv_map {
@@ -414,6 +417,15 @@ int pkv__map_range_locked(struct map_shard *s, uint64_t lo, uint64_t hi,
 
 /* Hand every retired record of every shard to RCU now (close, tests). */
 void pkv__map_flush_retired(struct pkv_map *m);
+
+/*
+ * Records of @m retired so far (replaced or removed, M.4) into *@retired, and records reclaimed
+ * so far (freed or given to the record pool by the RCU callback, after a grace period) into
+ * *@reclaimed, summed over the shards (OUT, both). Each count is read with a relaxed load: exact
+ * once writers and callbacks are done (urcu_memb_barrier). A retired record waits in its shard's
+ * batch until the batch fills or pkv__map_flush_retired hands it to RCU. For tests.
+ */
+void pkv__map_reclaim_counts(struct pkv_map *m, uint64_t *retired, uint64_t *reclaimed);
 
 
 #endif /* PKV_MAP_H */
