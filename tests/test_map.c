@@ -3,7 +3,8 @@
  * test_map.c - the live map's read side, from inside: the inline probe (map.c M.8) against
  * ck_ht_get_spmc over tables with tombstones, reused slots and growth, and the batch-visibility
  * counters (M.7) driven directly, as a batch writer drives them, under pkv_get_many (with the
- * negative control: the same batches without the counters are seen in part).
+ * negative control: the same batches without the counters are seen in part), and M.4 seen through
+ * a read section: what it holds is reclaimed after it ends, not before.
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
@@ -259,6 +260,102 @@ Test(map, get_many_shows_a_batch_in_part_without_the_counters)
 	cr_expect_gt(p.torn, 0, "no multi-get of %ld saw any of %ld uncounted batches in part",
 		     p.reads, batches);
 	tu_close(p.db);
+}
+
+/* ---- M.4 and read.c RD.2: reclamation waits for the section, and only for it -------------- */
+
+struct barrier_waiter {
+	int done; /* atomic */
+};
+
+/* Wait for every RCU callback queued so far (they run after a grace period: after every
+ * section that began before them ended). */
+static void *barrier_main(void *arg)
+{
+	struct barrier_waiter *w = arg;
+
+	pkv__rcu_enter(); /* call_rcu, which the barrier uses, wants a registered thread */
+	urcu_memb_barrier();
+	__atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/*
+ * Records a section holds and a writer replaces are retired at once, and handed to call_rcu,
+ * but not reclaimed while the section lasts (their bytes stay, and a thread waiting for every
+ * callback keeps waiting); once the section ends they are all reclaimed. In memory: no other
+ * writer and no compaction retires anything meanwhile, so the counts are exact.
+ */
+#define N_RECLAIM 1000u
+
+Test(map, records_replaced_in_a_section_are_reclaimed_after_it)
+{
+	static const void *val[N_RECLAIM];
+	static size_t vlen[N_RECLAIM];
+	static char copy[N_RECLAIM][32];
+	struct barrier_waiter w = { 0 };
+	uint64_t retired0, reclaimed0, retired, reclaimed, t_end;
+	char k[32], v[32];
+	pthread_t t;
+	pkv_options o;
+	pkv *db;
+
+	/* 4 shards of about 250 keys: each fills a retire batch (queued by the writer itself) and
+	 * leaves a part of one (queued by pkv__map_flush_retired). */
+	pkv_options_default(&o);
+	o.shards = 4;
+	db = tu_open(NULL, &o);
+	for (unsigned i = 0; i < N_RECLAIM; i++) {
+		int n = snprintf(v, sizeof(v), "old-%u", i);
+
+		cr_assert_eq(pkv_put(db, k, key_of(k, i), v, (size_t)n), 0);
+	}
+	pkv__map_flush_retired(&db->map);
+	pkv__map_reclaim_counts(&db->map, &retired0, &reclaimed0);
+	cr_assert_eq(retired0, 0, "new keys replace nothing");
+
+	cr_assert_eq(pkv_read_begin(db), 0);
+	for (unsigned i = 0; i < N_RECLAIM; i++) {
+		cr_assert_eq(pkv_get_ref(db, k, key_of(k, i), &val[i], &vlen[i], NULL), 0);
+		cr_assert_lt(vlen[i], sizeof(copy[i]));
+		memcpy(copy[i], val[i], vlen[i]);
+	}
+	for (unsigned i = 0; i < N_RECLAIM; i++) {
+		int n = snprintf(v, sizeof(v), "new-%u", i);
+
+		cr_assert_eq(pkv_put(db, k, key_of(k, i), v, (size_t)n), 0);
+	}
+	pkv__map_flush_retired(&db->map); /* every replaced record is now queued on call_rcu */
+	pkv__map_reclaim_counts(&db->map, &retired, &reclaimed);
+	cr_expect_eq(retired - retired0, N_RECLAIM, "%llu of %u replaced records retired",
+		     (unsigned long long)(retired - retired0), N_RECLAIM);
+	cr_assert_eq(pthread_create(&t, NULL, barrier_main, &w), 0);
+	/* 100 ms: a longer wait makes a stronger check, a shorter one never a false failure. */
+	for (int spin = 0; spin < 20; spin++) {
+		usleep(5000);
+		pkv__map_reclaim_counts(&db->map, &retired, &reclaimed);
+		cr_assert_eq(reclaimed, reclaimed0, "%llu records reclaimed inside the section",
+			     (unsigned long long)(reclaimed - reclaimed0));
+		cr_assert_eq(__atomic_load_n(&w.done, __ATOMIC_ACQUIRE), 0,
+			     "the callbacks ran inside the section");
+		for (unsigned i = 0; i < N_RECLAIM; i++)
+			cr_assert(memcmp(val[i], copy[i], vlen[i]) == 0, "key %u changed", i);
+	}
+	cr_assert_eq(pkv_read_end(db), 0);
+
+	/* Bounded: the barrier returns once the grace period (no section left) and the callbacks
+	 * are done; the suite's timeout is the backstop. */
+	t_end = mono_ms() + 30000;
+	while (!__atomic_load_n(&w.done, __ATOMIC_ACQUIRE) && mono_ms() < t_end)
+		usleep(1000);
+	cr_assert(__atomic_load_n(&w.done, __ATOMIC_ACQUIRE),
+		  "the callbacks did not run within 30 s of the section's end");
+	pthread_join(t, NULL);
+	pkv__map_reclaim_counts(&db->map, &retired, &reclaimed);
+	cr_expect_eq(retired - retired0, N_RECLAIM);
+	cr_expect_eq(reclaimed - reclaimed0, N_RECLAIM, "%llu of %u replaced records reclaimed",
+		     (unsigned long long)(reclaimed - reclaimed0), N_RECLAIM);
+	tu_close(db);
 }
 
 struct waiter {
