@@ -12,14 +12,19 @@
  *       of balances stays TOTAL, and every account equals its last committed value;
  *   T2  batches lock shards in one global order: threads building batches in opposite key
  *       orders never deadlock (the run ends within its time);
- *   T3  every committed batch took one sequence number, which every key it wrote carries.
+ *   T3  every committed batch took one sequence number, which every key it wrote carries;
+ *   T4  pkv_get_many never shows a batch in part: a multi-get thread reads every account at once
+ *       in a read section, and each account's value names the accounts its batch wrote (a
+ *       mask), so every account named by a batch it shows must show that batch or a later one,
+ *       never an earlier one; and the balances it sees sum to TOTAL (which also catches a batch
+ *       in part whose visible half a later batch overwrote).
  * Next to them: an expiry thread puts keys that expire 1-30 ms later and reads them until they
  * are gone (an expired key never comes back, never reads as another value, and never reads as
  * present once the clock is past its expiry); a reader thread reads every account; a compactor
- * runs pkv_compact every --compact-ms. pkv_clear empties everything, so it runs between rounds
- * (--rounds): each round ends with every thread stopped, the checks above, a pkv_clear, a check
- * that every key is gone, and new balances. After the last round the store is reopened and
- * checked once more (T1 across a reopen).
+ * runs pkv_compact every --compact-ms, so the multi-gets read from the snapshot too. pkv_clear
+ * empties everything, so it runs between rounds (--rounds): each round ends with every thread
+ * stopped, the checks above, a pkv_clear, a check that every key is gone, and new balances. After
+ * the last round the store is reopened and checked once more (T1 across a reopen).
  *
  * Usage: batches [--seconds N] [--threads N] [--rounds N] [--compact-ms N] [--durability M]
  *                [--mem] [--dir PARENT] [--seed N]
@@ -48,6 +53,12 @@
 #define TOTAL ((int64_t)ACCOUNTS * 1000)
 #define MAX_THREADS 8
 
+/* An account's value: its balance, and the accounts the batch that wrote it wrote (T4). */
+struct acct_val {
+	int64_t bal;
+	uint64_t batch; /* bit i: account i; the seeding batch writes them all */
+};
+
 struct account {
 	pthread_mutex_t mu;
 	uint64_t ver; /* seq of the last committed write we know of */
@@ -58,7 +69,7 @@ static struct {
 	pkv *db;
 	struct account acc[ACCOUNTS];
 	atomic_bool stop;
-	atomic_uint_fast64_t commits, conflicts, expired_seen, gets;
+	atomic_uint_fast64_t commits, conflicts, expired_seen, gets, many_gets;
 	atomic_int failures;
 	unsigned compact_ms;
 	uint64_t seed;
@@ -106,11 +117,14 @@ static int get_bal(unsigned i, int64_t *bal)
 	char k[32], buf[32];
 	size_t n = 0;
 	int r = pkv_get(G.db, k, acc_key(k, i), buf, sizeof(buf), &n);
+	struct acct_val v;
 
-	if (r == 0 && n == sizeof(*bal))
-		memcpy(bal, buf, sizeof(*bal));
-	else if (r == 0)
+	if (r == 0 && n == sizeof(v)) {
+		memcpy(&v, buf, sizeof(v));
+		*bal = v.bal;
+	} else if (r == 0) {
 		r = PKV_ECORRUPT;
+	}
 	return r;
 }
 
@@ -125,7 +139,7 @@ static void *transfer_thread(void *arg)
 	}
 	while (!atomic_load(&G.stop)) {
 		unsigned n = 2 + (unsigned)(rnd(&s) % 3), idx[4];
-		uint64_t ver[4], seq = 0;
+		uint64_t ver[4], seq = 0, mask = 0;
 		int64_t bal[4], moved = 0;
 		int r;
 
@@ -138,12 +152,14 @@ static void *transfer_thread(void *arg)
 				for (unsigned m = 0; m < j; m++)
 					dup |= idx[m] == idx[j];
 			} while (dup);
+			mask |= 1ull << idx[j];
 		}
 		pkv_batch_clear(b);
 		for (unsigned j = 0; j < n; j++) {
 			struct account *a = &G.acc[idx[j]];
 			char k[32];
 			size_t kl = acc_key(k, idx[j]);
+			struct acct_val v;
 
 			pthread_mutex_lock(&a->mu);
 			ver[j] = a->ver;
@@ -158,8 +174,9 @@ static void *transfer_thread(void *arg)
 				bal[j] += moved;
 			}
 			/* The key order in the batch is random: pkv orders the locks (T2). */
+			v = (struct acct_val){ .bal = bal[j], .batch = mask };
 			if (pkv_batch_expect(b, k, kl, ver[j]) != 0 ||
-			    pkv_batch_put(b, k, kl, &bal[j], sizeof(bal[j])) != 0) {
+			    pkv_batch_put(b, k, kl, &v, sizeof(v)) != 0) {
 				fail("batch build");
 				break;
 			}
@@ -258,6 +275,62 @@ static void *reader_thread(void *arg)
 	return NULL;
 }
 
+/* T4: one multi-get of every account at a time, each checked against the batches it shows. */
+static void *many_thread(void *arg)
+{
+	char keys[ACCOUNTS][32];
+	size_t klen[ACCOUNTS];
+	pkv_item it[ACCOUNTS];
+	struct acct_val v[ACCOUNTS];
+
+	(void)arg;
+	for (unsigned i = 0; i < ACCOUNTS; i++)
+		klen[i] = acc_key(keys[i], i);
+	while (!atomic_load(&G.stop)) {
+		int64_t sum = 0;
+		bool sized = true;
+		int n;
+
+		for (unsigned i = 0; i < ACCOUNTS; i++)
+			it[i] = (pkv_item){ .key = keys[i], .klen = klen[i] };
+		if (pkv_read_begin(G.db) != 0) {
+			fail("pkv_read_begin");
+			break;
+		}
+		n = pkv_get_many(G.db, it, ACCOUNTS);
+		for (unsigned i = 0; n == ACCOUNTS && i < ACCOUNTS; i++) {
+			sized &= it[i].vlen == sizeof(v[i]);
+			if (it[i].vlen == sizeof(v[i]))
+				memcpy(&v[i], it[i].val, sizeof(v[i]));
+		}
+		pkv_read_end(G.db); /* the values are copied: the checks need no section */
+		if (n != ACCOUNTS || !sized) {
+			if (n < 0)
+				fail("pkv_get_many: %s", pkv_strerror(n));
+			else
+				fail("multi-get found %d of %d accounts%s", n, ACCOUNTS,
+				     sized ? "" : ", one of a wrong size");
+			break;
+		}
+		for (unsigned i = 0; i < ACCOUNTS; i++) {
+			sum += v[i].bal;
+			for (unsigned j = 0; j < ACCOUNTS; j++) {
+				if (!(v[i].batch >> j & 1) || it[j].seq >= it[i].seq)
+					continue;
+				fail("multi-get saw batch %" PRIu64
+				     " in part: account %u shows it, account %u (which it wrote) the"
+				     " older %" PRIu64,
+				     it[i].seq, i, j, it[j].seq);
+				break;
+			}
+		}
+		if (sum != TOTAL)
+			fail("multi-get: balances sum to %" PRId64 ", not %" PRId64, sum, TOTAL);
+		atomic_fetch_add(&G.many_gets, 1);
+	}
+	return NULL;
+}
+
 static void *compact_thread(void *arg)
 {
 	(void)arg;
@@ -287,10 +360,10 @@ static void seed_accounts(void)
 	}
 	for (unsigned i = 0; i < ACCOUNTS; i++) {
 		char k[32];
-		int64_t bal = TOTAL / ACCOUNTS;
+		struct acct_val v = { .bal = TOTAL / ACCOUNTS, .batch = ~0ull };
 
 		if (pkv_batch_expect(b, k, acc_key(k, i), 0) != 0 ||
-		    pkv_batch_put(b, k, acc_key(k, i), &bal, sizeof(bal)) != 0)
+		    pkv_batch_put(b, k, acc_key(k, i), &v, sizeof(v)) != 0)
 			fail("batch build");
 	}
 	r = pkv_write(G.db, b, 0, &seq);
@@ -396,7 +469,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	for (unsigned round = 0; round < rounds && !atomic_load(&G.failures); round++) {
-		pthread_t th[MAX_THREADS + 3];
+		pthread_t th[MAX_THREADS + 4];
 		unsigned n = 0;
 		pkv_stats st;
 
@@ -406,6 +479,7 @@ int main(int argc, char **argv)
 			pthread_create(&th[n++], NULL, transfer_thread, (void *)(uintptr_t)t);
 		pthread_create(&th[n++], NULL, expiry_thread, NULL);
 		pthread_create(&th[n++], NULL, reader_thread, NULL);
+		pthread_create(&th[n++], NULL, many_thread, NULL);
 		pthread_create(&th[n++], NULL, compact_thread, NULL);
 		for (unsigned t = 0; t < seconds * 10 && !atomic_load(&G.stop); t++)
 			usleep(100000);
@@ -424,11 +498,15 @@ int main(int argc, char **argv)
 			if (get_bal(i, &bal) != PKV_NOTFOUND)
 				fail("account %u survived a clear", i);
 		}
-		printf("round %u: %" PRIu64 " batches committed, %" PRIu64 " refused by a condition, "
-		       "%" PRIu64 " gets, %" PRIu64 " expiries seen\n",
-		       round, (uint64_t)atomic_load(&G.commits), (uint64_t)atomic_load(&G.conflicts),
-		       (uint64_t)atomic_load(&G.gets), (uint64_t)atomic_load(&G.expired_seen));
+		printf("round %u: %" PRIu64 " batches committed, %" PRIu64
+		       " refused by a condition, %" PRIu64 " gets, %" PRIu64
+		       " multi-gets of every account, %" PRIu64 " expiries seen\n",
+		       round, (uint64_t)atomic_load(&G.commits),
+		       (uint64_t)atomic_load(&G.conflicts), (uint64_t)atomic_load(&G.gets),
+		       (uint64_t)atomic_load(&G.many_gets), (uint64_t)atomic_load(&G.expired_seen));
 	}
+	if (!atomic_load(&G.failures) && atomic_load(&G.many_gets) == 0)
+		fail("no multi-get ran: T4 was not tested");
 	/* T1 across a reopen: the last round's balances, put back, survive it. */
 	if (!atomic_load(&G.failures)) {
 		seed_accounts();
