@@ -44,6 +44,13 @@
  *  R.13 A lane whose last segment is of an older format version does not append to it: the
  *       segment is retired like a full one (deleted once a snapshot covers it), and the lane's
  *       next record starts a segment of the current version.
+ *  R.14 The key count is exact when the open returns. A replayed put newer than the base's max_seq
+ *       needs nothing from the base (R.9 holds whatever the base has), so its plan does not
+ *       probe the base and leaves the count open; after the replay, if a base is still there,
+ *       every shard's count is set from its entries (apply.c pkv__apply_recount_locked): the
+ *       visible ones count, a key the base holds (a damaged copy counts) is already counted in
+ *       keys_baseline. Without a base (none, or a clear record dropped it) every plan's count
+ *       was exact and none is redone.
  * A read-only open performs R.1 - R.5 only and changes nothing on disk.
  */
 #include <dirent.h>
@@ -541,6 +548,7 @@ static int merge(struct rctx *c, uint64_t base, uint64_t *last_out)
 	free(ap);
 	if (r < 0)
 		return r;
+	pkv__apply_recount_locked(c->db); /* R.14 */
 	*last_out = expected - 1;
 	for (size_t i = 0; i < c->nlanes; i++) {
 		r = count_discarded(c, &c->lanes[i]);
