@@ -360,16 +360,18 @@ static int apply(struct pkv *db, const struct wal_rec *w, uint64_t h)
 }
 
 /*
- * Replay is bound by cache misses: each record probes the live map and the snapshot's index,
- * and often a snapshot record. Records are applied RING behind the merge, and on their way the
- * index slot (at once) and the record it points at (halfway) are prefetched, so several misses
- * are in flight instead of one.
+ * Replay is bound by cache misses: each record probes the live map, and a record that needs the
+ * base (R.9, R.14: a delete, or a version not above the base's max_seq) the snapshot's index and
+ * often a snapshot record. Records are applied RING behind the merge, and on their way the live
+ * map's slot line and the index slot (at once) and the record it points at (halfway) are
+ * prefetched, so several misses are in flight instead of one.
  */
 #define RING 16
 
 struct pending {
 	struct wal_rec w;
 	uint64_t hash;
+	bool probes_base; /* its plan will look the key up in the base */
 };
 
 struct applier {
@@ -410,11 +412,28 @@ static int applier_push(struct applier *a, const struct wal_rec *w)
 	}
 	p = &a->ring[(a->head + a->n) % RING];
 	p->w = *w;
-	p->hash = w->type == WAL_NOP ? 0 : pkv__map_hash(&a->db->map, w->key, w->klen);
-	pkv__snap_prefetch_slot(a->base, p->hash);
+	p->hash = 0;
+	p->probes_base = false;
+	if (w->type != WAL_NOP) {
+		struct pkv_map *m = &a->db->map;
+		const ck_ht_t *ht;
+
+		p->hash = pkv__map_hash(m, w->key, w->klen);
+		ht = &pkv__map_shard(m, p->hash)->ht;
+		/* Single-threaded: no table is freed under the prefetch. */
+		if (pkv__map_inline_ok(m))
+			__builtin_prefetch(pkv__map_slot_line_rcu(ht, p->hash));
+		p->probes_base = a->base && (w->type == WAL_DEL || w->seq <= a->base->max_seq);
+		if (p->probes_base)
+			pkv__snap_prefetch_slot(a->base, p->hash);
+	}
 	a->n++;
-	if (a->n > RING / 2)
-		pkv__snap_prefetch_rec(a->base, a->ring[(a->head + a->n - 1 - RING / 2) % RING].hash);
+	if (a->n > RING / 2) {
+		const struct pending *h = &a->ring[(a->head + a->n - 1 - RING / 2) % RING];
+
+		if (h->probes_base)
+			pkv__snap_prefetch_rec(a->base, h->hash);
+	}
 	return 0;
 }
 
