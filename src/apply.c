@@ -44,6 +44,19 @@ int pkv__apply_plan_locked(struct pkv *db, struct map_shard *s, uint64_t hash, c
 
 		pkv__rcu_read_lock();
 		b = pkv__store_base_rcu(db);
+		if (b && rec && replay_seq > b->max_seq) {
+			/*
+			 * A replayed put newer than every version in the base lands whatever the
+			 * base holds (compact.c C.2); only the key count would need the base's
+			 * answer, and recovery settles the count for every key at once after the
+			 * replay (recovery.c R.14).
+			 */
+			pkv__rcu_read_unlock();
+			r = pkv__map_reserve_locked(s);
+			if (r == 0)
+				p->rec = rec;
+			return r;
+		}
 		if (b) {
 			f = pkv__snap_find(b, hash, key, klen, &br);
 			base_max = b->max_seq;
@@ -135,6 +148,80 @@ int pkv__apply_commit_locked(struct pkv *db, struct map_shard *s, uint64_t hash,
 	}
 	__atomic_store_n(&s->nkeys, s->nkeys + p->delta, __ATOMIC_RELAXED);
 	return 0;
+}
+
+/*
+ * The recount works RECOUNT_RING entries behind its walk of the shards, prefetching on the way
+ * the index slot (at once) and the record it points at (halfway), as recovery's applier does.
+ */
+#define RECOUNT_RING 32
+
+struct recount {
+	const struct pkv_snap *base;
+	struct map_shard *shard; /* the shard being walked */
+	struct {
+		uint64_t hash;
+		const struct pkv_rec *rec;
+		struct map_shard *shard;
+	} ring[RECOUNT_RING];
+	unsigned head, n;
+};
+
+/* A visible entry is a key; one the base holds (a damaged copy counts, as in the plan) was
+ * already counted in keys_baseline. */
+static void recount_pop(struct recount *c)
+{
+	const struct pkv_rec *r = c->ring[c->head].rec;
+	struct map_shard *s = c->ring[c->head].shard;
+	const struct snap_rec_disk *br;
+	int f;
+
+	f = pkv__snap_find(c->base, c->ring[c->head].hash, r->data, r->klen, &br);
+	__atomic_store_n(&s->nkeys,
+			 s->nkeys + !(r->flags & PKV_REC_TOMB) - (f == 0 || f == PKV_ECORRUPT),
+			 __ATOMIC_RELAXED);
+	c->head = (c->head + 1) % RECOUNT_RING;
+	c->n--;
+}
+
+static int recount_push(void *arg, uint64_t hash, const struct pkv_rec *r)
+{
+	struct recount *c = arg;
+	unsigned i;
+
+	if (c->n == RECOUNT_RING)
+		recount_pop(c);
+	i = (c->head + c->n) % RECOUNT_RING;
+	c->ring[i].hash = hash;
+	c->ring[i].rec = r;
+	c->ring[i].shard = c->shard;
+	__builtin_prefetch(r);
+	pkv__snap_prefetch_slot(c->base, hash);
+	c->n++;
+	if (c->n > RECOUNT_RING / 2) {
+		unsigned half = (i + RECOUNT_RING - RECOUNT_RING / 2) % RECOUNT_RING;
+
+		pkv__snap_prefetch_rec(c->base, c->ring[half].hash);
+	}
+	return 0;
+}
+
+void pkv__apply_recount_locked(struct pkv *db)
+{
+	struct recount c = { 0 };
+
+	pkv__rcu_read_lock();
+	c.base = pkv__store_base_rcu(db);
+	if (c.base != NULL) {
+		for (unsigned i = 0; i < db->map.nshards; i++) {
+			c.shard = &db->map.shards[i];
+			__atomic_store_n(&c.shard->nkeys, 0, __ATOMIC_RELAXED);
+			(void)pkv__map_range_locked(c.shard, 0, UINT64_MAX, recount_push, &c);
+		}
+		while (c.n > 0)
+			recount_pop(&c);
+	}
+	pkv__rcu_read_unlock();
 }
 
 int pkv__apply_version_locked(struct pkv *db, struct map_shard *s, uint64_t hash,

@@ -26,7 +26,9 @@ struct write_plan {
 
 /*
  * Plan a put (@rec prepared by the caller) or a delete (@rec NULL) of @key in shard @s, whose
- * lock the caller holds. @replay_seq is the record's seq during recovery, 0 for a live write.
+ * lock the caller holds. @replay_seq is the record's seq during recovery, 0 for a live write; a
+ * replayed put newer than the base's max_seq is planned without probing the base, its delta left
+ * 0, and the count settled by pkv__apply_recount_locked after the replay.
  * Returns 0; PKV_NOTFOUND (a delete of an invisible key); -ENOMEM.
  */
 int pkv__apply_plan_locked(struct pkv *db, struct map_shard *s, uint64_t hash, const void *key,
@@ -36,6 +38,15 @@ int pkv__apply_plan_locked(struct pkv *db, struct map_shard *s, uint64_t hash, c
 /* Apply a plan with sequence number @seq. 0, or -ENOMEM (see map.c M.6). */
 int pkv__apply_commit_locked(struct pkv *db, struct map_shard *s, uint64_t hash,
 			     const void *key, size_t klen, struct write_plan *p, uint64_t seq);
+
+/*
+ * Recovery, after the replay (recovery.c R.14): set each shard's key count from its entries
+ * against the base (a visible entry counts, a key the base holds is already in keys_baseline),
+ * the count that replayed puts newer than the base's max_seq left unsettled. Without a base the
+ * plans' counts are exact and nothing changes. The caller is recovery (single-threaded: no
+ * shard lock is taken).
+ */
+void pkv__apply_recount_locked(struct pkv *db);
 
 /* The clock, read at most once per write and only if a version it looks at can expire. */
 struct apply_clock {

@@ -44,6 +44,13 @@
  *  R.13 A lane whose last segment is of an older format version does not append to it: the
  *       segment is retired like a full one (deleted once a snapshot covers it), and the lane's
  *       next record starts a segment of the current version.
+ *  R.14 The key count is exact when the open returns. A replayed put newer than the base's max_seq
+ *       needs nothing from the base (R.9 holds whatever the base has), so its plan does not
+ *       probe the base and leaves the count open; after the replay, if a base is still there,
+ *       every shard's count is set from its entries (apply.c pkv__apply_recount_locked): the
+ *       visible ones count, a key the base holds (a damaged copy counts) is already counted in
+ *       keys_baseline. Without a base (none, or a clear record dropped it) every plan's count
+ *       was exact and none is redone.
  * A read-only open performs R.1 - R.5 only and changes nothing on disk.
  */
 #include <dirent.h>
@@ -352,16 +359,18 @@ static int apply(struct pkv *db, const struct wal_rec *w, uint64_t h)
 }
 
 /*
- * Replay is bound by cache misses: each record probes the live map and the snapshot's index,
- * and often a snapshot record. Records are applied RING behind the merge, and on their way the
- * index slot (at once) and the record it points at (halfway) are prefetched, so several misses
- * are in flight instead of one.
+ * Replay is bound by cache misses: each record probes the live map, and a record that needs the
+ * base (R.9, R.14: a delete, or a version not above the base's max_seq) the snapshot's index and
+ * often a snapshot record. Records are applied RING behind the merge, and on their way the live
+ * map's slot line and the index slot (at once) and the record it points at (halfway) are
+ * prefetched, so several misses are in flight instead of one.
  */
 #define RING 16
 
 struct pending {
 	struct wal_rec w;
 	uint64_t hash;
+	bool probes_base; /* its plan will look the key up in the base */
 };
 
 struct applier {
@@ -402,11 +411,28 @@ static int applier_push(struct applier *a, const struct wal_rec *w)
 	}
 	p = &a->ring[(a->head + a->n) % RING];
 	p->w = *w;
-	p->hash = w->type == WAL_NOP ? 0 : pkv__map_hash(&a->db->map, w->key, w->klen);
-	pkv__snap_prefetch_slot(a->base, p->hash);
+	p->hash = 0;
+	p->probes_base = false;
+	if (w->type != WAL_NOP) {
+		struct pkv_map *m = &a->db->map;
+		const ck_ht_t *ht;
+
+		p->hash = pkv__map_hash(m, w->key, w->klen);
+		ht = &pkv__map_shard(m, p->hash)->ht;
+		/* Single-threaded: no table is freed under the prefetch. */
+		if (pkv__map_inline_ok(m))
+			__builtin_prefetch(pkv__map_slot_line_rcu(ht, p->hash));
+		p->probes_base = a->base && (w->type == WAL_DEL || w->seq <= a->base->max_seq);
+		if (p->probes_base)
+			pkv__snap_prefetch_slot(a->base, p->hash);
+	}
 	a->n++;
-	if (a->n > RING / 2)
-		pkv__snap_prefetch_rec(a->base, a->ring[(a->head + a->n - 1 - RING / 2) % RING].hash);
+	if (a->n > RING / 2) {
+		const struct pending *h = &a->ring[(a->head + a->n - 1 - RING / 2) % RING];
+
+		if (h->probes_base)
+			pkv__snap_prefetch_rec(a->base, h->hash);
+	}
 	return 0;
 }
 
@@ -540,6 +566,7 @@ static int merge(struct rctx *c, uint64_t base, uint64_t *last_out)
 	free(ap);
 	if (r < 0)
 		return r;
+	pkv__apply_recount_locked(c->db); /* R.14 */
 	*last_out = expected - 1;
 	for (size_t i = 0; i < c->nlanes; i++) {
 		r = count_discarded(c, &c->lanes[i]);

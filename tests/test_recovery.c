@@ -10,7 +10,8 @@
  *     even when another lane holds later records;
  *   - damage that is not a tail (a bad segment header, a garbage segment file), or that proves the
  *     loss of a synced write, is PKV_ECORRUPT with the file named in the log;
- *   - a recovered store keeps appending, and its next recovery is clean.
+ *   - a recovered store keeps appending, and its next recovery is clean;
+ *   - the key count is exact after a replay over a snapshot base (R.14).
  * Public API only; the damaged files are found by the documented directory layout.
  */
 #include <criterion/criterion.h>
@@ -22,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "testutil.h"
@@ -834,4 +836,152 @@ Test(corrupt, lost_synced_record)
 	expect_corrupt(pristine, w.files[s[9].file], "synced record 10 of 30 corrupted");
 	free(s);
 	tu_wal_free(&w);
+}
+
+/* ---- (5) the key count after a replay over a snapshot base (R.14) -------------------------- */
+
+static void count_put(pkv *db, struct tu_model *m, const char *prefix, int id, int ver)
+{
+	char k[32], v[32];
+	int kl = snprintf(k, sizeof(k), "%s%06d", prefix, id);
+	int vl = snprintf(v, sizeof(v), "v%d.%d", id, ver);
+
+	cr_assert_eq(pkv_put(db, k, (size_t)kl, v, (size_t)vl), 0);
+	tu_model_put(m, k, (size_t)kl, v, (size_t)vl);
+}
+
+/* Delete a key; one the model holds as absent must be PKV_NOTFOUND (and writes nothing). */
+static void count_del(pkv *db, struct tu_model *m, const char *prefix, int id)
+{
+	char k[32];
+	int kl = snprintf(k, sizeof(k), "%s%06d", prefix, id);
+	const struct tu_model_ent *e = tu_model_find(m, k, (size_t)kl);
+	int rc = pkv_del(db, k, (size_t)kl);
+
+	cr_assert_eq(rc, e && e->present ? 0 : PKV_NOTFOUND, "del %s: %d", k, rc);
+	tu_model_del(m, k, (size_t)kl);
+}
+
+/* Reopen @dir read-write and read-only: both must hold exactly @m, the key count included. */
+static pkv *count_reopen(const pkv_options *o, const struct tu_model *m, const char *what)
+{
+	pkv_options ro = *o;
+	pkv *db;
+
+	ro.flags |= PKV_OPEN_READONLY;
+	db = tu_open(tu_db, &ro);
+	tu_model_assert(m, db, what);
+	tu_close(db);
+	db = tu_open(tu_db, o);
+	tu_model_assert(m, db, what);
+	return db;
+}
+
+/*
+ * R.14: replayed puts newer than the base are planned without probing it, and the count is
+ * settled after the replay. Over a base, a tail that overwrites base keys, creates keys, deletes
+ * base keys and new keys, deletes absent keys, brings deleted keys back, and does some of that in
+ * batches and with expiries, must leave exactly the model's count; so must a tail with a clear in
+ * it, and the same after the next compaction.
+ */
+Test(count, tail_over_base, .init = tu_setup, .fini = tu_teardown, .timeout = T_TIMEOUT)
+{
+	const uint64_t far = (uint64_t)time(NULL) * 1000 + 3600 * 1000; /* an hour from now */
+	struct tu_model m;
+	pkv_options o;
+	pkv_batch *b;
+	pkv *db;
+	char k[32];
+	int kl;
+
+	tu_model_init(&m);
+	opts_small(&o, PKV_DURABLE_PROCESS, 2, NULL);
+	o.flags |= PKV_OPEN_NO_AUTOCOMPACT;
+	db = tu_open(tu_db, &o);
+	for (int id = 0; id < 600; id++)
+		count_put(db, &m, "base", id, 0);
+	cr_assert_eq(pkv_compact(db), 0);
+
+	for (int id = 0; id < 100; id++) /* overwrite base keys */
+		count_put(db, &m, "base", id, 1);
+	for (int id = 0; id < 200; id++) /* new keys */
+		count_put(db, &m, "new", id, 0);
+	for (int id = 100; id < 150; id++) /* delete base keys */
+		count_del(db, &m, "base", id);
+	for (int id = 50; id < 90; id++) /* delete new keys */
+		count_del(db, &m, "new", id);
+	for (int id = 0; id < 10; id++) { /* absent keys: never written, or deleted already */
+		count_del(db, &m, "none", id);
+		count_del(db, &m, "base", 100 + id);
+		count_del(db, &m, "new", 50 + id);
+	}
+	for (int id = 120; id < 130; id++) /* base keys back after their delete */
+		count_put(db, &m, "base", id, 2);
+	for (int id = 60; id < 65; id++) /* new keys back after their delete */
+		count_put(db, &m, "new", id, 2);
+	for (int id = 0; id < 20; id++) /* overwritten twice */
+		count_put(db, &m, "base", id, 3);
+
+	/* A batch: a new key, a base key and a new key overwritten, a base and a new key deleted. */
+	cr_assert_eq(pkv_batch_new(&b), 0);
+	for (int id = 0; id < 5; id++) {
+		static const char *const what[] = { "batchnew", "base", "new" };
+
+		for (int j = 0; j < 3; j++) {
+			kl = snprintf(k, sizeof(k), "%s%06d", what[j], 200 + id);
+			cr_assert_eq(pkv_batch_put(b, k, (size_t)kl, "bv", 2), 0);
+			tu_model_put(&m, k, (size_t)kl, "bv", 2);
+		}
+		kl = snprintf(k, sizeof(k), "base%06d", 300 + id);
+		cr_assert_eq(pkv_batch_del(b, k, (size_t)kl), 0);
+		tu_model_del(&m, k, (size_t)kl);
+		kl = snprintf(k, sizeof(k), "new%06d", 100 + id);
+		cr_assert_eq(pkv_batch_del(b, k, (size_t)kl), 0);
+		tu_model_del(&m, k, (size_t)kl);
+	}
+	cr_assert_eq(pkv_write(db, b, 0, NULL), 0);
+	pkv_batch_free(b);
+
+	/* Expiries that do not pass during the test, on base keys and on new keys. */
+	for (int id = 400; id < 405; id++) {
+		kl = snprintf(k, sizeof(k), "base%06d", id);
+		cr_assert_eq(pkv_put_expire(db, k, (size_t)kl, "xv", 2, far, 0), 0);
+		tu_model_put(&m, k, (size_t)kl, "xv", 2);
+		kl = snprintf(k, sizeof(k), "xnew%06d", id);
+		cr_assert_eq(pkv_put_expire(db, k, (size_t)kl, "xv", 2, far, 0), 0);
+		tu_model_put(&m, k, (size_t)kl, "xv", 2);
+	}
+	tu_model_assert(&m, db, "before the reopen");
+	tu_close(db);
+	db = count_reopen(&o, &m, "after replaying the tail over the base");
+
+	/* Writes after the replay count against the recounted shards. */
+	for (int id = 500; id < 510; id++)
+		count_del(db, &m, "base", id);
+	for (int id = 0; id < 10; id++)
+		count_put(db, &m, "later", id, 0);
+	count_put(db, &m, "new", 0, 9);
+	count_del(db, &m, "new", 1);
+	tu_model_assert(&m, db, "after writes following the replay");
+	cr_assert_eq(pkv_compact(db), 0);
+	tu_model_assert(&m, db, "after the compaction");
+	tu_close(db);
+	db = count_reopen(&o, &m, "after reopening the new base");
+
+	/* A clear in the tail: the base is disregarded, the count starts from zero. */
+	for (int id = 0; id < 30; id++)
+		count_put(db, &m, "base", id, 4);
+	cr_assert_eq(pkv_clear(db), 0);
+	for (size_t j = 0; j < m.cap; j++) /* keys the clear deleted must stay deleted */
+		if (m.tab[j].used && m.tab[j].present)
+			tu_model_del(&m, m.tab[j].key, m.tab[j].klen);
+	for (int id = 0; id < 40; id++)
+		count_put(db, &m, "base", id, 5);
+	for (int id = 0; id < 10; id++)
+		count_del(db, &m, "base", id);
+	count_del(db, &m, "new", 2);
+	tu_close(db);
+	db = count_reopen(&o, &m, "after replaying a clear over the base");
+	tu_close(db);
+	tu_model_free(&m);
 }
