@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <libgen.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -92,8 +93,34 @@ static int usage_error(const char *cmd, const char *fmt, ...)
 	return EXIT_USAGE;
 }
 
-/* A store error: name the directory, the operation and the code; explain the usual causes. */
-static int store_error(const char *what, int rc)
+/*
+ * -ENOENT about @path, a directory the subcommand opens (@making false) or makes (@making true:
+ * a new store, a checkpoint's DST): say which path is missing rather than guess. pkv makes the
+ * last component only, so for a directory it makes the one to name is a missing parent.
+ */
+static void explain_missing(const char *path, bool making)
+{
+	char parent[4096];
+
+	if (path == NULL)
+		return;
+	if (access(path, F_OK) == 0) {
+		if (!making)
+			say("%s: no store there (a store has a LOCK file, wal/ and snap/)", path);
+		return; /* made, then something in it vanished: the messages above name it */
+	}
+	snprintf(parent, sizeof(parent), "%s", path);
+	if (making && access(dirname(parent), F_OK) != 0)
+		say("%s does not exist: pkv makes %s but not its parent directories", parent, path);
+	else if (!making)
+		say("%s does not exist (no store there)", path);
+}
+
+/*
+ * A store error: name the directory, the operation and the code; explain the usual causes.
+ * @missing, @making: the path an -ENOENT is about (explain_missing).
+ */
+static int store_error_at(const char *what, int rc, const char *missing, bool making)
 {
 	say("%s: %s: %s (%d)", cur_dir ? cur_dir : "", what, pkv_strerror(rc), rc);
 	if (rc == PKV_ELOCKED)
@@ -105,8 +132,13 @@ static int store_error(const char *what, int rc)
 		say("permission denied (the messages above name the file): reading subcommands need "
 		    "read permission, writing ones write permission on the directory and its files");
 	else if (rc == -ENOENT)
-		say("%s: no store there (a store has a LOCK file, wal/ and snap/)", cur_dir);
+		explain_missing(missing, making);
 	return EXIT_STORE;
+}
+
+static int store_error(const char *what, int rc)
+{
+	return store_error_at(what, rc, cur_dir, false);
 }
 
 static int open_store(const char *dir, unsigned flags, pkv **db)
@@ -120,7 +152,7 @@ static int open_store(const char *dir, unsigned flags, pkv **db)
 	o.log_fn = log_cb;
 	rc = pkv_open(dir, &o, db);
 	if (rc != 0)
-		return store_error("open", rc);
+		return store_error_at("open", rc, dir, !(flags & PKV_OPEN_NOCREATE));
 	return 0;
 }
 
@@ -389,7 +421,7 @@ static int cmd_checkpoint(int argc, char **argv)
 		return rc;
 	rc = pkv_checkpoint(db, argv[i + 1]);
 	if (rc != 0)
-		return close_store(db, store_error("checkpoint", rc));
+		return close_store(db, store_error_at("checkpoint", rc, argv[i + 1], true));
 	return close_store(db, 0);
 #else
 	(void)argc;

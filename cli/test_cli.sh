@@ -69,8 +69,18 @@ expect 1 "stats of a missing store" "$PKV" stats "$W/nothing"
 has "$W/err" "$W/nothing" "the message names the directory"
 [ ! -e "$W/nothing" ] && ok "a read of a missing store created nothing" ||
 	bad "stats created $W/nothing"
+has "$W/err" "$W/nothing does not exist" "the message says the directory does not exist"
+expect 1 "put into a missing parent directory" "$PKV" put "$W/noparent/store" k v
+has "$W/err" "$W/noparent does not exist" "the message names the missing parent"
+if grep -qF "no store there" "$W/err"; then
+	bad "a put into a missing parent is not 'no store there':"; sed 's/^/     /' "$W/err"
+else
+	ok "a put into a missing parent does not say 'no store there'"
+fi
+[ ! -e "$W/noparent" ] && ok "pkv makes no parent directory" || bad "put made $W/noparent"
 mkdir "$W/empty"
 expect 1 "get in an empty directory" "$PKV" get "$W/empty" k
+has "$W/err" "$W/empty: no store there" "an empty directory is no store"
 [ -z "$(ls -A "$W/empty")" ] && ok "a read-only open left the empty directory empty" ||
 	bad "a read-only open wrote into an empty directory: $(ls -A "$W/empty")"
 
@@ -164,6 +174,15 @@ expect 0 "the checkpoint is independent" "$PKV" get "$W/cp" plain
 expect 2 "checkpoint onto an existing directory" "$PKV" checkpoint "$L" "$W/cp"
 has "$W/err" "exists" "the message says DST exists"
 expect 1 "checkpoint of a missing store" "$PKV" checkpoint "$W/nothing3" "$W/cp2"
+expect 1 "checkpoint into a missing parent directory" "$PKV" checkpoint "$L" "$W/noparent2/cp"
+has "$W/err" "$W/noparent2 does not exist" "the message names DST's missing parent"
+if grep -qF "no store there" "$W/err"; then
+	bad "a checkpoint into a missing parent blames the source:"; sed 's/^/     /' "$W/err"
+else
+	ok "a checkpoint into a missing parent does not say 'no store there'"
+fi
+[ ! -e "$W/noparent2" ] && ok "the checkpoint made no parent directory" ||
+	bad "checkpoint made $W/noparent2"
 
 # ---- every kind of bad dump line: exit 2, its line number, what came before kept --------
 n=0
