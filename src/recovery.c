@@ -133,8 +133,12 @@ static int scan_dir(struct rctx *c)
 	char path[4096];
 	int r = 0;
 
-	if (d == NULL)
-		return -errno;
+	if (d == NULL) {
+		r = -errno;
+		pkv__log(db, PKV_LOG_ERROR, "recovery: cannot read %s: %s", db->wal.dir,
+			 pkv_strerror(r));
+		return r;
+	}
 	while ((e = readdir(d)) != NULL) {
 		struct rseg *s;
 		uint32_t lane;

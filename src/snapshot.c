@@ -588,8 +588,13 @@ int pkv__snap_load(const char *snap_dir, const char *store_dir, bool readonly,
 	int r = 0;
 
 	*seq_out = 0;
-	if (d == NULL)
-		return errno == ENOENT ? 0 : -errno;
+	if (d == NULL) {
+		if (errno == ENOENT)
+			return 0;
+		r = -errno;
+		pkv__logf(log, PKV_LOG_ERROR, "open: cannot read %s: %s", snap_dir, pkv_strerror(r));
+		return r;
+	}
 	while ((e = readdir(d)) != NULL) {
 		uint64_t seq;
 		bool tmp;

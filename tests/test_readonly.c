@@ -2,7 +2,8 @@
 /*
  * test_readonly.c - what a read-only open needs and leaves (db.c lock_dir): read permission
  * only, nothing created, a shared lock that a writer's exclusive one excludes; NOCREATE on an
- * empty directory; a permission error names the file through the log callback.
+ * empty directory; a permission error names the file through the log callback, and so does one
+ * on the store's wal/ or snap/ directory itself.
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -168,4 +169,63 @@ Test(readonly, read_permission_is_enough_and_errors_name_the_file)
 		  "child: %d (10 setuid, 11 read-only open, 12 get/verify, 13 write open not "
 		  "EACCES, 14 log does not name LOCK)",
 		  WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+}
+
+/*
+ * A store's wal/ or snap/ directory that cannot be listed: the open fails with -EACCES and the
+ * log names the directory (recovery.c R.1 lists wal/, snapshot.c pkv__snap_load lists snap/).
+ * The directory is made mode 0; as root (which permission bits do not stop) a child drops to
+ * an unprivileged user for the open, as above.
+ */
+static void unreadable_subdir_is_named(const char *sub)
+{
+	char tmpl[] = "/tmp/pkv-ro-test.XXXXXX", cmd[PATH_MAX + 64];
+	char *base = mkdtemp(tmpl), dir[PATH_MAX], subdir[PATH_MAX];
+	pkv *db;
+	int status;
+
+	cr_assert_not_null(base);
+	cr_assert_eq(chmod(base, 0755), 0);
+	tu_fmt(dir, sizeof(dir), "%s/store", base);
+	tu_fmt(subdir, sizeof(subdir), "%s/%s", dir, sub);
+	db = tu_open(dir, NULL);
+	cr_assert_eq(pkv_put(db, "k", 1, "v", 1), 0);
+	cr_assert_eq(pkv_compact(db), 0);
+	cr_assert_eq(pkv_put(db, "k2", 2, "v2", 2), 0);
+	tu_close(db);
+	cr_assert_eq(chmod(subdir, 0), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		pkv_options o = ro();
+		pkv *r = NULL;
+
+		if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0))
+			_exit(10);
+		o.log_fn = log_cb;
+		logged[0] = '\0';
+		if (pkv_open(dir, &o, &r) != -EACCES)
+			_exit(11);
+		if (strstr(logged, subdir) == NULL || strstr(logged, "ermission denied") == NULL)
+			_exit(12);
+		_exit(0);
+	}
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_expect_eq(chmod(subdir, 0755), 0);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", base);
+	cr_expect_eq(system(cmd), 0);
+	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		  "child: %d (10 setuid, 11 open of a store with %s/ unreadable not EACCES, 12 the "
+		  "log does not name %s)",
+		  WIFEXITED(status) ? WEXITSTATUS(status) : -1, sub, subdir);
+}
+
+Test(readonly, unreadable_wal_directory_is_named)
+{
+	unreadable_subdir_is_named("wal");
+}
+
+Test(readonly, unreadable_snap_directory_is_named)
+{
+	unreadable_subdir_is_named("snap");
 }
