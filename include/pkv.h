@@ -186,6 +186,9 @@ typedef struct pkv_options {
  *                     (PKV_EREADONLY for a read-only open, or the -errno of a failed fdatasync).
  * @wal_recycled:      WAL segments made from retired ones (whose blocks are already written)
  *                     instead of fresh files, since open.
+ * @map_grows:         times a shard's hash table of the live map grew (to twice its size or more,
+ *                     ahead of an insert) since open, replay included: each growth copies the
+ *                     shard's entries into a new table and frees the old one after a grace period.
  */
 typedef struct pkv_stats {
 	uint64_t keys;
@@ -207,6 +210,7 @@ typedef struct pkv_stats {
 	uint64_t compactions;
 	int readonly_reason;
 	uint64_t wal_recycled;
+	uint64_t map_grows;
 } pkv_stats;
 
 /* Flags for pkv_put_ex(), pkv_del_ex(), pkv_put_expire() and pkv_write(). */

@@ -418,6 +418,7 @@ PKV_EXPORT int pkv_get_stats(pkv *db, pkv_stats *out)
 	for (unsigned i = 0; i < db->map.nshards; i++) {
 		out->puts += __atomic_load_n(&db->map.shards[i].puts, __ATOMIC_RELAXED);
 		out->dels += __atomic_load_n(&db->map.shards[i].dels, __ATOMIC_RELAXED);
+		out->map_grows += __atomic_load_n(&db->map.shards[i].grows, __ATOMIC_RELAXED);
 	}
 	out->keys = db->keys_baseline;
 	for (unsigned i = 0; i < db->map.nshards; i++)

@@ -353,6 +353,7 @@ int pkv__map_reserve_n_locked(struct map_shard *s, uint64_t more)
 		return 0;
 	if (ck_ht_grow_spmc(&s->ht, want)) {
 		s->cap = want;
+		__atomic_store_n(&s->grows, s->grows + 1, __ATOMIC_RELAXED);
 		return 0;
 	}
 	/* Refused: either the table is already that large (s->cap was low) or memory ran out. */

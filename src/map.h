@@ -88,6 +88,7 @@ struct map_shard {
 	uint64_t puts, dels;         /* written under lock, read with relaxed atomics */
 	int64_t nkeys;               /* visible keys of this shard (live and base), likewise */
 	uint64_t gen;                /* +1 at every change of the table's entries, under lock */
+	uint64_t grows;              /* table growths, written under lock, read relaxed */
 	/* Reclamation (M.4): records retired, written under lock and read with relaxed atomics;
 	 * records reclaimed after their grace period, added to by the RCU callback. */
 	uint64_t retired, reclaimed;

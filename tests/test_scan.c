@@ -5,7 +5,8 @@
  *  - quiescent: every key exactly once, with its newest value and version, for many counts and
  *    store sizes, in the live map, in the snapshot base, and shadowed across both;
  *  - concurrent: keys present throughout a scan are visited at least once, keys absent throughout
- *    never, while other keys churn, the tables grow and compactions swap the base;
+ *    never, while other keys churn, the tables grow (made to, halfway through some scans, and
+ *    checked with pkv_stats.map_grows) and compactions swap the base;
  *  - a callback's non-zero return ends the call and is returned, and the cursor resumes;
  *  - the callback may call into pkv (SC.4); every bad argument is PKV_EINVAL.
  */
@@ -451,7 +452,35 @@ static void *compactor(void *arg)
 struct conc_seen {
 	struct seen stable;
 	size_t never; /* visits of keys never written ("n<i>") or deleted before ("d<i>") */
+	/* Growth forced in the middle of a scan: at the grow_at-th visit, when grow_at > 0. */
+	pkv *db;
+	size_t visits, grow_at;
+	size_t grown_keys; /* "g<i>" keys written so far (never deleted) */
+	bool forced;       /* a table grew at the grow_at-th visit */
 };
+
+static uint64_t map_grows(pkv *db)
+{
+	return tu_stats(db).map_grows;
+}
+
+/*
+ * Write fresh keys "g<i>", which stay, until a table of the live map grows. The churn alone need
+ * not grow one (its keys come and go; the stable keys only get new versions), so the test makes
+ * growth happen mid-scan itself. Bounded: a table grows once a shard holds half its capacity.
+ */
+static void force_growth(struct conc_seen *c)
+{
+	uint64_t before = map_grows(c->db);
+	size_t stop = c->grown_keys + 4000000;
+
+	while (map_grows(c->db) == before) {
+		for (int j = 0; j < 64; j++)
+			put_v(c->db, "g", c->grown_keys++, 0);
+		cr_assert_lt(c->grown_keys, stop, "4 million fresh keys grew no table");
+	}
+	c->forced = true;
+}
 
 static int visit_conc(void *arg, const void *k, size_t klen, const void *v, size_t vlen,
 		      uint64_t seq)
@@ -462,6 +491,8 @@ static int visit_conc(void *arg, const void *k, size_t klen, const void *v, size
 	(void)v;
 	(void)vlen;
 	cr_expect_gt(seq, 0);
+	if (++c->visits == c->grow_at)
+		force_growth(c); /* the callback may write (SC.4) */
 	if (i >= 0)
 		c->stable.count[i]++;
 	else if (klen > 0 && (((const char *)k)[0] == 'n' || ((const char *)k)[0] == 'd'))
@@ -475,13 +506,16 @@ Test(scan, at_least_once_while_keys_churn_tables_grow_and_compactions_run)
 	pthread_t w[2], cp;
 	struct churn ch = {0};
 	struct conc_seen cs;
-	size_t scans = 0, counts[] = {3, 50, 1000};
+	size_t scans = 0, counts[] = {3, 50, 1000}, grew = 0, forced = 0;
+	uint64_t grows0;
 	time_t end;
 
 	pkv_options_default(&o);
 	o.shards = 4;    /* few shards: their tables grow many times during the run */
 	o.flags = PKV_OPEN_NO_AUTOCOMPACT;
 	ch.db = tu_open(tu_db, &o);
+	memset(&cs, 0, sizeof(cs));
+	cs.db = ch.db;
 	seen_init(&cs.stable, STABLE, "k");
 	for (size_t i = 0; i < STABLE; i++)
 		put_v(ch.db, "k", i, 0);
@@ -497,7 +531,18 @@ Test(scan, at_least_once_while_keys_churn_tables_grow_and_compactions_run)
 	while (time(NULL) < end || scans < 3) {
 		memset(cs.stable.count, 0, STABLE * sizeof(int));
 		cs.never = 0;
+		cs.visits = 0;
+		cs.forced = false;
+		/*
+		 * Scans 1 and 2 (counts 50 and 1000) make a table grow halfway through them. Not
+		 * those of count 3: their calls are many, and the keys added would make the slow
+		 * scans of sanitizer builds slower still.
+		 */
+		cs.grow_at = scans == 1 || scans == 2 ? STABLE / 2 : 0;
+		grows0 = map_grows(ch.db);
 		full_scan(ch.db, counts[scans % 3], visit_conc, &cs);
+		grew += map_grows(ch.db) > grows0;
+		forced += cs.forced;
 		size_t missed = 0;
 
 		for (size_t i = 0; i < STABLE; i++)
@@ -514,9 +559,12 @@ Test(scan, at_least_once_while_keys_churn_tables_grow_and_compactions_run)
 	for (int t = 0; t < 2; t++)
 		pthread_join(w[t], NULL);
 	pthread_join(cp, NULL);
-	cr_log_info("%zu full scans against %lu writes and %lu compactions", scans, ch.writes,
-		    ch.compactions);
+	cr_log_info("%zu full scans against %lu writes and %lu compactions; a table grew during %zu "
+		    "of them (%zu forced, %zu fresh keys)", scans, ch.writes, ch.compactions, grew,
+		    forced, cs.grown_keys);
 	cr_expect_gt(ch.compactions, 0, "no compaction ran during the scans");
+	cr_expect_eq(forced, 2, "a table did not grow in the middle of scans 1 and 2");
+	cr_expect_geq(grew, 2, "pkv_stats.map_grows did not rise during the scans that grew");
 	/* Quiescent again: exactly once. */
 	memset(cs.stable.count, 0, STABLE * sizeof(int));
 	full_scan(ch.db, 100, visit_conc, &cs);
