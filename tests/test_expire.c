@@ -2,8 +2,8 @@
 /*
  * test_expire.c - expiry against a fake clock (the library's clock seam, internal.h): a key
  * reads as present until the instant it expires and as absent from that instant on, in the live
- * map and in the snapshot base, to gets and to batch conditions; a compaction drops expired keys
- * and their memory; replay keeps the expiry of every record.
+ * map and in the snapshot base, to gets, scans and batch conditions; a compaction drops expired
+ * keys and their memory; replay keeps the expiry of every record.
  *
  * Links the static library for the seam; otherwise the public API only.
  */
@@ -151,6 +151,98 @@ Test(expire, snapshot_instant)
 	cr_assert_eq(tu_stats(db).keys, 2);
 	set_now(1000000);
 	cr_assert(!present(db, "k"), "dropped: the clock going back does not bring it back");
+	tu_close(db);
+}
+
+/* ---- scans -------------------------------------------------------------------------------- */
+
+static const char *const scan_names[] = {"a", "b", "c", "p"};
+
+static int scan_visit(void *arg, const void *key, size_t klen, const void *val, size_t vlen,
+		      uint64_t seq)
+{
+	int *count = arg; /* per scan_names[], then one slot for any other key */
+	size_t i;
+
+	(void)val;
+	(void)vlen;
+	(void)seq;
+	for (i = 0; i < 4; i++)
+		if (klen == 1 && memcmp(key, scan_names[i], 1) == 0)
+			break;
+	count[i]++;
+	return 0;
+}
+
+/* The keys a full scan of @db visits now, in scan_names[] order, as a string: "abcp", "cp". */
+static void scanned(pkv *db, size_t count, char *out)
+{
+	int seen[5] = {0};
+	uint64_t cursor = 0;
+	int calls = 0;
+
+	do {
+		cr_assert_eq(pkv_scan(db, &cursor, count, scan_visit, seen), 0);
+		cr_assert_lt(++calls, 1000, "the scan does not end");
+	} while (cursor != 0);
+	cr_assert_eq(seen[4], 0, "the scan visited a key never written");
+	for (size_t i = 0; i < 4; i++) {
+		cr_assert_leq(seen[i], 1, "%s visited %d times", scan_names[i], seen[i]);
+		if (seen[i])
+			*out++ = scan_names[i][0];
+	}
+	*out = '\0';
+}
+
+/* At the fake time @now, scans of @count 1 and 100 visit exactly the keys @want. */
+#define scan_is(db, now, want)                                                                \
+	do {                                                                                  \
+		char got_[8];                                                                 \
+		set_now(now);                                                                 \
+		scanned(db, 1, got_);                                                         \
+		cr_assert_str_eq(got_, want, "scan (count 1) at %d", (int)(now));             \
+		scanned(db, 100, got_);                                                       \
+		cr_assert_str_eq(got_, want, "scan (count 100) at %d", (int)(now));           \
+	} while (0)
+
+/*
+ * pkv_scan skips a key from the instant it expires: in the live map, with the snapshot base
+ * beside it after a compaction, in the base alone after a reopen, and a live version that
+ * expires over a base version that does not (the base's must not show through).
+ */
+Test(expire, scans_hide_expired_keys)
+{
+	pkv_options o;
+	pkv *db;
+
+	tu_opts(&o, PKV_DURABLE_PROCESS);
+	o.flags |= PKV_OPEN_NO_AUTOCOMPACT;
+	db = tu_open(tu_db, &o);
+	cr_assert_eq(pkv_put_expire(db, "a", 1, "v", 1, 1000100, 0), 0);
+	cr_assert_eq(pkv_put_expire(db, "b", 1, "v", 1, 1000200, 0), 0);
+	cr_assert_eq(pkv_put_expire(db, "c", 1, "v", 1, 1000300, 0), 0);
+	cr_assert_eq(pkv_put(db, "p", 1, "v", 1), 0);
+	scan_is(db, 1000000, "abcp"); /* the live map */
+	scan_is(db, 1000099, "abcp");
+	scan_is(db, 1000100, "bcp");
+	scan_is(db, 1000000, "abcp"); /* a comparison with the clock, not a deletion */
+
+	set_now(1000100);
+	cr_assert_eq(pkv_compact(db), 0); /* drops a; b, c and p go to the base */
+	cr_assert_eq(tu_stats(db).snapshot_keys, 3);
+	scan_is(db, 1000100, "bcp"); /* live map and base */
+	scan_is(db, 1000200, "cp");
+	tu_close(db);
+
+	db = tu_open(tu_db, &o); /* the live map is empty: the scan reads the base */
+	cr_assert_eq(tu_stats(db).recovered_records, 0);
+	scan_is(db, 1000199, "bcp");
+	scan_is(db, 1000200, "cp");
+	/* A live version that expires, over the base's that does not. */
+	cr_assert_eq(pkv_put_expire(db, "p", 1, "w", 1, 1000250, 0), 0);
+	scan_is(db, 1000249, "cp");
+	scan_is(db, 1000250, "c");
+	scan_is(db, 1000300, "");
 	tu_close(db);
 }
 
