@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # cli/test_cli.sh - the `pkv` tool from the outside: every subcommand, every exit status, every
-# kind of bad dump line, round trips with binary keys and empty values.
+# kind of bad dump line, round trips with binary keys, empty values and expiries.
 #
 # Usage: test_cli.sh PATH-TO-pkv WORKDIR   (WORKDIR is emptied first)
 # Prints one line per check and "N passed, M failed"; exits 1 if any check failed.
@@ -163,6 +163,38 @@ expect 0 "load --per-key" "$PKV" load --per-key "$W/rt5" <"$W/in.jsonl"
 cmp -s "$W/dump1" "$W/dump4b" && ok "--per-key loads the same" || bad "--per-key differs"
 "$PKV" dump "$W/rt4" | sort >"$W/dump4"
 cmp -s "$W/dump1" "$W/dump4" && ok "small batches load the same" || bad "batch 2 differs"
+
+# ---- expiry through dump and load --------------------------------------------------------
+# A far-future expires_ms survives dump | load | dump unchanged; a line already expired loads
+# (pkv_put_expire: a time already past writes a key that reads as absent at once) and is then
+# absent everywhere, dumps included.
+far='{"key": "ttl", "value": "later", "expires_ms": 4102444800000}'
+past='{"key": "old", "value": "gone", "expires_ms": 1000}'
+printf '%s\n' '{"key": "plain", "value": "p"}' "$far" "$past" >"$W/ttl.jsonl"
+expect 0 "load lines with expires_ms" "$PKV" load "$W/ttl" <"$W/ttl.jsonl"
+expect 0 "get a key that expires in 2100" "$PKV" get "$W/ttl" ttl
+[ "$(cat "$W/out")" = later ] && ok "the far-future key is present" || bad "got $(cat "$W/out")"
+expect 1 "get a key loaded already expired" "$PKV" get "$W/ttl" old
+has "$W/err" "key not found" "an expired key reads as absent"
+expect 0 "dump a store with expiries" "$PKV" dump "$W/ttl"
+has "$W/out" "$far" "dump keeps expires_ms"
+if grep -qF '"old"' "$W/out"; then bad "dump wrote an expired key: $(cat "$W/out")"; else
+	ok "dump leaves the expired key out"
+fi
+sort "$W/out" >"$W/ttl.dump1"
+"$PKV" dump "$W/ttl" | "$PKV" load "$W/ttl2"
+[ $? -eq 0 ] && ok "dump | load with expires_ms" || bad "dump | load with expires_ms failed"
+"$PKV" dump "$W/ttl2" | sort >"$W/ttl.dump2"
+cmp -s "$W/ttl.dump1" "$W/ttl.dump2" && ok "the copy dumps the same lines, expires_ms included" ||
+	bad "the copy differs: $(diff "$W/ttl.dump1" "$W/ttl.dump2")"
+expect 0 "compact the copy" "$PKV" compact "$W/ttl2"
+"$PKV" dump "$W/ttl2" | sort >"$W/ttl.dump3"
+cmp -s "$W/ttl.dump1" "$W/ttl.dump3" && ok "expires_ms survives a compaction" ||
+	bad "after compact: $(diff "$W/ttl.dump1" "$W/ttl.dump3")"
+expect 0 "put --expires-ms in 2100" "$PKV" put --expires-ms 4102444800000 "$W/ttl3" k v
+expect 0 "dump it" "$PKV" dump "$W/ttl3"
+has "$W/out" '{"key": "k", "value": "v", "expires_ms": 4102444800000}' \
+	"put --expires-ms shows in the dump"
 
 # ---- checkpoint --------------------------------------------------------------------------
 expect 0 "checkpoint" "$PKV" checkpoint "$L" "$W/cp"
