@@ -108,9 +108,11 @@ out:
 /* CP.5: link, or copy where links are refused. 0 or -errno. */
 static int link_or_copy(struct pkv *db, const char *from, const char *to)
 {
-	if (link(from, to) == 0)
+	int r = pkv__fs_link(from, to);
+
+	switch (-r) {
+	case 0:
 		return 0;
-	switch (errno) {
 	case EXDEV:
 	case EPERM:
 	case EMLINK:
@@ -119,8 +121,8 @@ static int link_or_copy(struct pkv *db, const char *from, const char *to)
 		return copy_file(db, from, to, SIZE_MAX, false);
 	default:
 		pkv__log(db, PKV_LOG_ERROR, "checkpoint: cannot link %s to %s: %s", from, to,
-			 strerror(errno));
-		return -errno;
+			 pkv_strerror(r));
+		return r;
 	}
 }
 

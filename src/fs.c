@@ -184,6 +184,22 @@ ssize_t pkv__fs_pread_all(int fd, void *buf, size_t n, off_t off)
 	return (ssize_t)done;
 }
 
+static int (*link_fn)(const char *from, const char *to);
+
+void pkv__fs_link_set(int (*fn)(const char *from, const char *to))
+{
+	__atomic_store_n(&link_fn, fn, __ATOMIC_RELAXED);
+}
+
+int pkv__fs_link(const char *from, const char *to)
+{
+	int (*fn)(const char *, const char *) = __atomic_load_n(&link_fn, __ATOMIC_RELAXED);
+
+	if (fn != NULL)
+		return fn(from, to);
+	return link(from, to) == 0 ? 0 : -errno;
+}
+
 int pkv__fs_fsync_dir(const char *path)
 {
 	int fd = pkv__fs->open(path, O_RDONLY | O_DIRECTORY, 0);

@@ -54,4 +54,14 @@ ssize_t pkv__fs_pread_all(int fd, void *buf, size_t n, off_t off);
 /* fsync the directory @path (makes the names in it durable); 0 or -errno. */
 int pkv__fs_fsync_dir(const char *path);
 
+/*
+ * link(2) from @from to the new name @to; 0 or -errno. Only pkv_checkpoint links (checkpoint.c
+ * CP.5), and where a link is refused it copies instead. A seam of its own beside the table, so
+ * that the tables tests install need no link operation: pkv__fs_link_set(fn) makes every later
+ * pkv__fs_link call fn instead (NULL restores link(2)), so a test can refuse links (-EXDEV) and
+ * take the copy path on any file system. For tests, before the store is opened.
+ */
+int pkv__fs_link(const char *from, const char *to);
+void pkv__fs_link_set(int (*fn)(const char *from, const char *to));
+
 #endif /* PKV_FS_H */

@@ -8,11 +8,13 @@
  *    writer's keys in the copy are a prefix of what it wrote, that includes every write
  *    acknowledged before the call and none begun after it returned;
  *  - the copy is independent of the source afterwards (writes, compactions, the source's
- *    snapshot deleted);
+ *    snapshot deleted); the snapshot is a hard link where the file system allows (CP.5: same
+ *    inode; tests/test_fs.c covers the copy where links are refused);
  *  - every bad argument: NULL handle or path, empty path, an in-memory store (PKV_EINVAL), an
  *    existing destination (-EEXIST, left as it was).
  */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -178,6 +180,57 @@ Test(checkpoint, the_copy_is_independent)
 	cp = tu_open(dst, NULL);
 	expect_kv(cp, "a", "copy");
 	tu_close(cp);
+}
+
+/* The one snapshot file of @dir into @out (PATH_MAX bytes). */
+static void snap_file(const char *dir, char *out)
+{
+	char sub[PATH_MAX];
+	struct dirent *e;
+	DIR *d;
+	int n = 0;
+
+	tu_fmt(sub, sizeof(sub), "%s/snap", dir);
+	d = opendir(sub);
+	cr_assert_not_null(d, "%s: %s", sub, strerror(errno));
+	while ((e = readdir(d)) != NULL) {
+		size_t len = strlen(e->d_name);
+
+		if (len > 5 && strcmp(e->d_name + len - 5, ".snap") == 0) {
+			tu_fmt(out, PATH_MAX, "%s/%s", sub, e->d_name);
+			n++;
+		}
+	}
+	closedir(d);
+	cr_assert_eq(n, 1, "%s holds %d snapshot files", sub, n);
+}
+
+/* CP.5: on one file system the snapshot is not copied but hard-linked: one inode, two names. */
+Test(checkpoint, the_snapshot_is_hard_linked)
+{
+	pkv *db = tu_open(tu_db, NULL);
+	char dst[PATH_MAX], src_snap[PATH_MAX], dst_snap[PATH_MAX];
+	struct stat sa, sb;
+
+	put_kv(db, "a", "1");
+	cr_assert_eq(pkv_compact(db), 0);
+	put_kv(db, "b", "2");
+	tu_path(dst, "copy");
+	cr_assert_eq(pkv_checkpoint(db, dst), 0);
+	snap_file(tu_db, src_snap);
+	snap_file(dst, dst_snap);
+	cr_assert_str_eq(strrchr(src_snap, '/'), strrchr(dst_snap, '/'), "same file name");
+	cr_assert_eq(stat(src_snap, &sa), 0);
+	cr_assert_eq(stat(dst_snap, &sb), 0);
+	cr_expect_eq(sa.st_dev, sb.st_dev);
+	cr_expect_eq(sa.st_ino, sb.st_ino, "the snapshot was copied, not linked");
+	cr_expect_eq(sb.st_nlink, 2);
+	/* The source's next compaction unlinks its name; the copy's stays. */
+	put_kv(db, "c", "3");
+	cr_assert_eq(pkv_compact(db), 0);
+	cr_assert_eq(stat(dst_snap, &sb), 0);
+	cr_expect_eq(sb.st_nlink, 1);
+	tu_close(db);
 }
 
 /* ---- prefix property with concurrent writers --------------------------------------- */

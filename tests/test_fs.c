@@ -12,7 +12,10 @@
  *  - a power loss under PKV_DURABLE_POWER: a child writes with two threads while the table keeps
  *    a shadow copy of each file as it was when an fdatasync of it began (the least a real disk
  *    may hold afterwards); the child is killed, the shadow becomes the store, and every write
- *    acknowledged before the kill must be in it.
+ *    acknowledged before the kill must be in it;
+ *  - pkv_checkpoint where links are refused (the link seam beside the table returns -EXDEV):
+ *    the snapshot is copied, and the copy opens to the same state and is independent; a
+ *    checkpoint that fails part way (a file of dst cannot be created) removes what it made.
  * This suite links the static library: the table is internal.
  */
 #include <criterion/criterion.h>
@@ -42,6 +45,7 @@ static struct {
 	int fdatasync_errno; /* > 0: every fdatasync fails with it */
 	int fallocate_errno; /* > 0: every posix_fallocate fails with it */
 	int fdatasync_fails, fallocate_fails;
+	char fail_create[PATH_MAX]; /* non-empty: creating a file under this path fails (EIO) */
 	bool shadow; /* copy files to shadow_root at each fdatasync */
 	char live_root[PATH_MAX];
 	char shadow_root[PATH_MAX];
@@ -94,7 +98,15 @@ static int shadow_copy(int fd, const char *live)
 
 static int f_open(const char *path, int flags, mode_t mode)
 {
-	int fd = pkv__fs_default.open(path, flags, mode);
+	int fd;
+
+	pthread_mutex_lock(&F.mu);
+	fd = (flags & O_CREAT) && F.fail_create[0] &&
+	     strncmp(path, F.fail_create, strlen(F.fail_create)) == 0;
+	pthread_mutex_unlock(&F.mu);
+	if (fd)
+		return -EIO;
+	fd = pkv__fs_default.open(path, flags, mode);
 
 	if (fd >= 0 && fd < MAX_FDS) {
 		pthread_mutex_lock(&F.mu);
@@ -257,6 +269,8 @@ static void fs_teardown(void)
 {
 	arm_fdatasync(0);
 	arm_fallocate(0);
+	F.fail_create[0] = '\0';
+	pkv__fs_link_set(NULL);
 	pkv__fs_set(NULL);
 	tu_teardown();
 }
@@ -672,4 +686,163 @@ Test(power, acked_power_writes_survive_power_loss, .init = tu_setup, .fini = tu_
 		cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 			  "cycle %d: check after power loss: status %#x", c, status);
 	}
+}
+
+/* ---- checkpoints where links are refused --------------------------------------------------  */
+
+static int links_refused;
+
+static int refuse_link(const char *from, const char *to)
+{
+	(void)from;
+	(void)to;
+	__atomic_fetch_add(&links_refused, 1, __ATOMIC_RELAXED);
+	return -EXDEV; /* as link(2) across file systems */
+}
+
+/* The path of the one snapshot file in @dir/snap into @out (PATH_MAX bytes). */
+static void snap_file(const char *dir, char *out)
+{
+	char sub[PATH_MAX];
+	struct dirent *e;
+	DIR *d;
+	int n = 0;
+
+	tu_fmt(sub, sizeof(sub), "%s/snap", dir);
+	d = opendir(sub);
+	cr_assert_not_null(d, "%s: %s", sub, strerror(errno));
+	while ((e = readdir(d)) != NULL) {
+		size_t len = strlen(e->d_name);
+
+		if (len > 5 && strcmp(e->d_name + len - 5, ".snap") == 0) {
+			tu_fmt(out, PATH_MAX, "%s/%s", sub, e->d_name);
+			n++;
+		}
+	}
+	closedir(d);
+	cr_assert_eq(n, 1, "%s holds %d snapshot files", sub, n);
+}
+
+static void expect_s(pkv *db, const char *k, const char *want)
+{
+	char buf[64];
+	size_t vlen = 0;
+	int rc = pkv_get(db, k, strlen(k), buf, sizeof(buf), &vlen);
+
+	if (want == NULL) {
+		cr_expect_eq(rc, PKV_NOTFOUND, "%s: expected absent, got %d", k, rc);
+		return;
+	}
+	cr_expect(rc == 0 && vlen == strlen(want) && memcmp(buf, want, vlen) == 0,
+		  "%s: %d '%.*s', expected '%s'", k, rc, rc == 0 ? (int)vlen : 0, buf, want);
+}
+
+/* checkpoint.c CP.5: where link() is refused the snapshot is copied, and the copy stands alone. */
+Test(checkpoint, copies_the_snapshot_where_links_are_refused, .init = fs_setup,
+     .fini = fs_teardown, .timeout = 60)
+{
+	pkv_options o;
+	pkv *db, *cp;
+	char dst[PATH_MAX], src_snap[PATH_MAX], dst_snap[PATH_MAX], k[32], v[32];
+	unsigned char *a, *b;
+	size_t alen, blen;
+	struct stat sa, sb;
+
+	pkv_options_default(&o);
+	o.flags = PKV_OPEN_NO_AUTOCOMPACT;
+	db = tu_open(tu_db, &o);
+	for (int i = 0; i < 2000; i++) {
+		snprintf(k, sizeof(k), "k%d", i);
+		snprintf(v, sizeof(v), "base%d", i);
+		cr_assert_eq(put_s(db, k, v), 0);
+	}
+	cr_assert_eq(pkv_compact(db), 0);
+	cr_assert_eq(put_s(db, "k0", "tail"), 0); /* and a WAL tail */
+	cr_assert_eq(pkv_del(db, "k1", 2), 0);
+	pkv__fs_link_set(refuse_link);
+	tu_path(dst, "copy");
+	cr_assert_eq(pkv_checkpoint(db, dst), 0);
+	cr_expect_geq(__atomic_load_n(&links_refused, __ATOMIC_RELAXED), 1, "no link was tried");
+
+	/* A copy, not a link: another inode with the same bytes. */
+	snap_file(tu_db, src_snap);
+	snap_file(dst, dst_snap);
+	cr_assert_eq(stat(src_snap, &sa), 0);
+	cr_assert_eq(stat(dst_snap, &sb), 0);
+	cr_expect(sa.st_ino != sb.st_ino || sa.st_dev != sb.st_dev, "the snapshot was linked");
+	cr_expect_eq(sb.st_nlink, 1);
+	cr_expect_eq(sa.st_nlink, 1);
+	a = tu_read_file(src_snap, &alen);
+	b = tu_read_file(dst_snap, &blen);
+	cr_expect(alen == blen && memcmp(a, b, alen) == 0, "the copy's bytes differ");
+	free(a);
+	free(b);
+
+	/* The source moves on: new values, compactions that delete the snapshot copied. */
+	cr_assert_eq(put_s(db, "k2", "later"), 0);
+	cr_assert_eq(pkv_compact(db), 0);
+	cr_assert_eq(put_s(db, "k3", "later"), 0);
+	cr_assert_eq(pkv_compact(db), 0);
+	cr_expect_neq(access(src_snap, F_OK), 0, "the source still has the snapshot copied");
+
+	cp = tu_open(dst, &o);
+	cr_expect_eq(tu_stats(cp).keys, 1999);
+	expect_s(cp, "k0", "tail");
+	expect_s(cp, "k1", NULL);
+	expect_s(cp, "k2", "base2");
+	expect_s(cp, "k3", "base3");
+	expect_s(cp, "k1999", "base1999");
+	cr_expect_eq(pkv_verify(cp), 0);
+	/* ... and the copy moves on without touching the source. */
+	cr_assert_eq(put_s(cp, "k4", "copy"), 0);
+	cr_assert_eq(pkv_compact(cp), 0);
+	tu_close(cp);
+	expect_s(db, "k2", "later");
+	expect_s(db, "k4", "base4");
+	tu_close(db);
+	cp = tu_open(dst, &o);
+	expect_s(cp, "k4", "copy");
+	expect_s(cp, "k2", "base2");
+	tu_close(cp);
+}
+
+/* CP.1: a checkpoint that fails part way removes dst and everything it made there. */
+Test(checkpoint, a_failed_checkpoint_removes_what_it_made, .init = fs_setup, .fini = fs_teardown,
+     .timeout = 60)
+{
+	pkv_options o;
+	pkv *db;
+	char dst[PATH_MAX];
+
+	pkv_options_default(&o);
+	o.flags = PKV_OPEN_NO_AUTOCOMPACT;
+	db = tu_open(tu_db, &o);
+	cr_assert_eq(put_s(db, "a", "1"), 0);
+	cr_assert_eq(pkv_compact(db), 0);
+	cr_assert_eq(put_s(db, "b", "2"), 0);
+	/* Linked, then copied: either way dst holds LOCK and snap/<seq>.snap when the first WAL
+	 * segment cannot be created. */
+	for (int round = 0; round < 2; round++) {
+		tu_path(dst, round ? "copy-copied" : "copy-linked");
+		pkv__fs_link_set(round ? refuse_link : NULL);
+		pthread_mutex_lock(&F.mu);
+		tu_fmt(F.fail_create, sizeof(F.fail_create), "%s/wal/", dst);
+		pthread_mutex_unlock(&F.mu);
+		cr_expect_eq(pkv_checkpoint(db, dst), -EIO, "round %d", round);
+		pthread_mutex_lock(&F.mu);
+		F.fail_create[0] = '\0';
+		pthread_mutex_unlock(&F.mu);
+		cr_expect_neq(access(dst, F_OK), 0, "round %d: %s is left behind", round, dst);
+	}
+	cr_expect_eq(__atomic_load_n(&links_refused, __ATOMIC_RELAXED) > 0, 1);
+	/* The source is untouched and a checkpoint now succeeds. */
+	expect_s(db, "a", "1");
+	expect_s(db, "b", "2");
+	tu_path(dst, "copy");
+	cr_assert_eq(pkv_checkpoint(db, dst), 0);
+	tu_close(db);
+	db = tu_open(dst, &o);
+	expect_s(db, "a", "1");
+	expect_s(db, "b", "2");
+	tu_close(db);
 }
