@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tools/test.sh - the one test command: builds and tests every variant, then the installed package.
 #
-#   release  gcc, -DPKV_WERROR=ON; ctest: tests/, short stress/, examples/; then
+#   release  gcc, -DPKV_WERROR=ON -DPKV_REQUIRE_EXAMPLES=ON (an example whose packages are
+#            missing fails the configure); ctest: tests/, short stress/, examples/; then
 #            tools/check_layers.sh on its objects (the layer order of src/, counted as one check)
 #   asan     clang, AddressSanitizer + UndefinedBehaviorSanitizer (Debug: asserts on); ctest: all
 #   tsan     clang, ThreadSanitizer; ctest -L tsan: the stress drivers and the negative control
@@ -27,7 +28,7 @@ while [ $# -gt 0 ]; do
 	case "$1" in
 	--only) ONLY=$2; shift 2 ;;
 	--jobs) JOBS=$2; shift 2 ;;
-	-h | --help) sed -n '2,17p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,18p' "$0"; exit 0 ;;
 	*) echo "test.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 done
@@ -147,7 +148,7 @@ variant() {
 
 # ---- (a) release: gcc, warnings are errors -------------------------------------------------
 if want release; then
-	variant release -- -DPKV_WERROR=ON
+	variant release -- -DPKV_WERROR=ON -DPKV_REQUIRE_EXAMPLES=ON
 	# The layer order of src/ (tools/layers.txt), from the release objects and the includes.
 	if [[ " ${BUILD_FAILED[*]} " != *" release "* ]]; then
 		say "layers: bash tools/check_layers.sh (build/release)"
