@@ -178,7 +178,8 @@ typedef struct pkv_options {
  *                     behind a missing sequence number) and discarded.
  * @discarded_bytes:   bytes of WAL discarded at open (torn records and discarded records).
  * @recovery_gap_seq:  the missing sequence number at which replay stopped, 0 if none was missing.
- * @snapshot_seq:      sequence number the current snapshot (base image) is complete up to, 0 if none.
+ * @snapshot_seq:      sequence number the current snapshot (base image) is complete up to, 0 if
+ *                     none.
  * @snapshot_keys:     keys in the current snapshot.
  * @snapshot_bytes:    size of the current snapshot file.
  * @compactions:       compactions completed since open.
@@ -240,11 +241,12 @@ PKV_EXPORT void pkv_options_default(pkv_options *opts);
  *
  * Returns: 0; PKV_EINVAL (NULL @db_out, bad option); PKV_ELOCKED (the directory is open, in this
  * process or another, by a handle that writes, or this open would write: read-only handles
- * share a directory with each other, never with a writer); PKV_ECORRUPT (damage that is not a torn tail, or that proves the loss of a
- * synced write; the log callback names the file and offset); -ENOENT (PKV_OPEN_NOCREATE or
- * PKV_OPEN_READONLY and no store: no DIR/LOCK); -EACCES and other -errno from the file system
- * (the log callback names the file: "cannot open DIR/LOCK for writing: Permission denied");
- * -ENOMEM; PKV_EINVAL inside a read section (see pkv_read_begin()).
+ * share a directory with each other, never with a writer); PKV_ECORRUPT (damage that is not a
+ * torn tail, or that proves the loss of a synced write; the log callback names the file and
+ * offset); -ENOENT (PKV_OPEN_NOCREATE or PKV_OPEN_READONLY and no store: no DIR/LOCK); -EACCES
+ * and other -errno from the file system (the log callback names the file: "cannot open
+ * DIR/LOCK for writing: Permission denied"); -ENOMEM; PKV_EINVAL inside a read section (see
+ * pkv_read_begin()).
  * Context: any thread; blocks for the duration of recovery.
  */
 PKV_EXPORT int pkv_open(const char *dir, const pkv_options *opts, pkv **db_out);
@@ -545,8 +547,9 @@ PKV_EXPORT int pkv_compact(pkv *db);
  * sequence numbers increasing in each lane and continuous across lanes from the snapshot's up
  * to the last write). What was checked is said through the log callback (PKV_LOG_INFO), and
  * counted by pkv_verify_ex().
- * Returns: 0; PKV_EINVAL (NULL @db, or inside a read section); PKV_ECORRUPT (the log callback names the file, the offset and the
- * damage); -ENOMEM; -errno from reading the files (the log callback names the file).
+ * Returns: 0; PKV_EINVAL (NULL @db, or inside a read section); PKV_ECORRUPT (the log callback
+ * names the file, the offset and the damage); -ENOMEM; -errno from reading the files (the log
+ * callback names the file).
  * Context: any thread; reads every file of the store; a compaction waits for it. Writers keep
  * going: a store open for writing is checked up to one instant (its writers pause once while
  * every WAL lane's position is read).
@@ -791,8 +794,9 @@ PKV_EXPORT int pkv_put_expire(pkv *db, const void *key, size_t klen, const void 
  * the writes after the clear). Waits for a running compaction; the disk space of the old
  * snapshot is reclaimed by the next compaction.
  * Returns: 0; PKV_EINVAL (NULL @db, or inside a read section: it waits for a compaction);
- * PKV_EREADONLY; -ENOMEM, -ENOSPC, -EIO (nothing was cleared); or the -errno of a failed fdatasync under PKV_DURABLE_POWER (cleared, not known to
- * be durable; the store then refuses writes).
+ * PKV_EREADONLY; -ENOMEM, -ENOSPC, -EIO (nothing was cleared); or the -errno of a failed
+ * fdatasync under PKV_DURABLE_POWER (cleared, not known to be durable; the store then refuses
+ * writes).
  * Context: any thread; every writer waits for it (it holds every shard lock for the time it
  * takes to unlink every record from the map). Readers never wait; pkv_get_many sees the store
  * before or after the clear, never in between.
