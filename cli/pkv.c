@@ -405,7 +405,6 @@ static int cmd_compact(int argc, char **argv)
 
 static int cmd_checkpoint(int argc, char **argv)
 {
-#ifdef PKV_CLI_HAVE_CHECKPOINT
 	struct opts o;
 	pkv *db;
 	int i, rc;
@@ -423,12 +422,6 @@ static int cmd_checkpoint(int argc, char **argv)
 	if (rc != 0)
 		return close_store(db, store_error_at("checkpoint", rc, argv[i + 1], true));
 	return close_store(db, 0);
-#else
-	(void)argc;
-	(void)argv;
-	say("checkpoint: this build's pkv.h has no pkv_checkpoint");
-	return EXIT_STORE;
-#endif
 }
 
 /* ---- get, put, del ---------------------------------------------------------------------- */
@@ -520,16 +513,9 @@ static int cmd_put(int argc, char **argv)
 	rc = open_store(argv[i], OPEN_WRITE_CREATE, &db);
 	if (rc != 0)
 		goto out;
-#ifdef PKV_CLI_HAVE_EXPIRE
 	if (o.expires_ms != 0)
 		rc = pkv_put_expire(db, key, klen, val, vlen, o.expires_ms, 0);
 	else
-#else
-	if (o.expires_ms != 0) {
-		rc = usage_error("put", "this build's pkv.h has no expiry (pkv_put_expire)");
-		goto out;
-	}
-#endif
 		rc = pkv_put(db, key, klen, val, vlen);
 	if (rc != 0)
 		rc = store_error("put", rc);
@@ -570,7 +556,6 @@ out:
 
 /* ---- dump ------------------------------------------------------------------------------- */
 
-#ifdef PKV_CLI_HAVE_SCAN
 struct dump_ctx {
 	pkv *db;
 	uint64_t keys;
@@ -581,12 +566,12 @@ static int dump_one(void *arg, const void *key, size_t klen, const void *val, si
 		    uint64_t seq)
 {
 	struct dump_ctx *d = arg;
-	uint64_t expires_ms = 0;
 	size_t len;
 	char *line;
 
 	(void)seq;
-#ifdef PKV_CLI_HAVE_GET_MANY
+	(void)val;
+	(void)vlen;
 	/* The scan does not hand out expiries: read this key's version with its expiry. */
 	pkv_item it = {.key = key, .klen = klen};
 	int rc = pkv_read_begin(d->db);
@@ -607,12 +592,6 @@ static int dump_one(void *arg, const void *key, size_t klen, const void *val, si
 	}
 	line = jsonl_format(key, klen, it.val, it.vlen, it.expires_ms, &len);
 	(void)pkv_read_end(d->db);
-	(void)val;
-	(void)vlen;
-#else
-	line = jsonl_format(key, klen, val, vlen, expires_ms, &len);
-#endif
-	(void)expires_ms;
 	if (line == NULL) {
 		d->err = -ENOMEM;
 		return 1;
@@ -627,11 +606,9 @@ static int dump_one(void *arg, const void *key, size_t klen, const void *val, si
 	d->keys++;
 	return 0;
 }
-#endif
 
 static int cmd_dump(int argc, char **argv)
 {
-#ifdef PKV_CLI_HAVE_SCAN
 	struct opts o;
 	struct dump_ctx d = {0};
 	uint64_t cursor = 0;
@@ -655,21 +632,13 @@ static int cmd_dump(int argc, char **argv)
 	if (verbose)
 		say("%s: dumped %" PRIu64 " keys", argv[i], d.keys);
 	return close_store(d.db, 0);
-#else
-	(void)argc;
-	(void)argv;
-	say("dump: this build's pkv.h has no pkv_scan");
-	return EXIT_STORE;
-#endif
 }
 
 /* ---- load ------------------------------------------------------------------------------- */
 
 struct loader {
 	pkv *db;
-#ifdef PKV_CLI_HAVE_BATCH
 	pkv_batch *batch;
-#endif
 	size_t ops, bytes;  /* in the pending batch */
 	uint64_t keys;      /* written */
 	uint64_t in_bytes;  /* read */
@@ -689,14 +658,12 @@ static double since(const struct timespec *t)
 /* Write the pending batch. 0 or a store code. */
 static int load_flush(struct loader *l)
 {
-	int rc = 0;
+	int rc;
 
 	if (l->ops == 0)
 		return 0;
-#ifdef PKV_CLI_HAVE_BATCH
 	rc = pkv_write(l->db, l->batch, 0, NULL);
 	pkv_batch_clear(l->batch);
-#endif
 	if (rc == 0)
 		l->keys += l->ops;
 	l->ops = 0;
@@ -709,14 +676,9 @@ static int load_put(struct loader *l, const struct jsonl_rec *r)
 {
 	int rc;
 
-#ifdef PKV_CLI_HAVE_EXPIRE
 	if (r->expires_ms != 0)
 		rc = pkv_put_expire(l->db, r->key, r->klen, r->val, r->vlen, r->expires_ms, 0);
 	else
-#else
-	if (r->expires_ms != 0)
-		return PKV_EINVAL;
-#endif
 		rc = pkv_put(l->db, r->key, r->klen, r->val, r->vlen);
 	if (rc == 0)
 		l->keys++;
@@ -725,7 +687,6 @@ static int load_put(struct loader *l, const struct jsonl_rec *r)
 
 static int load_add(struct loader *l, const struct jsonl_rec *r, unsigned long batch)
 {
-#ifdef PKV_CLI_HAVE_BATCH
 	int rc;
 
 	if (l->per_key)
@@ -742,10 +703,6 @@ static int load_add(struct loader *l, const struct jsonl_rec *r, unsigned long b
 	if (l->ops >= batch || l->bytes >= LOAD_BATCH_BYTES)
 		return load_flush(l);
 	return 0;
-#else
-	(void)batch;
-	return load_put(l, r);
-#endif
 }
 
 static void load_progress(struct loader *l, bool last)
@@ -774,11 +731,9 @@ static int cmd_load(int argc, char **argv)
 	rc = open_store(argv[i], OPEN_WRITE_CREATE, &l.db);
 	if (rc != 0)
 		return rc;
-#ifdef PKV_CLI_HAVE_BATCH
 	rc = pkv_batch_new(&l.batch);
 	if (rc != 0)
 		return close_store(l.db, store_error("load", rc));
-#endif
 	l.progress = isatty(STDERR_FILENO);
 	l.per_key = o.per_key;
 	clock_gettime(CLOCK_MONOTONIC, &l.last);
@@ -828,9 +783,7 @@ static int cmd_load(int argc, char **argv)
 			    lineno);
 	}
 	free(line);
-#ifdef PKV_CLI_HAVE_BATCH
 	pkv_batch_free(l.batch);
-#endif
 	return close_store(l.db, status);
 }
 
