@@ -124,9 +124,10 @@ static int store_error_at(const char *what, int rc, const char *missing, bool ma
 {
 	say("%s: %s: %s (%d)", cur_dir ? cur_dir : "", what, pkv_strerror(rc), rc);
 	if (rc == PKV_ELOCKED)
-		say("%s is open in another process (or in this one). Only one process may open a "
-		    "store; to copy it while it runs, call pkv_checkpoint(db, DST) from inside the "
-		    "process that has it open (`pkv checkpoint` works on a store no one has open).",
+		say("%s is open in another process (or in this one). A process that writes to a "
+		    "store excludes every other open (read-only handles only share it with each "
+		    "other); to copy it while it runs, call pkv_checkpoint(db, DST) from inside the "
+		    "process that has it open (`pkv checkpoint` works on a store no one writes to).",
 		    cur_dir);
 	else if (rc == -EACCES || rc == -EPERM)
 		say("permission denied (the messages above name the file): reading subcommands need "
