@@ -182,29 +182,6 @@ Test(checkpoint, the_copy_is_independent)
 	tu_close(cp);
 }
 
-/* The one snapshot file of @dir into @out (PATH_MAX bytes). */
-static void snap_file(const char *dir, char *out)
-{
-	char sub[PATH_MAX];
-	struct dirent *e;
-	DIR *d;
-	int n = 0;
-
-	tu_fmt(sub, sizeof(sub), "%s/snap", dir);
-	d = opendir(sub);
-	cr_assert_not_null(d, "%s: %s", sub, strerror(errno));
-	while ((e = readdir(d)) != NULL) {
-		size_t len = strlen(e->d_name);
-
-		if (len > 5 && strcmp(e->d_name + len - 5, ".snap") == 0) {
-			tu_fmt(out, PATH_MAX, "%s/%s", sub, e->d_name);
-			n++;
-		}
-	}
-	closedir(d);
-	cr_assert_eq(n, 1, "%s holds %d snapshot files", sub, n);
-}
-
 /* CP.5: on one file system the snapshot is not copied but hard-linked: one inode, two names. */
 Test(checkpoint, the_snapshot_is_hard_linked)
 {
@@ -217,8 +194,8 @@ Test(checkpoint, the_snapshot_is_hard_linked)
 	put_kv(db, "b", "2");
 	tu_path(dst, "copy");
 	cr_assert_eq(pkv_checkpoint(db, dst), 0);
-	snap_file(tu_db, src_snap);
-	snap_file(dst, dst_snap);
+	tu_snap_file(tu_db, src_snap);
+	tu_snap_file(dst, dst_snap);
 	cr_assert_str_eq(strrchr(src_snap, '/'), strrchr(dst_snap, '/'), "same file name");
 	cr_assert_eq(stat(src_snap, &sa), 0);
 	cr_assert_eq(stat(dst_snap, &sb), 0);

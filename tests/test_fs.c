@@ -700,29 +700,6 @@ static int refuse_link(const char *from, const char *to)
 	return -EXDEV; /* as link(2) across file systems */
 }
 
-/* The path of the one snapshot file in @dir/snap into @out (PATH_MAX bytes). */
-static void snap_file(const char *dir, char *out)
-{
-	char sub[PATH_MAX];
-	struct dirent *e;
-	DIR *d;
-	int n = 0;
-
-	tu_fmt(sub, sizeof(sub), "%s/snap", dir);
-	d = opendir(sub);
-	cr_assert_not_null(d, "%s: %s", sub, strerror(errno));
-	while ((e = readdir(d)) != NULL) {
-		size_t len = strlen(e->d_name);
-
-		if (len > 5 && strcmp(e->d_name + len - 5, ".snap") == 0) {
-			tu_fmt(out, PATH_MAX, "%s/%s", sub, e->d_name);
-			n++;
-		}
-	}
-	closedir(d);
-	cr_assert_eq(n, 1, "%s holds %d snapshot files", sub, n);
-}
-
 static void expect_s(pkv *db, const char *k, const char *want)
 {
 	char buf[64];
@@ -765,8 +742,8 @@ Test(checkpoint, copies_the_snapshot_where_links_are_refused, .init = fs_setup,
 	cr_expect_geq(__atomic_load_n(&links_refused, __ATOMIC_RELAXED), 1, "no link was tried");
 
 	/* A copy, not a link: another inode with the same bytes. */
-	snap_file(tu_db, src_snap);
-	snap_file(dst, dst_snap);
+	tu_snap_file(tu_db, src_snap);
+	tu_snap_file(dst, dst_snap);
 	cr_assert_eq(stat(src_snap, &sa), 0);
 	cr_assert_eq(stat(dst_snap, &sb), 0);
 	cr_expect(sa.st_ino != sb.st_ino || sa.st_dev != sb.st_dev, "the snapshot was linked");

@@ -652,3 +652,25 @@ bool tu_write_full(int fd, const void *buf, size_t n)
 	}
 	return true;
 }
+
+void tu_snap_file(const char *dir, char *out)
+{
+	char sub[PATH_MAX];
+	struct dirent *e;
+	DIR *d;
+	int n = 0;
+
+	tu_fmt(sub, sizeof(sub), "%s/snap", dir);
+	d = opendir(sub);
+	cr_assert_not_null(d, "%s: %s", sub, strerror(errno));
+	while ((e = readdir(d)) != NULL) {
+		size_t len = strlen(e->d_name);
+
+		if (len > 5 && strcmp(e->d_name + len - 5, ".snap") == 0) {
+			tu_fmt(out, PATH_MAX, "%s/%s", sub, e->d_name);
+			n++;
+		}
+	}
+	closedir(d);
+	cr_assert_eq(n, 1, "%s holds %d snapshot files", sub, n);
+}

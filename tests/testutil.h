@@ -45,6 +45,10 @@ void tu_rm_rf(const char *path);
 /* Copy the tree @src to @dst (which must not exist): directories and regular files. */
 void tu_copy_tree(const char *src, const char *dst);
 
+/* The path of the one snapshot file in @dir/snap into @out (PATH_MAX bytes); cr_assert that
+ * there is exactly one. */
+void tu_snap_file(const char *dir, char *out);
+
 /* ---- durability modes, for parameterized tests -------------------------------------------- */
 
 extern const enum pkv_durability tu_modes[3];
