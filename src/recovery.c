@@ -51,7 +51,15 @@
  *       visible ones count, a key the base holds (a damaged copy counts) is already counted in
  *       keys_baseline. Without a base (none, or a clear record dropped it) every plan's count
  *       was exact and none is redone.
- * A read-only open performs R.1 - R.5 only and changes nothing on disk.
+ *  R.15 A lane whose last segment is shorter than its allocated size was cut there by pkv_close
+ *       after its final sync (R.10), or by an open's cut (R.6) after its syncs (R.8): every
+ *       record in it had been made durable. Damage in such a lane with an intact record behind
+ *       it (in its segment or a later one) therefore destroyed durable writes: PKV_ECORRUPT
+ *       naming the file and offset, where a preallocated lane's damage is a torn tail (R.4).
+ *       Damage at the very end of such a lane, with nothing intact behind it, cannot be told
+ *       from a tear and stays one.
+ * A read-only open changes nothing on disk: it replays and checks (R.1 - R.5, R.9, R.11, R.12,
+ * R.14, R.15) and skips the repairs (R.6 - R.8, R.10, R.13).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -92,6 +100,7 @@ struct rlane {
 	bool bad;
 	size_t bad_si, bad_off;
 	const char *why;
+	bool bad_durable;         /* the damage destroyed records known durable (R.15) */
 	uint64_t last_seq;
 	size_t keep_si, keep_off; /* just after the last replayed (or pre-base) record */
 	bool cut;                 /* something after keep must be removed (R.6) */
@@ -476,7 +485,9 @@ static int count_discarded(struct rctx *c, struct rlane *l)
 	}
 	if (l->bad) {
 		struct rseg *s = l->segs[l->bad_si];
+		struct rseg *last = l->segs[l->nsegs - 1];
 		size_t end = data_end(s, l->bad_off);
+		bool intact_behind = false;
 
 		rep->discarded_bytes += end - l->bad_off;
 		l->cut = true;
@@ -493,6 +504,7 @@ static int count_discarded(struct rctx *c, struct rlane *l)
 			    WAL_DEC_OK)
 				continue;
 			rep->discarded_records++;
+			intact_behind = true;
 			if (rec.synced > c->max_synced)
 				c->max_synced = rec.synced;
 			o += rec.size - WAL_ALIGN;
@@ -507,6 +519,7 @@ static int count_discarded(struct rctx *c, struct rlane *l)
 
 			r = lane_advance(c, &tail);
 			while (r == 0 && tail.has && tail.si == k) {
+				intact_behind = true;
 				rep->discarded_records++;
 				rep->discarded_bytes += tail.next.size;
 				tail.off += tail.next.size;
@@ -516,6 +529,8 @@ static int count_discarded(struct rctx *c, struct rlane *l)
 				return r;
 			rep->discarded_bytes += data_end(l->segs[k], WAL_SEG_HDR) - WAL_SEG_HDR;
 		}
+		/* R.15: a lane cut short at a sync held only durable records. */
+		l->bad_durable = intact_behind && (uint64_t)last->fsize < last->hdr.seg_bytes;
 	}
 	return 0;
 }
@@ -586,8 +601,18 @@ static int merge(struct rctx *c, uint64_t base, uint64_t *last_out)
 		uint64_t first_lost = rep->gap_seq;
 		bool any_bad = false;
 
-		for (size_t i = 0; i < c->nlanes; i++)
-			any_bad |= c->lanes[i].bad;
+		for (size_t i = 0; i < c->nlanes; i++) {
+			struct rlane *l = &c->lanes[i];
+
+			any_bad |= l->bad;
+			if (l->bad_durable) { /* R.15 */
+				pkv__log(c->db, PKV_LOG_ERROR,
+					 "recovery: %s/wal/%s: lane %u was closed after a sync, so its "
+					 "records behind the damage were durable",
+					 c->db->dir, l->segs[l->bad_si]->name, l->id);
+				return corrupt(c, l->segs[l->bad_si]->name, l->bad_off, l->why);
+			}
+		}
 		if (first_lost == 0 && any_bad)
 			first_lost = expected;
 		if (first_lost == 0 || c->max_synced < first_lost)

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * recovery.h - rebuild the live map from the WAL at open (rules R.1 - R.14 in recovery.c).
+ * recovery.h - rebuild the live map from the WAL at open (rules R.1 - R.15 in recovery.c).
  */
 #ifndef PKV_RECOVERY_H
 #define PKV_RECOVERY_H

@@ -45,10 +45,11 @@
  *       snapshot record was damaged, or any key once the index (or its page CRCs) was.
  *  X.3  pkv_verify() returns PKV_ECORRUPT exactly when the damage changed the snapshot's record
  *       or index region, else 0. With 0 the state is exact, stats.keys included.
- *  X.4  The outcome is the one the documented rules give (docs/format.md; recovery R.1-R.5 in
- *       docs/architecture.md), recomputed here from the damaged files by an independent reader:
- *       whether the open fails (segment header or name, snapshot header or name, a sequence
- *       number twice, a surviving record whose `synced` proves that a durable write was lost),
+ *  X.4  The outcome is the one the documented rules give (docs/format.md; recovery R.1-R.5 and
+ *       R.15 in docs/architecture.md), recomputed here from the damaged files by an independent
+ *       reader: whether the open fails (segment header or name, snapshot header or name, a
+ *       sequence number twice, a surviving record whose `synced` proves that a durable write was
+ *       lost, damage with intact records behind it in a lane pkv_close cut short),
  *       else the recovered k, the gap and the number of records replayed, and that something
  *       discarded is reported. R.5 in particular: a lost synced write must be PKV_ECORRUPT.
  *  X.5  The recovered store accepts a write, closes, and reopens to the same state plus that
@@ -763,6 +764,7 @@ struct seg {
 	uint64_t segno;
 	unsigned char *buf;
 	size_t fsize, maplen;
+	uint64_t seg_bytes; /* allocated size, from the header */
 	uint32_t seed;
 	/* records decoded from the header on, up to the first end or bad record */
 	size_t nrecs;
@@ -839,6 +841,7 @@ static void seg_check(struct seg *s, char *why, size_t cap)
 		return;
 	}
 	s->seed = crc32c(0, h, 32);
+	s->seg_bytes = seg_bytes;
 	s->maplen = s->fsize < seg_bytes ? s->fsize : (size_t)seg_bytes;
 }
 
@@ -1008,6 +1011,7 @@ static void wal_predict(struct wal *w, uint64_t base, struct pred *p)
 {
 	size_t *head = calloc(w->nlanes + 1, sizeof(*head));
 	uint64_t expected = base + 1;
+	bool intact_behind;
 
 	if (head == NULL)
 		die("out of memory");
@@ -1062,6 +1066,7 @@ static void wal_predict(struct wal *w, uint64_t base, struct pred *p)
 		if (!l->bad)
 			continue;
 		p->any_bad = p->discards = true;
+		intact_behind = false;
 		{
 			struct seg *s = l->segs[l->bad_si];
 			size_t end = data_end_from(s, l->bad_off);
@@ -1071,6 +1076,7 @@ static void wal_predict(struct wal *w, uint64_t base, struct pred *p)
 
 				if (rec_decode(s->buf + o, s->maplen - o, s->seed, &r) != DEC_OK)
 					continue;
+				intact_behind = true;
 				if (r.synced > p->proof)
 					p->proof = r.synced;
 				o += r.size - 8;
@@ -1084,15 +1090,23 @@ static void wal_predict(struct wal *w, uint64_t base, struct pred *p)
 			for (size_t r = 0; r < s->nrecs; r++) {
 				struct drec d;
 
+				intact_behind = true;
 				rec_decode(s->buf + s->rec_off[r], s->maplen - s->rec_off[r],
 					   s->seed, &d);
 				if (d.synced > p->proof)
 					p->proof = d.synced;
 			}
 		}
+		/* R.15: a lane cut short at a sync (pkv_close) held only durable records. */
+		if (intact_behind && p->why[0] == '\0' &&
+		    l->segs[l->nsegs - 1]->fsize < l->segs[l->nsegs - 1]->seg_bytes)
+			snprintf(p->why, sizeof(p->why),
+				 "R.15: damage in wal/%s at %zu with intact records behind it, in a "
+				 "lane closed after a sync",
+				 l->segs[l->bad_si]->name, l->bad_off);
 	}
 	p->first_lost = p->gap ? p->gap : p->any_bad ? expected : 0;
-	if (p->first_lost != 0 && p->proof >= p->first_lost)
+	if (p->why[0] == '\0' && p->first_lost != 0 && p->proof >= p->first_lost)
 		snprintf(p->why, sizeof(p->why),
 			 "R.5: seq %" PRIu64 " is lost but a surviving record says %" PRIu64
 			 " was synced",

@@ -17,6 +17,7 @@
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -875,6 +876,68 @@ static pkv *count_reopen(const pkv_options *o, const struct tu_model *m, const c
 	db = tu_open(tu_db, o);
 	tu_model_assert(m, db, what);
 	return db;
+}
+
+/*
+ * R.15: pkv_close syncs a lane and cuts its last segment short, so damage inside a closed lane
+ * with records behind it destroyed durable writes: PKV_ECORRUPT naming the file. The same bytes
+ * in a preallocated (unclosed) lane are a torn tail (R.4), and damage to a closed lane's last
+ * record alone stays one too (nothing behind it tells it from a tear).
+ */
+Test(corrupt, damage_inside_a_closed_lane)
+{
+	char pristine[PATH_MAX], seg[PATH_MAX], work[PATH_MAX], file[PATH_MAX];
+	struct tu_wal w;
+	struct tu_rec *s;
+	pkv_options o;
+	pkv_stats st;
+	pkv *db;
+	size_t len;
+	unsigned char *f, b;
+	off_t mid, last;
+
+	small_store(pristine, seg, PKV_DURABLE_PROCESS, 20);
+	tu_wal_read(pristine, &w);
+	s = tu_wal_by_seq(&w);
+	cr_assert_eq(s[5].seq, 6);
+	mid = s[5].off + (off_t)s[5].len / 2;
+	last = s[19].off + (off_t)s[19].len / 2;
+	f = tu_read_file(seg, &len);
+	cr_assert_lt((off_t)len, 64 << 10, "pkv_close left the segment at its allocated size");
+	tu_path(work, "work");
+	in_copy(file, work, seg);
+
+	/* A closed lane, a record in the middle damaged: 14 durable records behind it. */
+	tu_rm_rf(work);
+	tu_copy_tree(pristine, work);
+	b = f[mid] ^ 0x01;
+	tu_write_at(file, mid, &b, 1);
+	expect_corrupt(work, file, "a byte in the 6th of 20 records of a closed lane");
+
+	/* The same damage in a lane that is still allocated whole (as a killed writer leaves it). */
+	tu_rm_rf(work);
+	tu_copy_tree(pristine, work);
+	tu_write_at(file, mid, &b, 1);
+	tu_truncate(file, 64 << 10);
+	opts_small(&o, PKV_DURABLE_PROCESS, 1, NULL);
+	db = tu_open(work, &o);
+	st = tu_stats(db);
+	cr_assert_eq(st.last_seq, 5, "a torn lane replays up to the damage, not %" PRIu64,
+		     st.last_seq);
+	cr_assert_gt(st.discarded_records, 0);
+	tu_close(db);
+
+	/* A closed lane whose last record alone is damaged: a tear, 19 records replayed. */
+	tu_rm_rf(work);
+	tu_copy_tree(pristine, work);
+	b = f[last] ^ 0x01;
+	tu_write_at(file, last, &b, 1);
+	db = tu_open(work, &o);
+	st = tu_stats(db);
+	cr_assert_eq(st.last_seq, 19, "last_seq %" PRIu64, st.last_seq);
+	tu_close(db);
+	free(f);
+	tu_wal_free(&w);
 }
 
 /*
