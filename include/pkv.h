@@ -117,12 +117,12 @@ enum pkv_log_level {
 
 /**
  * struct pkv_options - how to open a store. Fill with pkv_options_default(), then change fields.
- * A tuning field left 0 (wal_lanes, wal_segment_bytes, shards, compact_wal_bytes, and
- * sync_interval_ms outside PKV_DURABLE_PERIODIC) takes its default, so a zero-initialized struct
- * with only @durability set is valid too.
+ * A tuning field left 0 (wal_lanes, wal_segment_bytes, shards, compact_wal_bytes,
+ * sync_interval_ms) takes its default, so a zero-initialized struct with only @durability set is
+ * valid too, in every mode.
  * @durability:        default durability of writes (see enum pkv_durability).
  * @sync_interval_ms:  period of the background fdatasync under PKV_DURABLE_PERIODIC (default 100,
- *                     1 .. 3,600,000).
+ *                     1 .. 3,600,000; 0 takes the default).
  * @wal_lanes:         number of WAL lanes; 0 (default) means one per online CPU, or one under
  *                     PKV_DURABLE_POWER (each lane with new records costs a group commit one
  *                     fdatasync: one per round is faster than several in parallel). At most 64.

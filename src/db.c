@@ -70,11 +70,10 @@ static int options_resolve(const pkv_options *in, pkv_options *out)
 		*out = *in;
 	if ((unsigned)out->durability > PKV_DURABLE_PERIODIC)
 		return PKV_EINVAL;
-	if (out->durability == PKV_DURABLE_PERIODIC &&
-	    (out->sync_interval_ms == 0 || out->sync_interval_ms > 3600000u))
-		return PKV_EINVAL;
 	if (out->sync_interval_ms == 0)
 		out->sync_interval_ms = DEFAULT_SYNC_MS;
+	if (out->durability == PKV_DURABLE_PERIODIC && out->sync_interval_ms > 3600000u)
+		return PKV_EINVAL;
 	if (out->wal_lanes > WAL_MAX_LANES)
 		return PKV_EINVAL;
 	/* POWER: one lane unless asked otherwise. Every lane with new records costs a round one

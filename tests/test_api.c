@@ -132,11 +132,6 @@ static void dur_neg(pkv_options *o)
 {
 	o->durability = (enum pkv_durability) - 1;
 }
-static void periodic_0(pkv_options *o)
-{
-	o->durability = PKV_DURABLE_PERIODIC;
-	o->sync_interval_ms = 0;
-}
 static void periodic_huge(pkv_options *o)
 {
 	o->durability = PKV_DURABLE_PERIODIC;
@@ -153,7 +148,6 @@ static const struct bad_opt bad_opts[] = {
 	{ "wal_segment_bytes 1 GiB + 1", seg_big },
 	{ "durability 3", dur_3 },
 	{ "durability -1", dur_neg },
-	{ "PERIODIC with sync_interval_ms 0", periodic_0 },
 	{ "PERIODIC with sync_interval_ms 3,600,001", periodic_huge },
 };
 
@@ -230,12 +224,23 @@ Test(options, boundary_values_are_accepted)
 	o.sync_interval_ms = 3600000;
 	tu_close(tu_open(NULL, &o));
 
-	/* The interval matters only to PERIODIC: 0 is no error for the other modes. */
+	/* An interval of 0 takes the default, in every mode. */
 	pkv_options_default(&o);
 	o.sync_interval_ms = 0;
 	tu_close(tu_open(NULL, &o));
 	o.durability = PKV_DURABLE_POWER;
 	tu_close(tu_open(NULL, &o));
+	o.durability = PKV_DURABLE_PERIODIC;
+	tu_close(tu_open(tu_db, &o));
+
+	/* A zero-initialized struct with only the durability set is valid in every mode. */
+	for (int m = 0; m < 3; m++) {
+		pkv_options z;
+
+		memset(&z, 0, sizeof(z));
+		z.durability = tu_modes[m];
+		tu_close(tu_open(tu_db, &z));
+	}
 
 	/* opts NULL means the defaults. */
 	tu_close(tu_open(tu_db, NULL));
