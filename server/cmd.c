@@ -2698,7 +2698,7 @@ static void cmd_command(struct ctx *x);
 #define R F_READ
 /* name, arity, flags, fn, first key, last key, step, group, summary, since */
 static const struct srv_cmd commands[] = {
-	{ "PING", -1, F_NOAUTH | F_FAST, cmd_ping, 0, 0, 0, "connection", "Ping the server",
+	{ "PING", -1, F_FAST, cmd_ping, 0, 0, 0, "connection", "Ping the server",
 	  "1.0.0" },
 	{ "ECHO", 2, F_FAST, cmd_echo, 0, 0, 0, "connection", "Return the argument", "1.0.0" },
 	{ "QUIT", -1, F_NOAUTH | F_MULTICTL, cmd_quit, 0, 0, 0, "connection",

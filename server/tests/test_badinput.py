@@ -526,6 +526,8 @@ class Auth(unittest.TestCase):
                 rep = c.call("GET", "k")
                 self.assertIsInstance(rep, Err)
                 self.assertTrue(rep.startswith("NOAUTH"), rep.msg)
+                rep = c.call("PING")  # as Redis: only AUTH, HELLO and QUIT before AUTH
+                self.assertTrue(isinstance(rep, Err) and rep.startswith("NOAUTH"), rep)
                 rep = c.call("SET", "k", "v")
                 self.assertTrue(isinstance(rep, Err) and rep.startswith("NOAUTH"), rep)
                 rep = c.call("AUTH", "wrong")
