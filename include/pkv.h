@@ -17,8 +17,10 @@
  *
  * fork(): a child process may open stores of its own (pkv registers pthread_atfork handlers for
  * the RCU runtime), but must not use handles its parent opened: their background threads did
- * not come along, and DIR/LOCK belongs to the parent. Fork while no other thread is inside a pkv
- * call. A fork+exec child does not inherit any pkv file descriptor (all are O_CLOEXEC).
+ * not come along, and DIR/LOCK belongs to the parent (the child's copies of the lock descriptors
+ * are closed at the fork, so a parent's lock ends with the parent's pkv_close whatever its
+ * children do). Fork while no other thread is inside a pkv call. A fork+exec child does not
+ * inherit any pkv file descriptor (all are O_CLOEXEC).
  */
 #ifndef PKV_H
 #define PKV_H

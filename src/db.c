@@ -148,6 +148,59 @@ static int ensure_dir(struct pkv *db, const char *path, bool create)
 }
 
 /*
+ * L.1 A child forked without exec inherits the DIR/LOCK descriptor of every handle open in its
+ *     parent, and with it the flock (it belongs to the open file, which both now share): a parent
+ *     that closed and reopened the store while such a child lived would get PKV_ELOCKED. The
+ *     child does not own those handles (pkv.h), so a pthread_atfork child handler closes its
+ *     copies at once: the parent's lock stays the parent's and dies with its pkv_close. The list
+ *     of open handles is held across the fork so that the child finds it whole.
+ */
+static pthread_mutex_t locks_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t locks_once = PTHREAD_ONCE_INIT;
+static struct pkv *locks_head;
+
+static void locks_prepare(void)
+{
+	pthread_mutex_lock(&locks_mu);
+}
+
+static void locks_parent(void)
+{
+	pthread_mutex_unlock(&locks_mu);
+}
+
+static void locks_child(void)
+{
+	for (struct pkv *d = locks_head; d != NULL; d = d->lock_next) {
+		if (d->lock_fd >= 0)
+			(void)close(d->lock_fd);
+		d->lock_fd = -1; /* the parent's handle: a child's pkv_close must not close it */
+	}
+	locks_head = NULL;
+	pthread_mutex_unlock(&locks_mu);
+}
+
+static void locks_init(void)
+{
+	(void)pthread_atfork(locks_prepare, locks_parent, locks_child);
+}
+
+/* Release @db's lock: off the list and closed under locks_mu, so no fork falls in between. */
+static void unlock_dir(struct pkv *db)
+{
+	pthread_mutex_lock(&locks_mu);
+	for (struct pkv **p = &locks_head; *p != NULL; p = &(*p)->lock_next)
+		if (*p == db) {
+			*p = db->lock_next;
+			break;
+		}
+	if (db->lock_fd >= 0)
+		pkv__fs->close(db->lock_fd); /* releases the flock */
+	db->lock_fd = -1;
+	pthread_mutex_unlock(&locks_mu);
+}
+
+/*
  * DIR/LOCK: one open handle per directory, in any process (O_CLOEXEC: not across exec).
  * A writer takes it exclusively, creating it if the store is new. A read-only open takes it
  * shared and creates nothing: it needs read permission only, several read-only handles may
@@ -155,7 +208,7 @@ static int ensure_dir(struct pkv *db, const char *path, bool create)
  * without LOCK is no store yet: an open that may not create one (NOCREATE, READONLY) gets
  * -ENOENT, even when the directory exists.
  */
-static int lock_dir(struct pkv *db)
+static int lock_dir_locked(struct pkv *db)
 {
 	char *path = path_join(db->dir, "LOCK");
 	bool create = !(db->opts.flags & (PKV_OPEN_NOCREATE | PKV_OPEN_READONLY));
@@ -198,6 +251,22 @@ static int lock_dir(struct pkv *db)
 	return 0;
 }
 
+/* DIR/LOCK opened, locked and listed under locks_mu (L.1: no fork falls in between). */
+static int lock_dir(struct pkv *db)
+{
+	int r;
+
+	pthread_once(&locks_once, locks_init);
+	pthread_mutex_lock(&locks_mu);
+	r = lock_dir_locked(db);
+	if (r == 0) {
+		db->lock_next = locks_head;
+		locks_head = db;
+	}
+	pthread_mutex_unlock(&locks_mu);
+	return r;
+}
+
 static void db_free(struct pkv *db)
 {
 	pkv__compactor_stop(db);
@@ -214,7 +283,7 @@ static void db_free(struct pkv *db)
 	pthread_mutex_destroy(&db->compact_mu);
 	free(db->snap_dir);
 	if (db->lock_fd >= 0)
-		pkv__fs->close(db->lock_fd); /* releases the flock */
+		unlock_dir(db);
 	free(db->wal.dir);
 	free(db->dir);
 	free(db);

@@ -33,6 +33,7 @@ struct pkv {
 	bool open_dirty; /* open created or repaired something: fsync DIR before returning */
 	char *dir;
 	int lock_fd;
+	struct pkv *lock_next; /* the open handles' list, for fork children (db.c L.1) */
 	struct pkv_map map;
 	struct pkv_wal wal;
 	struct pkv_sync sync;

@@ -13,6 +13,8 @@
  *    gets PKV_ELOCKED; once this process closes, a third open succeeds while that child still
  *    runs. An inherited descriptor would keep the flock (it belongs to the open file, which the
  *    child would share), and that open would fail: a negative control shows the check sees it.
+ *  - a child forked without exec does not keep it either: pkv's fork handler closes the child's
+ *    copy of the descriptor (db.c L.1), so this process reopens while the child runs.
  * The exec'ed child is tests/lock_helper.c, built next to this suite.
  */
 #include <criterion/criterion.h>
@@ -216,6 +218,42 @@ Test(lock, exec_child_does_not_inherit)
 	cr_expect_eq(helper_ask(&h, 'o'), 0, "the exec'ed child cannot open after the close");
 	cr_assert(helper_alive(&h));
 	helper_stop(&h);
+}
+
+/*
+ * A child forked without exec (db.c L.1): it inherits the DIR/LOCK descriptor, and would keep
+ * the flock after this process closes the store; pkv's fork handler closes the child's copy, so
+ * a reopen here succeeds while the child still runs.
+ */
+Test(lock, fork_child_does_not_keep_the_lock)
+{
+	int go[2], status = 0, rc;
+	pid_t pid;
+	pkv *db;
+
+	db = tu_open(tu_db, NULL);
+	cr_assert_eq(put_s(db, "a", "1"), 0);
+	cr_assert_eq(pipe(go), 0);
+	pid = fork();
+	cr_assert(pid >= 0, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		char c;
+
+		close(go[1]);
+		(void)!read(go[0], &c, 1); /* until the parent is done */
+		_exit(0);
+	}
+	close(go[0]);
+	tu_close(db);
+	db = NULL;
+	rc = pkv_open(tu_db, NULL, &db);
+	cr_expect_eq(rc, 0, "a reopen while a forked child runs = %d (%s): the child kept the lock",
+		     rc, pkv_strerror(rc));
+	if (rc == 0)
+		tu_close(db);
+	close(go[1]);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
 /*
