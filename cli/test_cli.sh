@@ -113,9 +113,13 @@ expect 1 "compact of a missing store" "$PKV" compact "$W/nothing2"
 mkfifo "$W/fifo"
 "$PKV" load "$S" <"$W/fifo" 2>"$W/holder.err" &
 holder=$!
-exec 3>"$W/fifo" # the loader now has the store open and waits for input
-for _ in $(seq 1 100); do # until its open is done (bounded: 10 s)
-	"$PKV" get "$S" greeting >/dev/null 2>&1 || break
+exec 3>"$W/fifo" # the loader now opens the store and waits for input
+# Until its open holds the exclusive flock (bounded: 10 s). Watched in /proc/locks, not probed
+# with an open of our own: a probe's shared lock, taken at the wrong instant, would make the
+# loader's own open fail with PKV_ELOCKED.
+lock_ino=$(stat -c %i "$S/LOCK")
+for _ in $(seq 1 100); do
+	grep -qE "FLOCK +ADVISORY +WRITE +$holder +[0-9a-f]+:[0-9a-f]+:$lock_ino " /proc/locks && break
 	sleep 0.1
 done
 expect 1 "get while another process has the store" "$PKV" get "$S" greeting
