@@ -165,18 +165,8 @@ static bool key_can_exist(size_t klen)
 #ifdef PKV_SRV_HAVE_GET_MANY
 static pkv_item *loop_items(struct loop *l, size_t n)
 {
-	if (n > l->cap_items) {
-		size_t ncap = l->cap_items ? l->cap_items : 64;
-		void *ni;
-
-		while (ncap < n)
-			ncap *= 2;
-		ni = realloc(l->items, ncap * sizeof(pkv_item));
-		if (!ni)
-			return NULL;
-		l->items = ni;
-		l->cap_items = ncap;
-	}
+	if (n > l->cap_items && !srv_reserve(&l->items, &l->cap_items, n, sizeof(pkv_item), 64))
+		return NULL;
 	return l->items;
 }
 #endif
@@ -333,15 +323,8 @@ static struct tent *txn_add(struct txn *t, const char *key, size_t klen)
 {
 	struct tent *e;
 
-	if (t->n == t->cap) {
-		size_t ncap = t->cap ? t->cap * 2 : 8;
-		struct tent *ne = realloc(t->e, ncap * sizeof(*ne));
-
-		if (!ne)
-			return NULL;
-		t->e = ne;
-		t->cap = ncap;
-	}
+	if (t->n == t->cap && !srv_reserve(&t->e, &t->cap, t->n + 1, sizeof(*t->e), 8))
+		return NULL;
 	e = &t->e[t->n];
 	memset(e, 0, sizeof(*e));
 	e->key = txn_alloc(t, klen ? klen : 1);
@@ -605,15 +588,9 @@ static void flush_gets(struct conn *c)
 
 static bool pending_get_add(struct conn *c, const char *key, size_t klen)
 {
-	if (c->npget == c->cappget) {
-		size_t ncap = c->cappget ? c->cappget * 2 : 16;
-		struct pending_get *np = realloc(c->pget, ncap * sizeof(*np));
-
-		if (!np)
-			return false;
-		c->pget = np;
-		c->cappget = ncap;
-	}
+	if (c->npget == c->cappget &&
+	    !srv_reserve(&c->pget, &c->cappget, c->npget + 1, sizeof(*c->pget), 16))
+		return false;
 	c->pget[c->npget].key = key;
 	c->pget[c->npget].klen = klen;
 	c->npget++;
@@ -2221,31 +2198,15 @@ static bool cmd_run_full(const struct cmd_run *r, size_t argc, size_t bytes)
 static bool cmd_run_push(struct cmd_run *r, const struct srv_cmd *cmd, size_t argc,
 			 const char **argv, const size_t *lens, size_t bytes)
 {
-	if (r->n == r->cap) {
-		size_t ncap = r->cap ? r->cap * 2 : 16;
-		struct pending_txn *nv = realloc(r->v, ncap * sizeof(*nv));
-
-		if (!nv)
-			return false;
-		r->v = nv;
-		r->cap = ncap;
-	}
+	if (r->n == r->cap && !srv_reserve(&r->v, &r->cap, r->n + 1, sizeof(*r->v), 16))
+		return false;
 	if (r->nargs + argc > r->capargs) {
-		size_t ncap = r->capargs ? r->capargs : 64;
-		const char **na;
-		size_t *nl;
+		size_t cap_lens = r->capargs;
 
-		while (ncap < r->nargs + argc)
-			ncap *= 2;
-		na = realloc(r->argv, ncap * sizeof(*na));
-		if (!na)
+		/* argv and lens share capargs: it moves once both have grown. */
+		if (!srv_reserve(&r->lens, &cap_lens, r->nargs + argc, sizeof(*r->lens), 64) ||
+		    !srv_reserve(&r->argv, &r->capargs, r->nargs + argc, sizeof(*r->argv), 64))
 			return false;
-		r->argv = na;
-		nl = realloc(r->lens, ncap * sizeof(*nl));
-		if (!nl)
-			return false;
-		r->lens = nl;
-		r->capargs = ncap;
 	}
 	r->v[r->n] = (struct pending_txn){ .cmd = cmd, .argc = argc, .first = r->nargs };
 	memcpy(r->argv + r->nargs, argv, argc * sizeof(*argv));
@@ -2302,16 +2263,11 @@ static void cmd_watch(struct ctx *x)
 			reply_store_error(c, rc);
 			return;
 		}
-		if (c->nwatched == c->capwatched) {
-			size_t ncap = c->capwatched ? c->capwatched * 2 : 8;
-			struct watched_key *nw = realloc(c->watched, ncap * sizeof(*nw));
-
-			if (!nw) {
-				reply_store_error(c, -ENOMEM);
-				return;
-			}
-			c->watched = nw;
-			c->capwatched = ncap;
+		if (c->nwatched == c->capwatched &&
+		    !srv_reserve(&c->watched, &c->capwatched, c->nwatched + 1, sizeof(*c->watched),
+				 8)) {
+			reply_store_error(c, -ENOMEM);
+			return;
 		}
 		w = &c->watched[c->nwatched];
 		w->key = malloc(x->lens[i] ? x->lens[i] : 1);
@@ -2996,15 +2952,8 @@ static bool queue_cmd(struct conn *c, const struct srv_cmd *cmd, size_t argc, co
 {
 	struct queued_cmd *q;
 
-	if (c->nmq == c->capmq) {
-		size_t ncap = c->capmq ? c->capmq * 2 : 8;
-		struct queued_cmd *nq = realloc(c->mq, ncap * sizeof(*nq));
-
-		if (!nq)
-			return false;
-		c->mq = nq;
-		c->capmq = ncap;
-	}
+	if (c->nmq == c->capmq && !srv_reserve(&c->mq, &c->capmq, c->nmq + 1, sizeof(*c->mq), 8))
+		return false;
 	q = &c->mq[c->nmq];
 	q->cmd = cmd;
 	q->argc = 0;

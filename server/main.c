@@ -47,6 +47,24 @@ uint64_t srv_mono_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+bool srv_reserve(void *pv, size_t *cap, size_t need, size_t size, size_t first)
+{
+	size_t ncap = *cap ? *cap : first;
+	void *v, *nv;
+
+	if (need <= *cap)
+		return true;
+	while (ncap < need)
+		ncap *= 2;
+	memcpy(&v, pv, sizeof(v)); /* *pv is a pointer to the element type: copied, not aliased */
+	nv = realloc(v, ncap * size);
+	if (nv == NULL)
+		return false;
+	memcpy(pv, &nv, sizeof(nv));
+	*cap = ncap;
+	return true;
+}
+
 void srv_log(int level, const char *fmt, ...)
 {
 	static const char marks[] = ".-*#";

@@ -140,15 +140,9 @@ static bool admit_wait(struct loop *l, int fd, bool is_unix, const struct sockad
 {
 	if (atomic_fetch_add(&admit_waiting, 1) >= SRV_ADMIT_WAIT_MAX)
 		goto full;
-	if (l->nadmit == l->capadmit) {
-		size_t ncap = l->capadmit ? l->capadmit * 2 : 8;
-		struct admission *na = realloc(l->admit, ncap * sizeof(*na));
-
-		if (!na)
-			goto full;
-		l->admit = na;
-		l->capadmit = ncap;
-	}
+	if (l->nadmit == l->capadmit &&
+	    !srv_reserve(&l->admit, &l->capadmit, l->nadmit + 1, sizeof(*l->admit), 8))
+		goto full;
 	l->admit[l->nadmit].fd = fd;
 	l->admit[l->nadmit].is_unix = is_unix;
 	l->admit[l->nadmit].since_ms = srv_mono_ms();
@@ -189,18 +183,12 @@ static void conn_new(struct loop *l, int fd, bool is_unix, const struct sockaddr
 		close(fd);
 		return;
 	}
-	if (l->nconns == l->capconns) {
-		size_t ncap = l->capconns ? l->capconns * 2 : 64;
-		struct conn **nc = realloc(l->conns, ncap * sizeof(*nc));
-
-		if (!nc) {
-			free(c);
-			atomic_fetch_sub(&srv.nclients, 1);
-			close(fd);
-			return;
-		}
-		l->conns = nc;
-		l->capconns = ncap;
+	if (l->nconns == l->capconns &&
+	    !srv_reserve(&l->conns, &l->capconns, l->nconns + 1, sizeof(*l->conns), 64)) {
+		free(c);
+		atomic_fetch_sub(&srv.nclients, 1);
+		close(fd);
+		return;
 	}
 	if (!is_unix)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -400,16 +388,10 @@ void conn_hold(struct conn *c, size_t start, uint64_t seq)
 		if (c->held[c->nheld - 1].seq < seq)
 			c->held[c->nheld - 1].seq = seq;
 	} else {
-		if (c->nheld == c->capheld) {
-			size_t ncap = c->capheld ? c->capheld * 2 : 16;
-			struct held_reply *nh = realloc(c->held, ncap * sizeof(*nh));
-
-			if (!nh) {
-				c->out.oom = true;
-				return;
-			}
-			c->held = nh;
-			c->capheld = ncap;
+		if (c->nheld == c->capheld &&
+		    !srv_reserve(&c->held, &c->capheld, c->nheld + 1, sizeof(*c->held), 16)) {
+			c->out.oom = true;
+			return;
 		}
 		c->held[c->nheld].start = start;
 		c->held[c->nheld].seq = seq;
@@ -551,21 +533,12 @@ void reply_store_error(struct conn *c, int rc)
 
 static bool ensure_args(struct loop *l, size_t n)
 {
-	if (n <= l->cap_args)
-		return true;
-	size_t ncap = l->cap_args ? l->cap_args : 16;
-	while (ncap < n)
-		ncap *= 2;
-	const char **na = realloc(l->argv, ncap * sizeof(*na));
-	if (!na)
-		return false;
-	l->argv = na;
-	size_t *nl = realloc(l->lens, ncap * sizeof(*nl));
-	if (!nl)
-		return false;
-	l->lens = nl;
-	l->cap_args = ncap;
-	return true;
+	size_t cap_lens = l->cap_args;
+
+	/* argv and lens share cap_args: it moves once both have grown. */
+	return n <= l->cap_args ||
+	       (srv_reserve(&l->lens, &cap_lens, n, sizeof(*l->lens), 16) &&
+		srv_reserve(&l->argv, &l->cap_args, n, sizeof(*l->argv), 16));
 }
 
 /* Parse and run every complete command of the query buffer (until output pressure pauses it). */

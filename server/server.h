@@ -247,6 +247,13 @@ uint64_t srv_now_ms(void);
 uint64_t srv_mono_ms(void);
 
 /*
+ * Grow the array *@pv of @size-byte elements, whose capacity is *@cap, to hold at least @need:
+ * the capacity doubles from @first (when 0) as often as it takes. False on ENOMEM, with the
+ * array and *@cap as they were. Call it when the array is full, not on every append.
+ */
+bool srv_reserve(void *pv, size_t *cap, size_t need, size_t size, size_t first);
+
+/*
  * Connections over --maxclients may wait this many at once (all loops) for a slot to free, each
  * holding its descriptor; past that they are refused at once. Counted in the descriptors the
  * server keeps for itself (main.c).
