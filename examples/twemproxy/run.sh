@@ -163,23 +163,38 @@ shares() {
 }
 
 # ---- start three backends and the proxy --------------------------------------------------------
+# A free port is free when picked, not when bound: another test running beside this one may take
+# it first. A start that failed on a port in use is tried again on new ports (5 tries in all).
+in_use() { grep -q "Address already in use" "$1" 2>/dev/null; }
 for i in 1 2 3; do
-	PORT[i]=$(free_port)
-	start_backend "$i" || { FAILS=1; exit 1; }
+	for try in 1 2 3 4 5; do
+		PORT[i]=$(free_port)
+		: >"$BASE/pkv$i.log"
+		start_backend "$i" && break
+		if [ "$try" = 5 ] || ! in_use "$BASE/pkv$i.log"; then FAILS=1; exit 1; fi
+	done
 done
-PROXY=$(free_port)
-STATS=$(free_port)
-sed -e "s/127.0.0.1:22121/127.0.0.1:$PROXY/" -e "s/127.0.0.1:6380:/127.0.0.1:${PORT[1]}:/" \
-	-e "s/127.0.0.1:6381:/127.0.0.1:${PORT[2]}:/" -e "s/127.0.0.1:6382:/127.0.0.1:${PORT[3]}:/" \
-	"$HERE/nutcracker.yml" >"$BASE/nutcracker.yml"
-"$NUTCRACKER" -c "$BASE/nutcracker.yml" -s "$STATS" -a 127.0.0.1 -o "$BASE/nutcracker.log" \
-	-p "$BASE/nutcracker.pid" &
-PROXY_PID=$!
-ready=0
-for n in $(seq 1 500); do
-	kill -0 "$PROXY_PID" 2>/dev/null || break
-	if [ "$(cli "$PROXY" SET probe 1 2>/dev/null)" = OK ]; then ready=1; break; fi
-	sleep 0.02
+for try in 1 2 3 4 5; do
+	PROXY=$(free_port)
+	STATS=$(free_port)
+	sed -e "s/127.0.0.1:22121/127.0.0.1:$PROXY/" -e "s/127.0.0.1:6380:/127.0.0.1:${PORT[1]}:/" \
+		-e "s/127.0.0.1:6381:/127.0.0.1:${PORT[2]}:/" \
+		-e "s/127.0.0.1:6382:/127.0.0.1:${PORT[3]}:/" \
+		"$HERE/nutcracker.yml" >"$BASE/nutcracker.yml"
+	: >"$BASE/nutcracker.log"
+	"$NUTCRACKER" -c "$BASE/nutcracker.yml" -s "$STATS" -a 127.0.0.1 \
+		-o "$BASE/nutcracker.log" -p "$BASE/nutcracker.pid" &
+	PROXY_PID=$!
+	ready=0
+	for n in $(seq 1 500); do
+		kill -0 "$PROXY_PID" 2>/dev/null || break
+		if [ "$(cli "$PROXY" SET probe 1 2>/dev/null)" = OK ]; then ready=1; break; fi
+		sleep 0.02
+	done
+	[ "$ready" = 1 ] && break
+	kill -0 "$PROXY_PID" 2>/dev/null && break # alive but not forwarding: no port to blame
+	wait "$PROXY_PID" 2>/dev/null
+	in_use "$BASE/nutcracker.log" || break
 done
 if [ "$ready" != 1 ]; then
 	fail "nutcracker did not forward within 10 s"
